@@ -1,0 +1,537 @@
+"""SIP messages (RFC 3261 §7, §20, §25): parse, access, serialize.
+
+Parsing is strict where an answer depends on it (start line, the mandatory headers, CSeq,
+Content-Length) and lenient elsewhere: unknown headers are kept verbatim, compact names are
+expanded, folded lines are joined. Every problem surfaces as :class:`SipParseError` with a
+reason fit for a 400 reason phrase.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from .errors import SipParseError
+from .uri import NameAddr, SipUri, parse_name_addr, parse_uri
+
+__all__ = [
+    "Headers",
+    "Via",
+    "Request",
+    "Response",
+    "Message",
+    "parse_message",
+    "StreamFramer",
+    "make_response",
+    "REASON_PHRASES",
+    "MAX_MESSAGE_SIZE",
+]
+
+MAX_MESSAGE_SIZE = 65535
+"""The largest message we accept (a UDP datagram's worth); longer ones are refused."""
+
+COMPACT_FORMS = {
+    "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length",
+    "c": "Content-Type", "f": "From", "s": "Subject", "k": "Supported", "t": "To",
+    "v": "Via", "o": "Event", "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires",
+    "u": "Allow-Events", "a": "Accept-Contact", "j": "Reject-Contact",
+    "d": "Request-Disposition", "y": "Identity", "n": "Identity-Info",
+}
+
+_CANONICAL = {
+    name.lower(): name
+    for name in (
+        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
+        "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info",
+        "Contact", "Content-Disposition", "Content-Encoding", "Content-Language",
+        "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires",
+        "From", "In-Reply-To", "Max-Forwards", "Min-Expires", "MIME-Version",
+        "Organization", "P-Asserted-Identity", "Path", "Priority", "Proxy-Authenticate",
+        "Proxy-Authorization", "Proxy-Require", "RAck", "Reason", "Record-Route",
+        "Refer-To", "Referred-By", "Reply-To", "Require", "Retry-After", "Route", "RSeq",
+        "Server", "Service-Route", "Session-Expires", "Subject", "Supported", "Timestamp",
+        "To", "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
+    )
+}
+
+# Headers whose values are comma-separated lists (RFC 3261 §7.3.1). Authentication
+# headers are NOT in here: their commas separate parameters.
+_LIST_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "Via", "Route", "Record-Route", "Contact", "Allow", "Supported", "Require",
+        "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
+        "Content-Encoding", "Allow-Events", "Path", "Service-Route", "In-Reply-To",
+        "Alert-Info", "Call-Info", "Error-Info", "Reply-To", "Warning",
+    )
+)
+
+REASON_PHRASES = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 423: "Interval Too Brief",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete",
+    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
+    491: "Request Pending", 500: "Server Internal Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Server Time-out",
+    505: "Version Not Supported", 513: "Message Too Large", 600: "Busy Everywhere",
+    603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+
+
+def canonical_name(name: str) -> str:
+    """Expand compact forms and normalise the case of known header names."""
+    lower = name.lower()
+    if len(lower) == 1 and lower in COMPACT_FORMS:
+        return COMPACT_FORMS[lower]
+    return _CANONICAL.get(lower, name)
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma-separated header value, respecting quotes and <...>."""
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            item = value[start:i].strip()
+            if item:
+                out.append(item)
+            start = i + 1
+        i += 1
+    item = value[start:].strip()
+    if item:
+        out.append(item)
+    return out
+
+
+class Headers:
+    """Ordered, case-insensitive header fields. Each entry is one (name, value) line."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        key = canonical_name(name).lower()
+        return any(n.lower() == key for n, _ in self._items)
+
+    def copy(self) -> "Headers":
+        h = Headers()
+        h._items = list(self._items)
+        return h
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = canonical_name(name).lower()
+        for n, v in self._items:
+            if n.lower() == key:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a header; list-valued headers are split at top-level commas."""
+        key = canonical_name(name).lower()
+        values = [v for n, v in self._items if n.lower() == key]
+        if key in _LIST_HEADERS:
+            return [item for v in values for item in split_list(v)]
+        return values
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((canonical_name(name), value))
+
+    def prepend(self, name: str, value: str) -> None:
+        self._items.insert(0, (canonical_name(name), value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every value of ``name`` with one, keeping the first one's position."""
+        name = canonical_name(name)
+        key = name.lower()
+        for i, (n, _) in enumerate(self._items):
+            if n.lower() == key:
+                self._items[i] = (name, value)
+                self._items = [
+                    item for j, item in enumerate(self._items) if j <= i or item[0].lower() != key
+                ]
+                return
+        self._items.append((name, value))
+
+    def remove(self, name: str) -> None:
+        key = canonical_name(name).lower()
+        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+
+
+@dataclass(slots=True)
+class Via:
+    """One Via value: ``SIP/2.0/UDP host:port;branch=...;rport``."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, value: str) -> "Via":
+        m = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(.*)$", value, re.S)
+        if not m:
+            raise SipParseError("malformed Via header")
+        transport, sent_by, rest = m.group(1).upper(), m.group(2), m.group(3)
+        try:
+            uri = parse_uri("sip:" + sent_by)
+        except SipParseError:
+            raise SipParseError("malformed Via sent-by") from None
+        params: dict[str, str | None] = {}
+        for item in rest.split(";"):
+            item = item.strip()
+            if not item:
+                continue
+            name, eq, val = item.partition("=")
+            params[name.strip().lower()] = val.strip() if eq else None
+        return cls(transport=transport, host=uri.host, port=uri.port, params=params)
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    def __str__(self) -> str:
+        out = f"SIP/2.0/{self.transport} {self.host}" + (f":{self.port}" if self.port else "")
+        for name, value in self.params.items():
+            out += f";{name}" + ("" if value is None else f"={value}")
+        return out
+
+
+class Message:
+    """What requests and responses share: headers, body, and typed accessors."""
+
+    __slots__ = ("headers", "body")
+
+    def __init__(self, headers: Headers | Iterable[tuple[str, str]] | None = None,
+                 body: bytes = b"") -> None:
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
+        self.body = body
+
+    # -- typed accessors (raise SipParseError on bad values) --------------------------------
+    @property
+    def call_id(self) -> str:
+        value = self.headers.get("Call-ID")
+        if not value or not value.strip():
+            raise SipParseError("missing Call-ID header")
+        return value.strip()
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        value = self.headers.get("CSeq")
+        if value is None:
+            raise SipParseError("missing CSeq header")
+        parts = value.split()
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+            raise SipParseError("malformed CSeq header")
+        number = int(parts[0])
+        if number >= 2**31:
+            raise SipParseError("CSeq number out of range")
+        return number, parts[1].upper()
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(v) for v in self.headers.get_all("Via")]
+
+    @property
+    def top_via(self) -> Via:
+        values = self.headers.get_all("Via")
+        if not values:
+            raise SipParseError("missing Via header")
+        return Via.parse(values[0])
+
+    def _address(self, name: str) -> NameAddr:
+        value = self.headers.get(name)
+        if value is None:
+            raise SipParseError(f"missing {name} header")
+        try:
+            return parse_name_addr(value)
+        except SipParseError as exc:
+            raise SipParseError(f"malformed {name} header: {exc.reason}") from None
+
+    @property
+    def from_(self) -> NameAddr:
+        return self._address("From")
+
+    @property
+    def to(self) -> NameAddr:
+        return self._address("To")
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        return [parse_name_addr(v) for v in self.headers.get_all("Contact") if v.strip() != "*"]
+
+    @property
+    def record_routes(self) -> list[str]:
+        return self.headers.get_all("Record-Route")
+
+    @property
+    def content_type(self) -> str | None:
+        value = self.headers.get("Content-Type")
+        return value.split(";")[0].strip().lower() if value else None
+
+    def header_int(self, name: str) -> int | None:
+        value = self.headers.get(name)
+        if value is None:
+            return None
+        value = value.split(";")[0].strip()
+        if not value.isdigit():
+            raise SipParseError(f"malformed {name} header")
+        return int(value)
+
+    # -- serialization ----------------------------------------------------------------------
+    def _start_line(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        lines = [self._start_line()]
+        for name, value in self.headers:
+            if name == "Content-Length":
+                continue
+            lines.append(f"{name}: {value}")
+        lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+
+class Request(Message):
+    __slots__ = ("method", "uri")
+
+    def __init__(self, method: str, uri: str | SipUri, headers=None, body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.method = method.upper()
+        self.uri = str(uri)
+
+    @property
+    def request_uri(self) -> SipUri:
+        return parse_uri(self.uri)
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    __slots__ = ("status", "reason")
+
+    def __init__(self, status: int, reason: str | None = None, headers=None,
+                 body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason if reason is not None else REASON_PHRASES.get(status, "Unknown")
+
+    def _start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        idx = data.find(sep)
+        if idx >= 0:
+            return data[:idx], data[idx + len(sep):]
+    return data, b""
+
+
+def _header_lines(head: str) -> list[str]:
+    """Unfold continuation lines (RFC 3261 §7.3.1): CRLF + whitespace = one space."""
+    lines: list[str] = []
+    for raw in re.split(r"\r?\n", head):
+        if raw[:1] in (" ", "\t") and lines:
+            lines[-1] = lines[-1].rstrip() + " " + raw.strip()
+        elif raw:
+            lines.append(raw)
+    return lines
+
+
+def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
+    """Parse one complete message.
+
+    ``datagram``: on UDP a missing Content-Length means "the rest of the datagram" and
+    excess bytes past Content-Length are discarded (RFC 3261 §18.3); on streams the framer
+    has already cut exactly one message.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise SipParseError("message too large")
+    # tolerate leading CRLFs (keep-alives, RFC 5626) before the start line
+    data = data.lstrip(b"\r\n")
+    head_bytes, body = _split_head(data)
+    try:
+        head = head_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        head = head_bytes.decode("latin-1")
+    lines = _header_lines(head)
+    if not lines:
+        raise SipParseError("empty message")
+    start = lines[0]
+    headers = Headers()
+    msg: Request | Response
+    if start.startswith("SIP/"):
+        m = re.match(r"^SIP/(\d+\.\d+) (\d{3})(?: (.*))?$", start)
+        if not m:
+            raise SipParseError("malformed status line")
+        if m.group(1) != "2.0":
+            raise SipParseError("unsupported SIP version")
+        status = int(m.group(2))
+        if not 100 <= status <= 699:
+            raise SipParseError("status code out of range")
+        msg = Response(status, (m.group(3) or "").strip(), headers)
+    else:
+        parts = start.split(" ")
+        if len(parts) != 3:
+            raise SipParseError("malformed request line")
+        method, uri, version = parts
+        if not _TOKEN.match(method):
+            raise SipParseError("malformed method")
+        msg = Request(method, uri, headers)
+        if version != "SIP/2.0":
+            raise SipParseError("unsupported SIP version", partial=msg)
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if not colon or not name or not _TOKEN.match(name):
+            raise SipParseError(f"malformed header line {line[:40]!r}", partial=msg)
+        headers.add(name, value.strip())
+    length_text = headers.get("Content-Length")
+    if length_text is not None:
+        length_text = length_text.strip()
+        if not length_text.isdigit() or len(length_text) > 9:
+            raise SipParseError("malformed Content-Length", partial=msg)
+        length = int(length_text)
+        if length > len(body):
+            raise SipParseError("Content-Length larger than body", partial=msg)
+        body = body[:length]
+    elif not datagram:
+        body = b""
+    msg.body = body
+    _validate(msg)
+    return msg
+
+
+def _validate(msg: Request | Response) -> None:
+    """The checks a UA must make before it can act on a message (RFC 3261 §8.2, §8.1.3)."""
+    partial = msg if isinstance(msg, Request) else None
+    try:
+        if not msg.headers.get_all("Via"):
+            raise SipParseError("missing Via header")
+        msg.top_via  # noqa: B018 - parse for validity
+        msg.call_id  # noqa: B018
+        number, method = msg.cseq
+        msg.from_  # noqa: B018
+        msg.to  # noqa: B018
+        if isinstance(msg, Request):
+            if method != msg.method:
+                raise SipParseError("CSeq method does not match request method")
+            try:
+                parse_uri(msg.uri)
+            except SipParseError as exc:
+                if msg.uri.split(":", 1)[0].lower() not in ("sip", "sips", "tel"):
+                    raise SipParseError("unsupported Request-URI scheme") from None
+                raise SipParseError(f"malformed Request-URI: {exc.reason}") from None
+            mf = msg.headers.get("Max-Forwards")
+            if mf is not None and (not mf.strip().isdigit() or int(mf) > 255):
+                raise SipParseError("malformed Max-Forwards")
+        for name in ("Expires", "Min-Expires"):
+            msg.header_int(name)
+    except SipParseError as exc:
+        exc.partial = partial
+        raise
+
+
+class StreamFramer:
+    """Cuts a TCP/TLS byte stream into messages by Content-Length (RFC 3261 §18.3).
+
+    Bounded: a header block or a body beyond ``MAX_MESSAGE_SIZE`` is refused with
+    SipParseError, after which the connection should be closed.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes; return the complete raw messages now available."""
+        self._buf += data
+        out: list[bytes] = []
+        while True:
+            # RFC 5626 keep-alives: bare CRLFs between messages
+            while self._buf[:2] == b"\r\n":
+                del self._buf[:2]
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > MAX_MESSAGE_SIZE:
+                    raise SipParseError("header block too large")
+                return out
+            head = bytes(self._buf[:end])
+            m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d{1,9})[ \t]*$", head)
+            if not m:
+                raise SipParseError("missing Content-Length on stream transport")
+            length = int(m.group(1))
+            if end + 4 + length > MAX_MESSAGE_SIZE:
+                raise SipParseError("message too large")
+            total = end + 4 + length
+            if len(self._buf) < total:
+                return out
+            out.append(bytes(self._buf[:total]))
+            del self._buf[:total]
+
+
+def make_response(request: Request, status: int, reason: str | None = None, *,
+                  to_tag: str | None = None,
+                  extra: Iterable[tuple[str, str]] = (), body: bytes = b"") -> Response:
+    """A response to ``request`` with the headers §8.2.6.2 says to copy."""
+    headers = Headers()
+    for value in request.headers.get_all("Via"):
+        headers.add("Via", value)
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        value = request.headers.get(name)
+        if value is not None:
+            if name == "To" and to_tag and status != 100:
+                try:
+                    to = parse_name_addr(value)
+                    if to.tag is None:
+                        value = f"{value};tag={to_tag}"
+                except SipParseError:
+                    pass
+            headers.add(name, value)
+    if status == 100 and request.headers.get("Timestamp"):
+        headers.add("Timestamp", request.headers.get("Timestamp") or "")
+    for name, value in extra:
+        headers.add(name, value)
+    return Response(status, reason, headers, body)

@@ -1,0 +1,180 @@
+"""asyncio SIP transports: one UDP socket and one TCP listener on the same port.
+
+Thin on purpose: bytes in, bytes out, plus the connection bookkeeping TCP needs. Framing
+and parsing live in ``sip.message``; what to do with a message lives in the UA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+from .sip.errors import SipParseError
+from .sip.message import MAX_MESSAGE_SIZE, StreamFramer
+
+__all__ = ["TransportLayer", "Peer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where a message came from or goes to."""
+
+    proto: str  # "udp" | "tcp"
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+Receiver = Callable[[bytes, Peer], None]
+Tracer = Callable[[str, bytes, Peer], None]  # direction "sent"/"received"
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, layer: "TransportLayer") -> None:
+        self.layer = layer
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+        self.layer._received(data, Peer("udp", addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: the transaction layer times out by itself
+        log.debug("udp error: %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, layer: "TransportLayer") -> None:
+        self.layer = layer
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        addr = transport.get_extra_info("peername")
+        self.peer = Peer("tcp", addr[0], addr[1])
+        self.layer._connections[(self.peer.host, self.peer.port)] = self
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except SipParseError as exc:
+            log.warning("closing TCP connection from %s: %s", self.peer, exc.reason)
+            self.layer.stats["stream_errors"] += 1
+            assert self.transport is not None
+            self.transport.close()
+            return
+        for raw in messages:
+            assert self.peer is not None
+            self.layer._received(raw, self.peer)
+
+    def connection_lost(self, exc) -> None:  # type: ignore[override]
+        if self.peer is not None:
+            self.layer._connections.pop((self.peer.host, self.peer.port), None)
+
+
+class TransportLayer:
+    """UDP + TCP endpoints bound to one host:port."""
+
+    def __init__(self, on_message: Receiver, tracer: Tracer | None = None) -> None:
+        self.on_message = on_message
+        self.tracer = tracer
+        self.host = "0.0.0.0"
+        self.port = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.base_events.Server | None = None
+        self._connections: dict[tuple[str, int], _TcpConnection] = {}
+        self._connecting: dict[tuple[str, int], asyncio.Future] = {}
+        self.stats = {"received": 0, "sent": 0, "stream_errors": 0, "oversized": 0}
+
+    async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
+        """Bind UDP (and TCP on the same port). Port 0 picks a free one for both."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        last_error: OSError | None = None
+        for _attempt in range(20 if port == 0 else 1):
+            udp = None
+            try:
+                udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(self), local_addr=(host, port), family=family)
+                bound = udp.get_extra_info("sockname")[1]
+                if tcp:
+                    self._tcp_server = await loop.create_server(
+                        lambda: _TcpConnection(self), host=host, port=bound,
+                        family=family, reuse_address=True)
+                self._udp = udp
+                self.host, self.port = host, bound
+                sock = udp.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                return
+            except OSError as exc:
+                last_error = exc
+                if udp is not None:
+                    udp.close()
+        raise OSError(f"cannot listen on {host}:{port}: {last_error}")
+
+    def _received(self, data: bytes, peer: Peer) -> None:
+        self.stats["received"] += 1
+        if len(data) > MAX_MESSAGE_SIZE:
+            self.stats["oversized"] += 1
+            return
+        if data.strip(b"\r\n\x00") == b"":
+            return  # keep-alive
+        if self.tracer:
+            self.tracer("received", data, peer)
+        self.on_message(data, peer)
+
+    def send(self, data: bytes, peer: Peer) -> None:
+        """Send now over UDP or an existing TCP connection; opens one if needed."""
+        if self.tracer:
+            self.tracer("sent", data, peer)
+        self.stats["sent"] += 1
+        if peer.proto == "udp":
+            if self._udp is None:
+                raise OSError("transport not started")
+            self._udp.sendto(data, (peer.host, peer.port))
+            return
+        conn = self._connections.get((peer.host, peer.port))
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.transport.write(data)
+            return
+        asyncio.get_running_loop().create_task(self._connect_and_send(data, peer))
+
+    async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
+        key = (peer.host, peer.port)
+        loop = asyncio.get_running_loop()
+        try:
+            fut = self._connecting.get(key)
+            if fut is None:
+                fut = loop.create_task(loop.create_connection(
+                    lambda: _TcpConnection(self), peer.host, peer.port))
+                self._connecting[key] = fut
+            try:
+                transport, _ = await asyncio.wait_for(asyncio.shield(fut), 10)
+            finally:
+                self._connecting.pop(key, None)
+            transport.write(data)
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.warning("TCP connect to %s failed: %s", peer, exc)
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        for conn in list(self._connections.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            try:
+                await asyncio.wait_for(self._tcp_server.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                pass
+            self._tcp_server = None

@@ -1,0 +1,109 @@
+"""Packet loss without netem: two network namespaces joined by a veth pair, with an nftables
+``numgen random mod 100 < N drop`` rule on UDP input.
+
+Namespaces and links are created with unique names (pid + counter) and removed again;
+addresses come from the benchmark range 198.18.0.0/15 and exist only inside them.
+Needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN), ``ip`` and ``nft``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from collections.abc import Sequence
+
+from .procs import require_binary, unavailable
+
+_counter = itertools.count(1)
+_TABLE = "sp_loss"
+
+
+def _run(argv: Sequence[str], timeout: float = 10.0) -> subprocess.CompletedProcess:
+    out = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({out.returncode}): {out.stderr.strip()}")
+    return out
+
+
+class LossyLink:
+    """Namespaces ``ns_a`` (``addr_a``) and ``ns_b`` (``addr_b``) joined by one veth pair.
+
+    ``set_loss(ns, percent)`` drops that share of UDP datagrams arriving in ``ns``.
+    ``exec_argv(ns, argv)`` / ``run(ns, argv)`` / ``popen(ns, argv)`` run commands inside.
+    """
+
+    def __init__(self, subnet: int | None = None) -> None:
+        self.ip = require_binary("ip")
+        self.nft = require_binary("nft")
+        n = next(_counter)
+        tag = f"{os.getpid() % 100000}x{n}"
+        self.ns_a, self.ns_b = f"spA{tag}", f"spB{tag}"
+        self.veth_a, self.veth_b = f"va{tag}"[:15], f"vb{tag}"[:15]
+        octet = subnet if subnet is not None else (os.getpid() + n) % 250 + 1
+        self.addr_a, self.addr_b = f"198.18.{octet}.1", f"198.18.{octet}.2"
+        self._created: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"LossyLink({self.ns_a}={self.addr_a} <-> {self.ns_b}={self.addr_b})"
+
+    def create(self) -> LossyLink:
+        try:
+            for ns in (self.ns_a, self.ns_b):
+                _run([self.ip, "netns", "add", ns])
+                self._created.append(ns)
+        except RuntimeError as exc:
+            self.destroy()
+            unavailable(f"cannot create network namespaces here: {exc}")
+        try:
+            ip = self.ip
+            _run([ip, "link", "add", self.veth_a, "netns", self.ns_a,
+                  "type", "veth", "peer", "name", self.veth_b, "netns", self.ns_b])
+            for ns, dev, addr in ((self.ns_a, self.veth_a, self.addr_a),
+                                  (self.ns_b, self.veth_b, self.addr_b)):
+                _run([ip, "-n", ns, "addr", "add", f"{addr}/30", "dev", dev])
+                _run([ip, "-n", ns, "link", "set", dev, "up"])
+                _run([ip, "-n", ns, "link", "set", "lo", "up"])
+                self._nft(ns, f"add table inet {_TABLE}\n"
+                              f"add chain inet {_TABLE} input {{ type filter hook input priority 0; policy accept; }}\n")
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def _nft(self, ns: str, script: str) -> None:
+        out = subprocess.run([self.ip, "netns", "exec", ns, self.nft, "-f", "-"], input=script,
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            raise RuntimeError(f"nft in {ns} failed: {out.stderr.strip()}\n{script}")
+
+    def set_loss(self, ns: str, percent: int) -> None:
+        """Drop ``percent`` % (0-100) of UDP datagrams arriving in ``ns``, at random."""
+        if not 0 <= percent <= 100:
+            raise ValueError(percent)
+        script = f"flush chain inet {_TABLE} input\n"
+        if percent:
+            script += f"add rule inet {_TABLE} input meta l4proto udp numgen random mod 100 < {percent} drop\n"
+        self._nft(ns, script)
+
+    def exec_argv(self, ns: str, argv: Sequence[str]) -> list[str]:
+        return [self.ip, "netns", "exec", ns, *map(str, argv)]
+
+    def run(self, ns: str, argv: Sequence[str], timeout: float = 30.0, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(self.exec_argv(ns, argv), timeout=timeout, **kw)
+
+    def popen(self, ns: str, argv: Sequence[str], **kw) -> subprocess.Popen:
+        kw.setdefault("start_new_session", True)
+        return subprocess.Popen(self.exec_argv(ns, argv), **kw)
+
+    def destroy(self) -> None:
+        """Delete the namespaces (which deletes the veth pair and the nft tables with them)."""
+        for ns in reversed(self._created):
+            subprocess.run([self.ip, "netns", "del", ns], capture_output=True, timeout=10)
+        self._created.clear()
+
+    def __enter__(self) -> LossyLink:
+        return self.create()
+
+    def __exit__(self, *exc) -> None:
+        self.destroy()
