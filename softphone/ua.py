@@ -347,6 +347,7 @@ class UserAgent:
         reason = exc.reason[:1].upper() + exc.reason[1:]
         status = 416 if "scheme" in exc.reason else 505 if "version" in exc.reason else 400
         try:
+            self._stamp_received(req, peer)
             resp = make_response(req, status, reason, to_tag=new_tag())
             self.transport.send(resp.to_bytes(), self.response_peer(req, peer))
             self.stats["bad_requests_answered"] += 1

@@ -726,10 +726,14 @@ def test_fuzz_sdp_alphabet(text):
     _check_only_sdp_errors("v=0\no=- 1 1 IN IP4 127.0.0.1\n" + text)
 
 
+_OFFER_HEAD = ["c=IN IP4 127.0.0.1", "m=audio 5000 RTP/AVP 0 8 96 101"]
+
+
 @FUZZ
-@given(st.lists(_LINE_PIECES, max_size=25), st.sampled_from(["\n", "\r\n"]))
-def test_fuzz_line_soup(lines, newline):
-    _check_only_sdp_errors(newline.join(["v=0", "o=- 1 1 IN IP4 127.0.0.1", *lines]))
+@given(st.booleans(), st.lists(_LINE_PIECES, max_size=25), st.sampled_from(["\n", "\r\n"]))
+def test_fuzz_line_soup(offer_head, lines, newline):
+    head = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", *(_OFFER_HEAD if offer_head else [])]
+    _check_only_sdp_errors(newline.join([*head, *lines]))
 
 
 @FUZZ

@@ -10,6 +10,8 @@ sink's clock (every 20 ms) and always hands back exactly the audio asked for:
 - a missing packet is concealed (repeat the last frame, fading out) and the clock moves
   on, so later packets still play on time; packets that arrive after their slot are
   dropped and counted as late;
+- the depth follows the target: at most every 200 ms one frame is stretched (repeated)
+  when too shallow, or skipped (a lost slot if there is one) when too deep;
 - when the buffer runs dry the clock stalls (concealment fills in) — a delay spike then
   raises the delay instead of losing the late packets; a gap that arrives later is
   credited with the stalled time;
@@ -46,6 +48,8 @@ class PlayoutBuffer:
         self.overflow_dropped = 0
         self.duplicates = 0
         self.decode_errors = 0
+        self.stretched_frames = 0
+        self.skipped_frames = 0
         self.reset()
 
     def reset(self, decoder: Decoder | None = None) -> None:
@@ -63,6 +67,7 @@ class PlayoutBuffer:
         self._last_frame: np.ndarray | None = None
         self._conceal_run = 0
         self._stalled = 0
+        self._pulls_since_adapt = 0
         self._frame_ticks = self._default_frame_ticks
         self._prev_arrival: float | None = None
         self._prev_ts = 0
@@ -137,6 +142,7 @@ class PlayoutBuffer:
             self._stalled = 0
         else:
             self._trim()
+            self._adapt()
         guard = 0
         while len(self._pcm) < need and guard < 64:
             guard += 1
@@ -160,6 +166,34 @@ class PlayoutBuffer:
             self._next_ts = self._heap[0] if self._heap else ext + self._frame_ticks
         if len(self._pcm) and self.depth_ms > target:
             self._pcm.clear()
+
+    def _adapt(self) -> None:
+        """Nudge the depth towards the target by one frame at most every 200 ms:
+        stretch (repeat a frame) when too shallow, skip a frame when too deep —
+        preferably a slot that was lost anyway."""
+        self._pulls_since_adapt += 1
+        if self._pulls_since_adapt < 10:
+            return
+        frame_ms = self._frame_ticks * 1000.0 / self.clock_rate
+        depth, target = self.depth_ms, self.target_ms
+        if depth + frame_ms <= target:
+            self._pulls_since_adapt = 0
+            self.stretched_frames += 1
+            run = self._conceal_run
+            self._conceal_run = 0
+            self._conceal(self._frame_ticks)
+            self.concealed_frames -= 1  # a stretch is not a loss
+            self._conceal_run = run
+        elif depth > target + 2 * frame_ms and self._heap and self._next_ts is not None:
+            self._pulls_since_adapt = 0
+            self.skipped_frames += 1
+            first, nxt = self._heap[0], self._next_ts
+            if first > nxt:
+                self._next_ts = nxt + min(self._frame_ticks, first - nxt)
+            else:
+                heapq.heappop(self._heap)
+                self._payloads.pop(first, None)
+                self._next_ts = first + self._frame_ticks
 
     def _produce(self) -> None:
         """Append the next frame of audio: decoded, or concealed."""

@@ -676,18 +676,20 @@ def _pick_dtmf(offered: list[Codec], rate: int) -> Codec | None:
     return events[0] if events else None
 
 
-def _int_param(params: dict[str, str], name: str) -> int | None:
-    value = params.get(name, "").strip()
-    return int(value) if _UINT.match(value) and len(value) < 10 else None
+def _small_uint(text: str | None) -> int | None:
+    """A lenient read of an optional number (fmtp values are free text): None if not one."""
+    text = (text or "").strip()
+    return int(text) if _UINT.match(text) and len(text) < 10 else None
 
 
 def _packet_time(remote: MediaDescription, codec: Codec, fallback: int) -> int:
-    """The remote side's ptime (a=ptime, or opus fmtp ptime), kept within its min/max."""
+    """The remote side's ptime (a=ptime, or opus fmtp ptime, RFC 7587 §6.1), kept within
+    its minptime/maxptime and on a 10 ms grid every codec of ours can packetise."""
     params = codec.fmtp_params()
-    target = remote.ptime or _int_param(params, "ptime") or fallback
-    minptime = remote.attribute("minptime")  # baresip and others send a=minptime
-    lows = [_int_param(params, "minptime"), _int_param({"v": minptime or ""}, "v")]
-    highs = [remote.maxptime, _int_param(params, "maxptime")]
+    target = remote.ptime or _small_uint(params.get("ptime")) or fallback
+    # a=minptime is not in RFC 4566 but baresip and others send it
+    lows = [_small_uint(params.get("minptime")), _small_uint(remote.attribute("minptime"))]
+    highs = [remote.maxptime, _small_uint(params.get("maxptime"))]
     low = max((x for x in lows if x), default=0)
     high = min((x for x in highs if x), default=10**9)
     allowed = [p for p in _PTIMES if low <= p <= high] or list(_PTIMES)

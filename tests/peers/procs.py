@@ -99,6 +99,27 @@ def reap(pid: int) -> None:
         pass
 
 
+def reap_adopted_zombies(names: set[str]) -> list[int]:
+    """Reap exited children of ours named ``names`` that we never knew the PID of:
+    intermediate forks of a daemon re-parented to us (see ``become_subreaper``)."""
+    reaped = []
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        if comm in names and fields[0] == "Z" and fields[1] == me:
+            reap(int(entry))
+            reaped.append(int(entry))
+    return reaped
+
+
 def stop_pid(pid: int, *, signals: Sequence[signal.Signals] = (signal.SIGTERM,),
              grace: float = 5.0, kill_after: float = 2.0) -> bool:
     """Signal ``pid`` with each of ``signals`` in turn (waiting ``grace`` s after each),

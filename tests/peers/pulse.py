@@ -10,7 +10,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .procs import PeerTimeout, become_subreaper, require_binary, stop_pid, track
+from .procs import (PeerTimeout, become_subreaper, reap_adopted_zombies, require_binary,
+                    stop_pid, track)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "audio" / "headless-audio.sh"
 
@@ -89,3 +90,4 @@ class HeadlessPulse:
         for pid in self._pids:
             stop_pid(pid, grace=3.0)
         self._pids.clear()
+        reap_adopted_zombies({"pulseaudio", "parec"})

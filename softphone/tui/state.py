@@ -1,0 +1,185 @@
+"""The TUI's state in one place: what the widgets show, nothing they compute.
+
+The controller writes it (from UA events and a once-a-second poll of live calls); the
+widgets read it. Snapshot tests fill it by hand, which is why it holds plain values
+(durations, timestamps) rather than live objects.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+__all__ = ["AccountView", "CallView", "TraceEntry", "TraceStore", "PhoneState", "call_id_of"]
+
+
+@dataclass
+class AccountView:
+    name: str
+    aor: str
+    register: bool = True
+    state: str = "unregistered"  # registering | registered | failed | unregistered
+    status: int | None = None
+    reason: str | None = None
+    seconds_left: float | None = None
+
+    def describe(self) -> str:
+        if self.state == "registered":
+            left = f" ({int(self.seconds_left)} s)" if self.seconds_left is not None else ""
+            return f"registered{left}"
+        if self.state == "failed":
+            code = f"{self.status} " if self.status else ""
+            return f"failed: {code}{self.reason or ''}".rstrip()
+        if not self.register and self.state == "unregistered":
+            return "not registering"
+        return self.state
+
+
+STATE_LABELS = {"calling": "calling", "ringing": "ringing", "early": "early media",
+                "incoming": "incoming", "connected": "connected", "ending": "ending",
+                "ended": "ended"}
+
+
+@dataclass
+class CallView:
+    call_id: str
+    direction: str  # outgoing | incoming
+    uri: str
+    display_name: str | None = None
+    state: str = "calling"
+    reason: str | None = None  # for ended calls: "hangup", "rejected 486 Busy Here" …
+    codec: str | None = None
+    duration: float = 0.0
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    rtt_ms: float | None = None
+    mos: float | None = None
+    muted: bool = False
+    started_at: float = field(default_factory=time.time)
+    account: str | None = None
+    dtmf_sent: str = ""
+    dtmf_received: str = ""
+    input_dbfs: float | None = None
+    output_dbfs: float | None = None
+
+    @property
+    def party(self) -> str:
+        return f"{self.display_name} <{self.uri}>" if self.display_name else self.uri
+
+    @property
+    def state_label(self) -> str:
+        label = STATE_LABELS.get(self.state, self.state)
+        if self.state == "ended" and self.reason:
+            return f"ended: {self.reason}"
+        if self.muted and self.state == "connected":
+            return "connected (muted)"
+        return label
+
+    @property
+    def active(self) -> bool:
+        return self.state != "ended"
+
+
+@dataclass
+class TraceEntry:
+    time: float  # seconds since the epoch
+    direction: str  # sent | received
+    proto: str
+    peer: str
+    data: bytes
+
+    @property
+    def first_line(self) -> str:
+        line = self.data.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
+        return line.decode("utf-8", "replace")
+
+    @property
+    def summary(self) -> str:
+        """`INVITE` for requests, `200 OK` for responses (the method in brackets)."""
+        first = self.first_line
+        if first.startswith("SIP/2.0 "):
+            cseq = _CSEQ.search(self.data)
+            method = f" ({cseq.group(1).decode()})" if cseq else ""
+            return first[8:] + method
+        return first.split(" ", 1)[0]
+
+
+_CALL_ID = re.compile(rb"^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]+)", re.I | re.M)
+_CSEQ = re.compile(rb"^cseq[ \t]*:[ \t]*\d+[ \t]+([A-Za-z]+)", re.I | re.M)
+
+
+def call_id_of(data: bytes) -> str | None:
+    """The Call-ID of a SIP message, found by a regex over the header block (cheap)."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    match = _CALL_ID.search(head)
+    return match.group(1).strip().decode("utf-8", "replace") if match else None
+
+
+class TraceStore:
+    """Messages grouped by Call-ID, in order; bounded (oldest dialogs dropped first)."""
+
+    def __init__(self, max_dialogs: int = 200, max_per_dialog: int = 500) -> None:
+        self.max_dialogs = max_dialogs
+        self.max_per_dialog = max_per_dialog
+        self.dialogs: OrderedDict[str, list[TraceEntry]] = OrderedDict()
+        self.version = 0
+
+    def add(self, direction: str, data: bytes, proto: str, peer: str,
+            when: float | None = None) -> None:
+        call_id = call_id_of(data)
+        if call_id is None:
+            return
+        entries = self.dialogs.get(call_id)
+        if entries is None:
+            entries = self.dialogs[call_id] = []
+            while len(self.dialogs) > self.max_dialogs:
+                self.dialogs.popitem(last=False)
+        if len(entries) < self.max_per_dialog:
+            entries.append(TraceEntry(when if when is not None else time.time(), direction,
+                                      proto, peer, bytes(data)))
+        self.version += 1
+
+    def messages(self, call_id: str) -> list[TraceEntry]:
+        return list(self.dialogs.get(call_id, ()))
+
+    def export(self, call_id: str) -> str:
+        """The call's messages in the `--sip-trace` text format (DESIGN §3)."""
+        import datetime as dt
+
+        out = []
+        for e in self.messages(call_id):
+            stamp = dt.datetime.fromtimestamp(e.time, dt.timezone.utc).isoformat(
+                timespec="milliseconds")
+            out.append(f"--- {stamp} {e.direction} {e.proto} {e.peer}\n")
+            text = e.data.decode("utf-8", "replace").replace("\r\n", "\n")
+            out.append(text if text.endswith("\n") else text + "\n")
+        return "".join(out)
+
+
+@dataclass
+class PhoneState:
+    identity: str = "starting…"  # our local address, or the selected account's AOR
+    accounts: dict[str, AccountView] = field(default_factory=dict)
+    selected_account: str | None = None
+    calls: OrderedDict[str, CallView] = field(default_factory=OrderedDict)
+    trace: TraceStore = field(default_factory=TraceStore)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))
+    audio_backend: str = "null"
+    notice: str | None = None
+    max_ended_calls: int = 20
+
+    def add_call(self, view: CallView) -> None:
+        self.calls[view.call_id] = view
+        ended = [cid for cid, c in self.calls.items() if not c.active]
+        for cid in ended[:-self.max_ended_calls] if len(ended) > self.max_ended_calls else ():
+            del self.calls[cid]
+
+    def incoming_ringing(self) -> list[CallView]:
+        return [c for c in self.calls.values()
+                if c.direction == "incoming" and c.state in ("incoming", "ringing")]
+
+    def log_line(self, text: str, when: float | None = None) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(when or time.time()))
+        self.log.append(f"{stamp} {text}")

@@ -1,0 +1,286 @@
+"""The headless CLI against real peers: Kamailio (registrar/proxy, digest), SIPp, raw UDP.
+
+Every process is started and stopped by the tests; everything runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from peers.net import free_udp_port
+
+pytestmark = pytest.mark.peers
+
+
+def write_config(path: Path, kam, user: str | None = None, *, password: str | None = None,
+                 register: bool = True, transport: str = "udp", extra: str = "") -> Path:
+    """A config with one Kamailio account (or none) and a free listen port."""
+    lines = []
+    if user is not None:
+        sub = kam.subscriber(user)
+        lines += [
+            "[[accounts]]",
+            f'name = "u{user}"',
+            f'aor = "sip:{user}@{kam.domain}"',
+            f'password = "{password if password is not None else sub.password}"',
+            f'registrar = "sip:{kam.host}:{kam.port}"',
+            f'transport = "{transport}"',
+            f"register = {'true' if register else 'false'}",
+            "expires = 300",
+            "",
+        ]
+    lines += ["[network]", f'listen = "127.0.0.1:{free_udp_port()}"', "rtp_ports = [20000, 30000]",
+              "", "[audio]", 'backend = "null"', extra]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def contacts_of(kam, user: str) -> list[str]:
+    """Contact URIs Kamailio holds for ``user`` (from kamcmd ul.dump)."""
+    dump = kam.ul_dump()
+    found = []
+    for block in re.split(r"\n(?=\s*AoR:)", dump):
+        if re.search(rf"AoR:\s*{user}\b", block):
+            found += re.findall(r"Address:\s*(sip:\S+)", block)
+    return found
+
+
+# -- registration ------------------------------------------------------------------------------
+def test_register_then_unregister(kamailio, softphone, tmp_path):
+    cfg = write_config(tmp_path / "c.toml", kamailio, "1001")
+    trace = tmp_path / "trace.txt"
+    p = softphone("register", "--config", str(cfg), "--sip-trace", str(trace))
+    ev = p.wait_event("registered", timeout=15)
+    assert ev["account"] == "u1001" and 0 < ev["expires"] <= 300
+    assert contacts_of(kamailio, "1001"), kamailio.ul_dump()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait_exit(15) == 0, p.diagnostics()
+    assert p.find_event("unregistered") is not None, p.diagnostics()
+    assert contacts_of(kamailio, "1001") == []
+    text = trace.read_text()
+    # the digest round: 401 then an Authorization header, never the password
+    assert "SIP/2.0 401" in text and "Authorization: Digest" in text
+    assert "secret1001" not in text
+    assert re.search(r"^--- \S+ sent udp 127\.0\.0\.1:\d+$", text, re.M)
+
+
+def test_register_with_duration_exits_zero(kamailio, softphone, tmp_path):
+    cfg = write_config(tmp_path / "c.toml", kamailio, "1003")
+    p = softphone("register", "--config", str(cfg), "--duration", "1")
+    assert p.wait_exit(20) == 0, p.diagnostics()
+    names = p.event_names()
+    assert names.index("registered") < names.index("unregistered")
+
+
+def test_wrong_password_fails_with_status(kamailio, softphone, tmp_path):
+    cfg = write_config(tmp_path / "c.toml", kamailio, "1001", password="not-the-password")
+    p = softphone("register", "--config", str(cfg))
+    assert p.wait_exit(20) == 1, p.diagnostics()
+    ev = p.find_event("registration_failed")
+    assert ev is not None and ev["status"] == 401, p.diagnostics()
+    assert "registration failed: 401" in p.stderr_text()
+    assert "not-the-password" not in p.stderr_text()
+    assert all("not-the-password" not in str(e) for e in p.events)
+
+
+def test_register_over_tcp(kamailio, softphone, tmp_path):
+    cfg = write_config(tmp_path / "c.toml", kamailio, "1003", transport="tcp")
+    trace = tmp_path / "t.txt"
+    p = softphone("register", "--config", str(cfg), "--duration", "0.5", "--sip-trace", str(trace))
+    assert p.wait_exit(20) == 0, p.diagnostics()
+    assert p.find_event("registered") is not None
+    assert "sent tcp" in trace.read_text()
+
+
+def test_register_sha256(kamailio_sha256, softphone, tmp_path):
+    cfg = write_config(tmp_path / "c.toml", kamailio_sha256, "1001")
+    trace = tmp_path / "t.txt"
+    p = softphone("register", "--config", str(cfg), "--duration", "0.5", "--sip-trace", str(trace))
+    assert p.wait_exit(20) == 0, p.diagnostics()
+    text = trace.read_text()
+    assert "algorithm=SHA-256" in text, text[-2000:]
+
+
+# -- calls through the proxy -------------------------------------------------------------------
+@pytest.fixture
+def callee(kamailio, softphone, tmp_path):
+    """`softphone answer --auto` registered as 1002."""
+    def start(*flags: str):
+        cfg = write_config(tmp_path / "callee.toml", kamailio, "1002")
+        p = softphone("answer", "--config", str(cfg), *flags)
+        p.wait_event("registered", timeout=15)
+        return p
+    return start
+
+
+def caller_config(kamailio, tmp_path) -> Path:
+    return write_config(tmp_path / "caller.toml", kamailio, "1001")
+
+
+def test_call_through_kamailio_caller_hangs_up(kamailio, softphone, callee, tmp_path):
+    b = callee("--auto", "--max-calls", "1")
+    trace = tmp_path / "a.txt"
+    a = softphone("call", "sip:1002@127.0.0.1", "--duration", "1", "--config",
+                  str(caller_config(kamailio, tmp_path)), "--sip-trace", str(trace))
+    answered = a.wait_event("answered", timeout=20)
+    assert answered["codec"] in ("opus", "G722", "PCMU", "PCMA")
+    incoming = b.wait_event("incoming", timeout=5)
+    assert incoming["from"].startswith("sip:1001@") and incoming["call_id"] == answered["call_id"]
+    ended = a.wait_event("ended", timeout=10)
+    assert ended["reason"] == "hangup"
+    assert a.wait_exit(10) == 0, a.diagnostics()
+    b_end = b.wait_event("ended", timeout=10)
+    assert b_end["reason"] == "remote-hangup"
+    assert b.wait_exit(10) == 0, b.diagnostics()
+    text = trace.read_text()
+    assert "SIP/2.0 407" in text and "Proxy-Authorization: Digest" in text
+    # ACK and BYE follow the route set through the proxy, not straight to the callee
+    for method in ("ACK", "BYE"):
+        m = re.search(rf"^--- \S+ sent udp (\S+)\n{method} ", text, re.M)
+        assert m and m.group(1) == kamailio.addr, (method, text[-3000:])
+        assert re.search(rf"{method} sip:1002@[^\n]*\n(?:[^\n]+\n)*?Route: <sip:127\.0\.0\.1[:;]",
+                         text), text[-3000:]
+
+
+def test_call_callee_hangs_up(kamailio, softphone, callee, tmp_path):
+    b = callee("--auto")
+    a = softphone("call", "sip:1002@127.0.0.1", "--config", str(caller_config(kamailio, tmp_path)))
+    a.wait_event("answered", timeout=20)
+    b.wait_event("answered", timeout=5)
+    b.send_signal(signal.SIGTERM)  # callee ends: it sends BYE before exiting
+    assert a.wait_event("ended", timeout=10)["reason"] == "remote-hangup"
+    assert a.wait_exit(10) == 0, a.diagnostics()
+    assert b.wait_event("ended", timeout=10)["reason"] == "hangup"
+    assert b.wait_exit(10) == 0
+
+
+def test_cancel_gives_487(kamailio, softphone, callee, tmp_path):
+    b = callee()  # rings until the caller gives up
+    a = softphone("call", "sip:1002@127.0.0.1", "--timeout", "2", "--config",
+                  str(caller_config(kamailio, tmp_path)))
+    a.wait_event("ringing", timeout=20)
+    b.wait_event("incoming", timeout=5)
+    assert a.wait_exit(15) == 1, a.diagnostics()
+    assert "call failed: timeout" in a.stderr_text()
+    assert a.find_event("ended")["reason"] == "timeout"
+    assert b.wait_event("ended", timeout=10)["reason"] == "cancelled"
+
+
+def test_unknown_user_gets_404(kamailio, softphone, tmp_path):
+    a = softphone("call", "sip:1999@127.0.0.1", "--config", str(caller_config(kamailio, tmp_path)))
+    assert a.wait_exit(20) == 1, a.diagnostics()
+    assert "call failed: 404" in a.stderr_text()
+    ended = a.find_event("ended")
+    assert ended["reason"] == "rejected" and ended["status"] == 404
+
+
+def test_busy_gets_486(kamailio, softphone, sipp, tmp_path):
+    kamailio.restart()  # no contacts of 1002 left from earlier tests
+    port = free_udp_port()
+    uas = sipp.start("uas_busy", local_port=port, timeout=20)
+    reg = sipp.register(kamailio, "1002", contact_port=port)
+    assert reg.ok, reg.explain()
+    a = softphone("call", "sip:1002@127.0.0.1", "--config", str(caller_config(kamailio, tmp_path)))
+    assert a.wait_exit(20) == 1, a.diagnostics()
+    assert "call failed: 486 Busy Here" in a.stderr_text()
+    assert a.find_event("ended")["status"] == 486
+    result = uas.wait(10)
+    assert result.ok, result.explain()
+    sipp.register(kamailio, "1002", contact_port=port, expires=0)
+
+
+def test_sipp_uac_calls_softphone(kamailio, sipp, callee):
+    kamailio.restart()
+    b = callee("--auto", "--max-calls", "1")
+    result = sipp.run("uac_auth", remote=kamailio.addr, service="1002", auth=("1001", "secret1001"),
+                      keys={"caller": "1001"}, duration_ms=1000, timeout=20,
+                      media_port=None)
+    assert result.ok, result.explain()
+    assert b.wait_event("ended", timeout=10)["reason"] == "remote-hangup"
+    assert b.wait_exit(10) == 0
+
+
+def test_softphone_calls_sipp_uas(kamailio, softphone, sipp, tmp_path):
+    kamailio.restart()
+    port = free_udp_port()
+    uas = sipp.start("uas", local_port=port, timeout=20)
+    reg = sipp.register(kamailio, "1002", contact_port=port)
+    assert reg.ok, reg.explain()
+    a = softphone("call", "sip:1002@127.0.0.1", "--duration", "1", "--config",
+                  str(caller_config(kamailio, tmp_path)))
+    assert a.wait_event("answered", timeout=20)["codec"] in ("PCMU", "PCMA")
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    result = uas.wait(10)
+    assert result.ok, result.explain()
+    sipp.register(kamailio, "1002", contact_port=port, expires=0)
+
+
+# -- direct (no proxy) -----------------------------------------------------------------------------
+def _udp_exchange(port: int, payload: bytes, timeout: float = 3.0) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(timeout)
+        s.sendto(payload, ("127.0.0.1", port))
+        data, _ = s.recvfrom(65535)
+        return data
+
+
+def _request(method: str, port: int, *, extra: str = "", cseq_method: str | None = None,
+             to_tag: str = "") -> bytes:
+    branch = "z9hG4bK" + uuid.uuid4().hex[:12]
+    return (f"{method} sip:probe@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:9;branch={branch};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:tester@127.0.0.1>;tag=abc\r\n"
+            f"To: <sip:probe@127.0.0.1>{to_tag}\r\nCall-ID: {uuid.uuid4()}\r\n"
+            f"CSeq: 1 {cseq_method or method}\r\n{extra}Content-Length: 0\r\n\r\n").encode()
+
+
+@pytest.fixture
+def listener(softphone, tmp_path):
+    port = free_udp_port()
+    cfg = tmp_path / "none.toml"
+    cfg.write_text("")
+    p = softphone("answer", "--auto", "--config", str(cfg), "--listen", f"127.0.0.1:{port}")
+    p.wait_event("listening", timeout=10)
+    return p, port
+
+
+def test_options_keepalive_answered(listener):
+    _, port = listener
+    reply = _udp_exchange(port, _request("OPTIONS", port)).decode()
+    assert reply.startswith("SIP/2.0 200 ")
+    for header in ("Allow:", "Accept: application/sdp", "Supported:"):
+        assert header in reply, reply
+    assert "INVITE" in re.search(r"^Allow: (.*)$", reply, re.M).group(1)
+    # the response came back to the source port (rport), with received/rport filled in
+    assert re.search(r"^Via: .*;rport=\d+", reply, re.M), reply
+
+
+def test_malformed_request_gets_400_and_ua_survives(listener):
+    p, port = listener
+    bad = _request("OPTIONS", port, cseq_method="INVITE")  # CSeq method mismatch
+    reply = _udp_exchange(port, bad).decode()
+    assert reply.startswith("SIP/2.0 400 "), reply
+    assert "CSeq" in reply.split("\r\n", 1)[0]
+    garbage = b"\x00\xffNOT SIP AT ALL\r\n\r\n"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(garbage, ("127.0.0.1", port))
+    reply = _udp_exchange(port, _request("OPTIONS", port)).decode()
+    assert reply.startswith("SIP/2.0 200 ")
+    assert p.proc.poll() is None
+
+
+def test_unknown_and_unsupported_methods(listener):
+    _, port = listener
+    assert _udp_exchange(port, _request("FOO", port)).startswith(b"SIP/2.0 501 ")
+    assert _udp_exchange(port, _request("SUBSCRIBE", port, extra="Event: presence\r\n")) \
+        .startswith(b"SIP/2.0 405 ")
+    assert _udp_exchange(port, _request("BYE", port, to_tag=";tag=nope")) \
+        .startswith(b"SIP/2.0 481 ")
