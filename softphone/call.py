@@ -110,6 +110,7 @@ class Call:
         self._auto_answer_handle: asyncio.TimerHandle | None = None
         self._response_peer: Peer | None = None
         self.rtp_timeout_hit = False
+        self._devices: tuple[Any, Any] = ()
 
     # -- helpers ------------------------------------------------------------------------------
     def _spawn(self, coro) -> asyncio.Task:
@@ -153,7 +154,10 @@ class Call:
     def stats(self) -> dict[str, Any]:
         if self.media is None:
             return {"sent": 0, "received": 0, "lost": 0, "jitter_ms": 0.0}
-        return self.media.stats().as_event()
+        stats = self.media.stats()
+        # the contract's four counters, plus what explains audio quality
+        return {**stats.as_event(), "concealed": stats.concealed,
+                "playout_ms": round(stats.playout_ms, 1)}
 
     # -- media --------------------------------------------------------------------------------
     async def _open_media(self) -> None:
@@ -199,6 +203,7 @@ class Call:
             self.media.set_hold(neg.direction)
             return
         source, sink = self.ua.media_devices(self)
+        self._devices = (source, sink)
         self.media.start(fmt, remote, remote_rtcp, rtcp_mux=neg.rtcp_mux, source=source,
                          sink=sink, on_dtmf=self._on_dtmf, on_timeout=self._on_rtp_timeout,
                          rtp_timeout=float(self.ua.config.network.rtp_timeout or 0))
@@ -805,6 +810,19 @@ class Call:
         if self.media is not None:
             self.media.set_muted(muted)
 
+    async def _close_media(self) -> None:
+        """RTCP BYE and sockets, then the devices (files flushed, PortAudio streams closed)."""
+        try:
+            await self.media.close()
+        finally:
+            for device in self._devices:
+                close = getattr(device, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:
+                        log.debug("closing %r failed", device, exc_info=True)
+
     def _end(self, reason: str, *, status: int | None = None, phrase: str | None = None,
              emit: bool = True) -> None:
         if self.ended:
@@ -830,8 +848,7 @@ class Call:
         if not self._answered.done():
             self._answered.cancel()
         if self.media is not None:
-            media = self.media
-            self.ua.loop.create_task(media.close())
+            self.ua.loop.create_task(self._close_media())
         if not self._finished.done():
             self._finished.set_result(info)
         # keep the call a while to absorb retransmissions, then forget it (bounded memory)

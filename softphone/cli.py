@@ -225,7 +225,8 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     ua = UserAgent(config, account, listen=listen, on_event=printer, tracer=tracer,
                    media_factory=devices,
                    auto_answer=bool(getattr(args, "auto", False)),
-                   answer_delay=float(getattr(args, "delay", 0.0) or 0.0))
+                   answer_delay=float(getattr(args, "delay", 0.0) or 0.0),
+                   preload_media=args.command != "register")
     try:
         await ua.start()
     except OSError as exc:

@@ -265,6 +265,9 @@ class NetworkSettings:
     public_address: str | None = None
     rtp_timeout: float = 30.0  # seconds without RTP before a call ends; 0 = never
     max_calls: int = 8
+    # new out-of-dialog requests per second per source IP (0 = no limit), and the burst
+    rate_limit: float = 50.0
+    rate_burst: int = 100
 
     @property
     def listen_host(self) -> str:
@@ -563,7 +566,8 @@ _ACCOUNT_KEYS = (
     "name", "aor", "username", "password", "password_env", "keyring", "display_name",
     "registrar", "outbound_proxy", "transport", "register", "expires", "auth_realm",
 )
-_NETWORK_KEYS = ("listen", "rtp_ports", "public_address", "rtp_timeout", "max_calls")
+_NETWORK_KEYS = ("listen", "rtp_ports", "public_address", "rtp_timeout", "max_calls",
+                 "rate_limit", "rate_burst")
 _AUDIO_KEYS = ("backend", "input_device", "output_device", "codecs", "ptime", "dtmf")
 _SIP_KEYS = ("user_agent", "t1_ms", "t2_ms", "t4_ms")
 _UI_KEYS = ("theme",)
@@ -811,6 +815,8 @@ class _Parser:
             public_address=public,
             rtp_timeout=self.number(t, "rtp_timeout", path, d.rtp_timeout, 0),
             max_calls=self.integer(t, "max_calls", path, d.max_calls, 1, 10000),
+            rate_limit=self.number(t, "rate_limit", path, d.rate_limit, 0),
+            rate_burst=self.integer(t, "rate_burst", path, d.rate_burst, 1, 1_000_000),
         )
 
     def rtp_ports(self, t: Mapping[str, Any], path: str, default: tuple[int, int]) -> tuple[int, int]:

@@ -33,6 +33,7 @@ from .sip.transaction import (
     TransactionTable,
 )
 from .sip.uri import NameAddr, SipUri, parse_uri
+from .ratelimit import ALLOW, REFUSE, RateLimiter
 from .transport import Peer, TransportLayer
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ _KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PU
                       "UPDATE", "PRACK"}
 
 EventSink = Callable[[str, dict], None]
+
+MAX_TRANSACTIONS = 4096  # live client + server transactions; new requests beyond are dropped
+MAX_CACHED_ROUTES = 256  # remote hosts whose outgoing local address we remember
 
 
 def new_tag() -> str:
@@ -78,8 +82,10 @@ class UserAgent:
                  listen: str | None = None, on_event: EventSink | None = None,
                  tracer: Callable | None = None, media_factory: Callable | None = None,
                  auto_answer: bool = False, answer_delay: float = 0.0,
-                 user: str | None = None) -> None:
+                 user: str | None = None, preload_media: bool = True) -> None:
         self.config = config
+        self.preload_media = preload_media
+        self._preload: asyncio.Task | None = None
         self.account = account
         self.listen = listen or config.network.listen
         self.on_event = on_event or (lambda name, data: None)
@@ -96,7 +102,9 @@ class UserAgent:
         self.registration: "Registration | None" = None
         self.started_at = time.monotonic()
         self.stats = {"parse_errors": 0, "bad_requests_answered": 0, "handler_errors": 0,
-                      "stray_responses": 0}
+                      "stray_responses": 0, "rate_limited": 0, "overload_dropped": 0}
+        self.rate_limiter = RateLimiter(rate=config.network.rate_limit,
+                                        burst=config.network.rate_burst)
         self._local_ip_cache: dict[str, str] = {}
         self._resolve_cache: dict[str, str] = {}
         self._user = user or (account.aor_uri.user if account else None) or "softphone"
@@ -107,6 +115,17 @@ class UserAgent:
     async def start(self) -> None:
         host, port = _split_hostport(self.listen)
         await self.transport.start(host, port)
+        if self.preload_media:
+            # aiortc/PyAV take ~1.7 s to import: do it now, off the loop, not on the first call
+            self._preload = self.loop.create_task(self._preload_media())
+
+    async def _preload_media(self) -> None:
+        try:
+            from .media import rtp
+
+            await rtp.preload()
+        except Exception:  # the first call will import (and report) it again
+            log.debug("media preload failed", exc_info=True)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -160,6 +179,8 @@ class UserAgent:
                 ip = probe.getsockname()[0]
         except OSError:
             ip = "127.0.0.1"
+        if len(self._local_ip_cache) >= MAX_CACHED_ROUTES:  # keyed by remote host: bound it
+            self._local_ip_cache.clear()
         self._local_ip_cache[remote_host] = ip
         return ip
 
@@ -412,11 +433,40 @@ class UserAgent:
             if ctx is not None:
                 self._apply(ctx, stx.on_request(request, self.now()))
             return
+        if not self._admit(request, peer):
+            return
         stx = ServerTransaction(request, reliable=peer.proto != "udp", timers=self.timers)
         self.table.add_server(stx)
         ctx = _TxContext(stx, self.response_peer(request, peer))
         self._ctx[id(stx)] = ctx
         self._dispatch(request, stx, peer)
+
+    def _admit(self, request: Request, peer: Peer) -> bool:
+        """Bound what strangers can make us hold: a token bucket per source IP for new
+        out-of-dialog requests, and a cap on live transactions for everything."""
+        if len(self._ctx) >= MAX_TRANSACTIONS:
+            self.stats["overload_dropped"] += 1
+            return False
+        if request.to.tag or self._trusted(peer):
+            return True
+        if request.method == "CANCEL" and self.table.find_invite_for_cancel(request):
+            return True
+        verdict = self.rate_limiter.check(peer.host, self.now())
+        if verdict == ALLOW:
+            return True
+        self.stats["rate_limited"] += 1
+        if verdict == REFUSE:
+            response = make_response(request, 503, to_tag=new_tag(), extra=[
+                ("Retry-After", str(self.rate_limiter.retry_after)),
+                ("Server", self.user_agent)])
+            self.send_stateless(response, self.response_peer(request, peer))
+        return False
+
+    def _trusted(self, peer: Peer) -> bool:
+        """Our own registrar/proxy relays everyone's requests: it is not one source."""
+        reg = self.registration
+        hop = reg._peer if reg is not None else None
+        return hop is not None and (hop.host, hop.port) == (peer.host, peer.port)
 
     def _dispatch(self, request: Request, stx: ServerTransaction, peer: Peer) -> None:
         method = request.method

@@ -325,3 +325,15 @@ def test_softphone_process_terminate_is_graceful(fake_cli) -> None:
     sp.wait_event("ended", 5, call_id="c2")
     assert sp.terminate(grace=5) == 0
     assert sp.event_names()[-1] == "unregistered"
+
+
+def test_sipp_runs_inside_namespaces_across_the_link(lossy_link, sipp) -> None:
+    link = lossy_link
+    uas = sipp.start("uas", local_ip=link.addr_b, local_port=5080, media_port=6000,
+                     prefix=link.exec_argv(link.ns_b, []), timeout=10)
+    uac = sipp.run("uac_perf", remote=f"{link.addr_b}:5080", local_ip=link.addr_a, local_port=5080,
+                   media_port=6000, service="uas", duration_ms=200,
+                   prefix=link.exec_argv(link.ns_a, []), timeout=10)
+    assert uac.rc == 0, uac.explain()
+    assert uas.wait().rc == 0
+    assert f"INVITE sip:uas@{link.addr_b}:5080" in uac.messages()

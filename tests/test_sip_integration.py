@@ -14,32 +14,9 @@ from pathlib import Path
 import pytest
 
 from peers.net import free_udp_port
+from peers.phoneconfig import write_config
 
 pytestmark = pytest.mark.peers
-
-
-def write_config(path: Path, kam, user: str | None = None, *, password: str | None = None,
-                 register: bool = True, transport: str = "udp", extra: str = "") -> Path:
-    """A config with one Kamailio account (or none) and a free listen port."""
-    lines = []
-    if user is not None:
-        sub = kam.subscriber(user)
-        lines += [
-            "[[accounts]]",
-            f'name = "u{user}"',
-            f'aor = "sip:{user}@{kam.domain}"',
-            f'password = "{password if password is not None else sub.password}"',
-            f'registrar = "sip:{kam.host}:{kam.port}"',
-            f'transport = "{transport}"',
-            f"register = {'true' if register else 'false'}",
-            "expires = 300",
-            "",
-        ]
-    lines += ["[network]", f'listen = "127.0.0.1:{free_udp_port()}"', "rtp_ports = [20000, 30000]",
-              "", "[audio]", 'backend = "null"', extra]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
-    return path
 
 
 def contacts_of(kam, user: str) -> list[str]:

@@ -59,6 +59,7 @@ class PlayoutBuffer:
             self.audio_rate = decoder.audio_rate
         self._ratio = self.audio_rate / self.clock_rate  # audio samples per RTP tick
         self._heap: list[int] = []
+        self._max_ext = 0  # highest timestamp in the heap (valid while it is not empty)
         self._payloads: dict[int, bytes] = {}
         self._last_ext: int | None = None
         self._next_ts: int | None = None
@@ -88,10 +89,10 @@ class PlayoutBuffer:
     def push(self, timestamp: int, payload: bytes, now: float, marker: bool = False) -> None:
         """Add one received packet (arrival time `now` in seconds, any monotonic clock)."""
         ext = self._unwrap(timestamp)
-        # interarrival jitter, RFC 3550 §6.4.1, in ms
-        if self._prev_arrival is not None:
+        # interarrival jitter, RFC 3550 §6.4.1, in ms (not across timestamp jumps)
+        if self._prev_arrival is not None and abs(ext - self._prev_ts) < 2 * self.clock_rate:
             d = (now - self._prev_arrival) * 1000.0 - (ext - self._prev_ts) * 1000.0 / self.clock_rate
-            self.jitter_ms += (abs(d) - self.jitter_ms) / 16.0
+            self.jitter_ms += (min(abs(d), 1000.0) - self.jitter_ms) / 16.0
         self._prev_arrival, self._prev_ts = now, ext
         if self._next_ts is not None:
             jump = ext - self._next_ts
@@ -108,6 +109,8 @@ class PlayoutBuffer:
             return
         self._payloads[ext] = payload
         heapq.heappush(self._heap, ext)
+        if len(self._heap) == 1 or ext > self._max_ext:
+            self._max_ext = ext
         if self._next_ts is None or (not self._playing and ext < self._next_ts):
             self._next_ts = ext
 
@@ -123,7 +126,7 @@ class PlayoutBuffer:
         """Audio buffered ahead of the playout point (packets + decoded samples)."""
         queued = 0
         if self._heap and self._next_ts is not None:
-            queued = max(0, max(self._heap) + self._frame_ticks - self._next_ts)
+            queued = max(0, self._max_ext + self._frame_ticks - self._next_ts)
         return queued * 1000.0 / self.clock_rate + len(self._pcm) * 500.0 / self.audio_rate
 
     @property
@@ -140,6 +143,7 @@ class PlayoutBuffer:
             self._playing = True
             self._next_ts = self._heap[0]
             self._stalled = 0
+            self._trim()
         else:
             self._trim()
             self._adapt()
@@ -160,10 +164,15 @@ class PlayoutBuffer:
         if self.depth_ms <= high:
             return
         while self._heap and self.depth_ms > target:
-            ext = heapq.heappop(self._heap)
-            self._payloads.pop(ext, None)
+            first = self._heap[0]
+            if first > self._next_ts:  # skip a lost stretch before dropping real audio
+                excess = int((self.depth_ms - target) * self.clock_rate / 1000) + 1
+                self._next_ts += min(first - self._next_ts, excess)
+                continue
+            heapq.heappop(self._heap)
+            self._payloads.pop(first, None)
             self.overflow_dropped += 1
-            self._next_ts = self._heap[0] if self._heap else ext + self._frame_ticks
+            self._next_ts = self._heap[0] if self._heap else first + self._frame_ticks
         if len(self._pcm) and self.depth_ms > target:
             self._pcm.clear()
 

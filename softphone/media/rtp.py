@@ -50,6 +50,9 @@ def _aiortc_rtp():
 
 async def preload() -> None:
     """Import aiortc and PyAV in a worker thread so the first call does not wait."""
+    if _rtp_mod is not None:
+        return
+
     def _load() -> None:
         _aiortc_rtp()
         import aiortc.codecs  # noqa: F401
@@ -371,6 +374,11 @@ class RtpSession:
         if old is None or old.name != name or old.clock_rate != fmt.clock_rate \
                 or old.payload_type != fmt.payload_type:
             self.playout = PlayoutBuffer(decoder, fmt.clock_rate, frame_ms=self.ptime)
+        if old is not None and old.clock_rate != fmt.clock_rate and self._rx is not None:
+            # statistics are kept in RTP clock units: start them afresh for the new clock
+            self._lost_prior += self._rx.lost
+            self._rx = None
+            self.remote_ssrc = None
         for dev in (getattr(self, "source", None), getattr(self, "sink", None)):
             prepare = getattr(dev, "prepare", None)
             if prepare is not None:
@@ -529,7 +537,10 @@ class RtpSession:
             if digit is not None:
                 self._dtmf_received += 1
                 if self.on_dtmf is not None:
-                    self.on_dtmf(digit)
+                    try:
+                        self.on_dtmf(digit)
+                    except Exception:  # noqa: BLE001 - a UI bug must not stop the media
+                        log.exception("on_dtmf callback failed")
             return
         rx.update_jitter(pkt.timestamp, now)
         if self.receiving:
@@ -539,6 +550,7 @@ class RtpSession:
         """A new SSRC (first packet, or the far end restarted): fresh stats and buffer."""
         if self._rx is not None:
             self._lost_prior += self._rx.lost
+        if self.remote_ssrc is not None:
             self.playout.reset(_codecs.make_decoder(self.fmt.name))
             self._dtmf_rx.reset()
             self._latched = False  # the new source may come from a new address

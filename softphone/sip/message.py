@@ -87,6 +87,21 @@ REASON_PHRASES = {
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and '٣', which int() refuses
+    or reads as a number no peer meant."""
+    return text.isascii() and text.isdigit()
+
+
+def _small_int(text: str, max_digits: int) -> int | None:
+    """The value of a run of ASCII digits (leading zeros allowed), or None when it is not
+    one or has more than ``max_digits`` significant digits (int() refuses > 4300)."""
+    if not _is_digits(text):
+        return None
+    significant = text.lstrip("0") or "0"
+    return int(significant) if len(significant) <= max_digits else None
+
+
 def canonical_name(name: str) -> str:
     """Expand compact forms and normalise the case of known header names."""
     lower = name.lower()
@@ -209,6 +224,8 @@ class Via:
             uri = parse_uri("sip:" + sent_by)
         except SipParseError:
             raise SipParseError("malformed Via sent-by") from None
+        if rest and not rest.startswith(";"):
+            raise SipParseError("malformed Via header")
         params: dict[str, str | None] = {}
         for item in rest.split(";"):
             item = item.strip()
@@ -253,9 +270,9 @@ class Message:
         if value is None:
             raise SipParseError("missing CSeq header")
         parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+        number = _small_int(parts[0], 10) if len(parts) == 2 else None
+        if number is None or not _TOKEN.match(parts[1]):
             raise SipParseError("malformed CSeq header")
-        number = int(parts[0])
         if number >= 2**31:
             raise SipParseError("CSeq number out of range")
         return number, parts[1].upper()
@@ -305,10 +322,10 @@ class Message:
         value = self.headers.get(name)
         if value is None:
             return None
-        value = value.split(";")[0].strip()
-        if not value.isdigit():
+        number = _small_int(value.split(";")[0].strip(), 10)
+        if number is None:
             raise SipParseError(f"malformed {name} header")
-        return int(value)
+        return number
 
     # -- serialization ----------------------------------------------------------------------
     def _start_line(self) -> str:  # pragma: no cover - abstract
@@ -404,7 +421,7 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
     headers = Headers()
     msg: Request | Response
     if start.startswith("SIP/"):
-        m = re.match(r"^SIP/(\d+\.\d+) (\d{3})(?: (.*))?$", start)
+        m = re.match(r"^SIP/([0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?$", start)
         if not m:
             raise SipParseError("malformed status line")
         if m.group(1) != "2.0":
@@ -423,20 +440,23 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
         msg = Request(method, uri, headers)
         if version != "SIP/2.0":
             raise SipParseError("unsupported SIP version", partial=msg)
+    # a 400 can answer a request; a bad response is only dropped, so it has no partial
+    partial = msg if isinstance(msg, Request) else None
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         name = name.strip()
         if not colon or not name or not _TOKEN.match(name):
-            raise SipParseError(f"malformed header line {line[:40]!r}", partial=msg)
+            raise SipParseError(f"malformed header line {line[:40]!r}", partial=partial)
         headers.add(name, value.strip())
-    length_text = headers.get("Content-Length")
-    if length_text is not None:
-        length_text = length_text.strip()
-        if not length_text.isdigit() or len(length_text) > 9:
-            raise SipParseError("malformed Content-Length", partial=msg)
-        length = int(length_text)
+    length_values = {v.strip() for v in headers.get_all("Content-Length")}
+    if len(length_values) > 1:
+        raise SipParseError("conflicting Content-Length headers", partial=partial)
+    if length_values:
+        length = _small_int(length_values.pop(), 9)
+        if length is None:
+            raise SipParseError("malformed Content-Length", partial=partial)
         if length > len(body):
-            raise SipParseError("Content-Length larger than body", partial=msg)
+            raise SipParseError("Content-Length larger than body", partial=partial)
         body = body[:length]
     elif not datagram:
         body = b""
@@ -451,7 +471,10 @@ def _validate(msg: Request | Response) -> None:
     try:
         if not msg.headers.get_all("Via"):
             raise SipParseError("missing Via header")
-        msg.top_via  # noqa: B018 - parse for validity
+        msg.vias  # noqa: B018 - parse every value for validity (RFC 4475 badinv01)
+        for name in ("Call-ID", "CSeq", "From", "To"):
+            if len(msg.headers.get_all(name)) > 1:
+                raise SipParseError(f"more than one {name} header")  # RFC 4475 multi01
         msg.call_id  # noqa: B018
         number, method = msg.cseq
         msg.from_  # noqa: B018
@@ -466,8 +489,10 @@ def _validate(msg: Request | Response) -> None:
                     raise SipParseError("unsupported Request-URI scheme") from None
                 raise SipParseError(f"malformed Request-URI: {exc.reason}") from None
             mf = msg.headers.get("Max-Forwards")
-            if mf is not None and (not mf.strip().isdigit() or int(mf) > 255):
-                raise SipParseError("malformed Max-Forwards")
+            if mf is not None:
+                hops = _small_int(mf.strip(), 3)
+                if hops is None or hops > 255:
+                    raise SipParseError("malformed Max-Forwards")
         for name in ("Expires", "Min-Expires"):
             msg.header_int(name)
     except SipParseError as exc:
@@ -484,30 +509,42 @@ class StreamFramer:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._scanned = 0  # bytes at the front already searched for the blank line
+        self._need: int | None = None  # size of the message whose header block is read
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add bytes; return the complete raw messages now available."""
+        """Add bytes; return the complete raw messages now available.
+
+        Work per call is proportional to the new bytes (not the buffer), so a peer that
+        trickles a message byte by byte cannot make framing quadratic.
+        """
         self._buf += data
         out: list[bytes] = []
         while True:
-            # RFC 5626 keep-alives: bare CRLFs between messages
-            while self._buf[:2] == b"\r\n":
-                del self._buf[:2]
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > MAX_MESSAGE_SIZE:
-                    raise SipParseError("header block too large")
+            if self._need is None:
+                # RFC 5626 keep-alives: bare CRLFs between messages
+                while self._buf[:2] == b"\r\n":
+                    del self._buf[:2]
+                    self._scanned = 0
+                end = self._buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+                if end < 0:
+                    self._scanned = len(self._buf)
+                    if len(self._buf) > MAX_MESSAGE_SIZE:
+                        raise SipParseError("header block too large")
+                    return out
+                head = bytes(self._buf[:end])
+                # lines end in CRLF: allow the CR before '$' (else only the last line matched)
+                m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d{1,9})[ \t]*\r?$",
+                              head)
+                if not m:
+                    raise SipParseError("missing Content-Length on stream transport")
+                total = end + 4 + int(m.group(1))
+                if total > MAX_MESSAGE_SIZE:
+                    raise SipParseError("message too large")
+                self._need = total
+            if len(self._buf) < self._need:
                 return out
-            head = bytes(self._buf[:end])
-            m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d{1,9})[ \t]*$", head)
-            if not m:
-                raise SipParseError("missing Content-Length on stream transport")
-            length = int(m.group(1))
-            if end + 4 + length > MAX_MESSAGE_SIZE:
-                raise SipParseError("message too large")
-            total = end + 4 + length
-            if len(self._buf) < total:
-                return out
+            total, self._need, self._scanned = self._need, None, 0
             out.append(bytes(self._buf[:total]))
             del self._buf[:total]
 

@@ -6,6 +6,7 @@ Values are stored unescaped and escaped again on output, so two URIs that differ
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
@@ -20,8 +21,8 @@ _PASSWORD_SAFE = "-_.!~*'()&=+$,"
 _PARAM_SAFE = "-_.!~*'()[]/:&+$"
 _HEADER_SAFE = "-_.!~*'()[]/?:+$"
 _SCHEMES = ("sip", "sips", "tel")
-_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)$")
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
 def _unescape(text: str) -> str:
@@ -29,7 +30,10 @@ def _unescape(text: str) -> str:
         return text
     if re.search(r"%(?![0-9A-Fa-f]{2})", text):
         raise SipParseError(f"bad %-escape in {text!r}")
-    return unquote(text, errors="strict")
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise SipParseError(f"%-escape is not UTF-8 in {text[:80]!r}") from None
 
 
 @dataclass(slots=True)
@@ -90,7 +94,7 @@ class SipUri:
                 out += "@"
             out += self.hostport
         for name, value in self.params.items():
-            out += ";" + name
+            out += ";" + quote(name, safe=_PARAM_SAFE)
             if value is not None:
                 out += "=" + quote(value, safe=_PARAM_SAFE)
         if self.headers:
@@ -143,6 +147,16 @@ def parse_uri(text: str) -> SipUri:
         if not number or not re.fullmatch(r"[+0-9A-Fa-f*#().\-pPwW]+", number):
             raise SipParseError(f"bad tel URI {text[:80]!r}")
         return SipUri(scheme="tel", user=number, params=_parse_params(params, "tel URI"))
+    user = password = None
+    if "@" in rest:
+        # userinfo ends at the first '@' (user and password never hold a bare '@', but
+        # the user part may hold ';' and '?', RFC 3261 §25.1), so cut it off first
+        userinfo, _, rest = rest.partition("@")
+        user_raw, pcolon, pw = userinfo.partition(":")
+        if not user_raw:
+            raise SipParseError(f"empty user part in {text[:80]!r}")
+        user = _unescape(user_raw)
+        password = _unescape(pw) if pcolon else None
     headers: dict[str, str] = {}
     rest, qmark, hdrs = rest.partition("?")
     if qmark:
@@ -151,14 +165,6 @@ def parse_uri(text: str) -> SipUri:
                 continue
             name, _, value = pair.partition("=")
             headers[_unescape(name)] = _unescape(value)
-    user = password = None
-    if "@" in rest:
-        userinfo, _, rest = rest.rpartition("@")
-        user_raw, pcolon, pw = userinfo.partition(":")
-        if not user_raw:
-            raise SipParseError(f"empty user part in {text[:80]!r}")
-        user = _unescape(user_raw)
-        password = _unescape(pw) if pcolon else None
     hostport, _, params = rest.partition(";")
     if hostport.startswith("["):
         end = hostport.find("]")
@@ -170,13 +176,20 @@ def parse_uri(text: str) -> SipUri:
         after = ":" + port_text if sep else ""
     port = None
     if after:
-        if not after.startswith(":") or not after[1:].isdigit() or len(after) > 6:
+        digits = after[1:]
+        if not after.startswith(":") or not (digits.isascii() and digits.isdigit()) \
+                or len(after) > 6:
             raise SipParseError(f"bad port in {text[:80]!r}")
         port = int(after[1:])
         if not 0 < port < 65536:
             raise SipParseError(f"port out of range in {text[:80]!r}")
-    if not host or not _HOST_RE.match(host):
+    if not host or not _HOST_RE.fullmatch(host):
         raise SipParseError(f"bad host in {text[:80]!r}")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise SipParseError(f"bad IPv6 reference in {text[:80]!r}") from None
     return SipUri(
         scheme=scheme,
         user=user,
@@ -212,7 +225,8 @@ class NameAddr:
     def __str__(self) -> str:
         out = ""
         if self.display_name:
-            if _TOKEN_RE.match(self.display_name.replace(" ", "")) and '"' not in self.display_name:
+            name = self.display_name
+            if _TOKEN_RE.fullmatch(name.replace(" ", "")) and name == name.strip():
                 out = self.display_name + " "
             else:
                 escaped = self.display_name.replace("\\", "\\\\").replace('"', '\\"')

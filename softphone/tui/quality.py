@@ -53,12 +53,13 @@ def r_factor(*, ie: float, bpl: float, loss_pct: float, delay_ms: float,
 
 
 def mos_from_r(r: float) -> float:
-    """G.107 Annex B: 1.0 at R ≤ 0, 4.5 at R ≥ 100, a cubic in between."""
+    """G.107 Annex B: 1.0 at R ≤ 0, 4.5 at R ≥ 100, a cubic in between (which dips just
+    under 1 for R < ~6.5: clamped, so the estimate never goes below the scale)."""
     if r <= 0:
         return 1.0
     if r >= 100:
         return 4.5
-    return 1 + 0.035 * r + r * (r - 60) * (100 - r) * 7e-6
+    return max(1.0, 1 + 0.035 * r + r * (r - 60) * (100 - r) * 7e-6)
 
 
 def estimate_mos(codec: str | None, *, loss_pct: float, rtt_ms: float | None = None,

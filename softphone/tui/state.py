@@ -59,6 +59,7 @@ class CallView:
     muted: bool = False
     started_at: float = field(default_factory=time.time)
     account: str | None = None
+    target: str | None = None  # what was dialled when it is not the URI ("echo")
     dtmf_sent: str = ""
     dtmf_received: str = ""
     input_dbfs: float | None = None

@@ -67,6 +67,9 @@ class Sipp:
     ``remote``: "host:port" to send to (None for a UAS). ``service``: ``-s``. ``auth``:
     (user, password) for ``-au``/``-ap``. ``keys``: ``-key name value`` pairs.
     ``media_port``: ``-mp`` (SIPp binds it and +2; picked free when ``rtp_echo``).
+    ``local_ip``/``prefix``: to run inside a namespace, e.g. ``local_ip=link.addr_a,
+    prefix=link.exec_argv(link.ns_a, [])`` (ports are then taken as given or picked on
+    the host, which is fine: a fresh namespace has every port free).
     """
 
     def __init__(self, scenario: str | Path, run_dir: Path, *, remote: str | None = None,
@@ -74,7 +77,8 @@ class Sipp:
                  auth: tuple[str, str] | None = None, keys: dict[str, object] | None = None,
                  media_port: int | None = None, rtp_echo: bool = False, calls: int = 1,
                  duration_ms: int | None = None, transport: str = "u1",
-                 timeout: float = 15.0, extra: list[str] | None = None, name: str | None = None) -> None:
+                 timeout: float = 15.0, extra: list[str] | None = None, name: str | None = None,
+                 local_ip: str = LOOPBACK, prefix: list[str] | None = None) -> None:
         self.binary = require_binary("sipp")
         self.scenario = Path(scenario) if Path(str(scenario)).is_absolute() else scenario_path(str(scenario))
         self.name = name or f"{self.scenario.stem}-{next(_counter)}"
@@ -89,10 +93,10 @@ class Sipp:
         self.error_log = self.run_dir / f"{self.name}.err"
         self.stdout_path = self.run_dir / f"{self.name}.out"
         self.stderr_path = self.run_dir / f"{self.name}.stderr"
-        args = [self.binary]
+        args = [*(prefix or []), self.binary]
         if remote:
             args.append(remote)
-        args += ["-sf", str(self.scenario), "-i", LOOPBACK, "-p", str(self.local_port),
+        args += ["-sf", str(self.scenario), "-i", local_ip, "-p", str(self.local_port),
                  "-m", str(calls), "-t", transport, "-nostdin",
                  "-timeout", f"{max(1, int(timeout))}s", "-timeout_error",
                  "-trace_msg", "-message_file", str(self.message_log),

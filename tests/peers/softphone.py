@@ -26,8 +26,10 @@ class SoftphoneProcess:
     """One softphone run. Use as a context manager, or call start()/terminate()."""
 
     def __init__(self, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-                 events: bool = True, python: str = sys.executable) -> None:
-        self.argv = [python, "-m", "softphone", *map(str, args)]
+                 events: bool = True, python: str = sys.executable,
+                 prefix: list[str] | None = None) -> None:
+        # prefix: e.g. LossyLink.exec_argv(ns, []) to run inside a network namespace
+        self.argv = [*(prefix or []), python, "-m", "softphone", *map(str, args)]
         if events:
             self.argv += ["--events", "jsonl"]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -42,7 +44,8 @@ class SoftphoneProcess:
     def __repr__(self) -> str:
         state = "not started" if self.proc is None else (
             "running" if self.proc.poll() is None else f"exited {self.proc.returncode}")
-        return f"SoftphoneProcess({' '.join(self.argv[3:])!r}, {state})"
+        cli = self.argv[self.argv.index("softphone") + 1:]
+        return f"SoftphoneProcess({' '.join(cli)!r}, {state})"
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> SoftphoneProcess:

@@ -1,0 +1,273 @@
+"""Settings: audio devices, codec order, accounts — validated by config.py, saved as TOML.
+
+Nothing is written unless ``Config.from_dict`` accepts the whole result; its error
+(naming the key and the reason) is shown in place. The screen returns the new Config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Select, Static,
+                             Switch)
+
+from ..config import CODECS, TRANSPORTS, Config, ConfigError, save_config
+
+__all__ = ["SettingsScreen", "build_config"]
+
+ACCOUNT_TEXT_FIELDS = ("name", "aor", "username", "display_name", "password", "password_env",
+                       "registrar", "outbound_proxy", "expires")
+DEFAULT_DEVICE = "__default__"
+
+
+def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
+                 input_device: Any, output_device: Any, source: Path | None) -> Config:
+    """The edited settings over ``base``; raises ConfigError when anything is invalid."""
+    data = base.to_dict()
+    audio = dict(data.get("audio", {}))
+    names = [c.strip() for c in codecs.replace(";", ",").split(",") if c.strip()]
+    audio["codecs"] = names
+    for key, value in (("input_device", input_device), ("output_device", output_device)):
+        if value in (None, DEFAULT_DEVICE, Select.BLANK):
+            audio.pop(key, None)
+        else:
+            audio[key] = value
+    data["audio"] = audio
+    if accounts:
+        data["accounts"] = [dict(a) for a in accounts]
+    else:
+        data.pop("accounts", None)
+    return Config.from_dict(data, source=source)
+
+
+class SettingsScreen(Screen[Config | None]):
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    DEFAULT_CSS = """
+    SettingsScreen VerticalScroll { padding: 0 2; }
+    SettingsScreen .section { text-style: bold; margin: 1 0 0 0; color: $accent; }
+    SettingsScreen Grid { grid-size: 2; grid-columns: 22 1fr; grid-rows: auto; height: auto; }
+    SettingsScreen Grid Label { padding: 1 0 0 0; }
+    SettingsScreen #accounts-table { height: auto; max-height: 8; }
+    SettingsScreen #settings-error { color: $error; text-style: bold; height: auto; }
+    SettingsScreen .buttons { height: auto; margin: 1 0; }
+    SettingsScreen .buttons Button { margin-right: 2; }
+    """
+
+    def __init__(self, config: Config, path: Path | None, *, live: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.path = path
+        self.live = live
+        self.accounts: list[dict[str, Any]] = [dict(a) for a in
+                                               config.to_dict().get("accounts", [])]
+        self.editing: int | None = 0 if self.accounts else None
+        self.saved_to: Path | None = None
+
+    # -- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        audio = self.config.audio
+        yield Header(show_clock=False)
+        with VerticalScroll():
+            yield Static("Audio", classes="section")
+            with Grid():
+                yield Label("Input device")
+                yield Select(self._device_options(audio.input_device), id="input-device",
+                             value=self._device_value(audio.input_device), allow_blank=False)
+                yield Label("Output device")
+                yield Select(self._device_options(audio.output_device), id="output-device",
+                             value=self._device_value(audio.output_device), allow_blank=False)
+                yield Label("Codecs, in order")
+                yield Input(", ".join(audio.codecs), id="codecs",
+                            placeholder=", ".join(CODECS))
+            yield Static("Accounts", classes="section")
+            yield DataTable(id="accounts-table", cursor_type="row")
+            with Horizontal(classes="buttons"):
+                yield Button("New account", id="account-new")
+                yield Button("Remove account", id="account-remove", variant="warning")
+            with Grid(id="account-form"):
+                for key in ACCOUNT_TEXT_FIELDS:
+                    yield Label(key.replace("_", " ").capitalize())
+                    yield Input(id=f"acc-{key}", password=key == "password",
+                                type="integer" if key == "expires" else "text",
+                                placeholder=_PLACEHOLDERS.get(key, ""))
+                yield Label("Transport")
+                yield Select([(t, t) for t in TRANSPORTS], id="acc-transport", value="udp",
+                             allow_blank=False)
+                yield Label("Password in keyring")
+                yield Switch(id="acc-keyring")
+                yield Label("Register")
+                yield Switch(id="acc-register", value=True)
+            yield Static(id="settings-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Save (ctrl+s)", id="save", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+            yield Static(f"Saves to {self.path or 'the default config file'}", id="settings-path")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#accounts-table", DataTable)
+        table.add_column("Name", key="name")
+        table.add_column("Address of record", key="aor")
+        table.add_column("Password from", key="secret")
+        self._show_accounts()
+        self._load_form()
+        if self.live:
+            self.run_worker(self._load_devices, thread=True, name="devices")
+
+    @staticmethod
+    def _device_value(device: Any) -> Any:
+        return DEFAULT_DEVICE if device is None else device
+
+    def _device_options(self, current: Any, devices: list[tuple[str, Any]] = ()) -> list:
+        options: list[tuple[str, Any]] = [("System default", DEFAULT_DEVICE)]
+        options.extend(devices)
+        if current is not None and current not in [v for _, v in options]:
+            options.append((str(current), current))
+        return options
+
+    def _load_devices(self) -> None:
+        """PortAudio's device list (a thread: PyAudio may take a moment)."""
+        try:
+            from ..media.devices import list_devices
+
+            devices = list_devices()
+        except Exception as exc:
+            self.app.call_from_thread(self.notify, f"no audio devices: {exc}",
+                                      severity="warning")
+            return
+        inputs = [(f"{d.index}: {d.name}", d.name) for d in devices if d.max_input_channels]
+        outputs = [(f"{d.index}: {d.name}", d.name) for d in devices if d.max_output_channels]
+        self.app.call_from_thread(self._set_devices, inputs, outputs)
+
+    def _set_devices(self, inputs: list, outputs: list) -> None:
+        for sel_id, found, current in (("#input-device", inputs, self.config.audio.input_device),
+                                       ("#output-device", outputs,
+                                        self.config.audio.output_device)):
+            select = self.query_one(sel_id, Select)
+            value = select.value
+            select.set_options(self._device_options(current, found))
+            select.value = value
+
+    # -- accounts -------------------------------------------------------------------------
+    def _show_accounts(self) -> None:
+        table = self.query_one("#accounts-table", DataTable)
+        table.clear()
+        for i, acc in enumerate(self.accounts):
+            secret = "file" if acc.get("password") else "env " + acc["password_env"] \
+                if acc.get("password_env") else "keyring" if acc.get("keyring") else "none"
+            table.add_row(acc.get("name", f"account{i + 1}"), acc.get("aor", ""), secret,
+                          key=str(i))
+        if self.editing is not None and self.accounts:
+            table.move_cursor(row=self.editing)
+        self.query_one("#account-form").display = self.editing is not None
+
+    def _load_form(self) -> None:
+        acc = self.accounts[self.editing] if self.editing is not None else {}
+        for key in ACCOUNT_TEXT_FIELDS:
+            value = acc.get(key)
+            self.query_one(f"#acc-{key}", Input).value = "" if value is None else str(value)
+        self.query_one("#acc-transport", Select).value = acc.get("transport", "udp")
+        self.query_one("#acc-keyring", Switch).value = bool(acc.get("keyring", False))
+        self.query_one("#acc-register", Switch).value = bool(acc.get("register", True))
+
+    def _store_form(self) -> None:
+        """Write the form back into the account being edited (empty fields: defaults)."""
+        if self.editing is None:
+            return
+        acc: dict[str, Any] = {}
+        for key in ACCOUNT_TEXT_FIELDS:
+            value = self.query_one(f"#acc-{key}", Input).value.strip()
+            if value:
+                acc[key] = int(value) if key == "expires" and value.lstrip("-").isdigit() \
+                    else value
+        transport = self.query_one("#acc-transport", Select).value
+        if transport != "udp" or "transport" in self.accounts[self.editing]:
+            acc["transport"] = transport
+        if self.query_one("#acc-keyring", Switch).value:
+            acc["keyring"] = True
+        if not self.query_one("#acc-register", Switch).value:
+            acc["register"] = False
+        self.accounts[self.editing] = acc
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is None or event.row_key.value is None:
+            return
+        index = int(event.row_key.value)
+        if index == self.editing:
+            return
+        self._store_form()
+        self.editing = index
+        self._load_form()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        button = event.button.id
+        if button == "save":
+            self.action_save()
+        elif button == "cancel":
+            self.action_cancel()
+        elif button == "account-new":
+            self.add_account()
+        elif button == "account-remove":
+            self.remove_account()
+
+    def add_account(self) -> None:
+        self._store_form()
+        n = len(self.accounts) + 1
+        self.accounts.append({"name": f"account{n}", "aor": ""})
+        self.editing = len(self.accounts) - 1
+        self._show_accounts()
+        self._load_form()
+        self.query_one("#acc-aor", Input).focus()
+
+    def remove_account(self) -> None:
+        if self.editing is None:
+            return
+        del self.accounts[self.editing]
+        self.editing = (min(self.editing, len(self.accounts) - 1)
+                        if self.accounts else None)
+        self._show_accounts()
+        self._load_form()
+
+    # -- saving ---------------------------------------------------------------------------
+    def action_save(self) -> None:
+        self._store_form()
+        error = self.query_one("#settings-error", Static)
+        try:
+            config = build_config(
+                self.config, accounts=self.accounts,
+                codecs=self.query_one("#codecs", Input).value,
+                input_device=self.query_one("#input-device", Select).value,
+                output_device=self.query_one("#output-device", Select).value,
+                source=self.path)
+            self.saved_to = save_config(config, self.path)
+        except ConfigError as exc:
+            error.update(f"Not saved: {exc}")
+            self.notify(str(exc), title="Invalid settings", severity="error")
+            return
+        except OSError as exc:
+            error.update(f"Not saved: {exc}")
+            self.notify(str(exc), title="Cannot write the config", severity="error")
+            return
+        error.update("")
+        self.notify(f"saved to {self.saved_to}")
+        self.dismiss(config)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+_PLACEHOLDERS = {
+    "name": "office", "aor": "sip:1001@pbx.example.com", "username": "default: user of aor",
+    "display_name": "optional", "password": "stored in the config file (mode 0600)",
+    "password_env": "or: environment variable name", "registrar": "default: host of aor",
+    "outbound_proxy": "optional, e.g. sip:proxy.example.com;lr", "expires": "600",
+}

@@ -1,0 +1,157 @@
+"""PlayoutBuffer driven directly: order, loss, lateness, wrap, bounds, resync."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from softphone.media.codecs import G711Decoder, G711Encoder
+from softphone.media.playout import PlayoutBuffer
+
+FRAME = 160  # 20 ms at 8 kHz
+
+
+class LabelDecoder:
+    """Payload = one label byte; decodes to a frame whose samples all equal label*100."""
+
+    name = "test"
+    audio_rate = 8000
+
+    def decode(self, payload: bytes) -> bytes:
+        return np.full(FRAME, payload[0] * 100, "<i2").tobytes()
+
+
+def labels(pcm: bytes) -> list[int]:
+    x = np.frombuffer(pcm, "<i2").reshape(-1, FRAME)
+    return [int(round(f.mean() / 100)) for f in x]
+
+
+def filled(buf: PlayoutBuffer, start_ts: int, labels_: list[int], t0: float = 0.0) -> None:
+    for i, lab in enumerate(labels_):
+        buf.push((start_ts + i * FRAME) & 0xFFFFFFFF, bytes([lab]), t0 + i * 0.02)
+
+
+def test_silence_until_prebuffered_then_in_order():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    assert buf.pull(FRAME) == bytes(FRAME * 2)  # empty: silence
+    buf.push(1000, bytes([1]), 0.0)
+    assert labels(buf.pull(FRAME)) == [0]  # 20 ms buffered < 40 ms target
+    filled(buf, 1000 + FRAME, [2, 3, 4], 0.02)
+    assert labels(buf.pull(FRAME * 4)) == [1, 2, 3, 4]
+
+
+def test_reordered_packets_play_in_timestamp_order():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    out = []
+    for k in range(0, 8, 2):  # pairs arrive swapped: 2,1, 4,3, ...
+        buf.push((k + 1) * FRAME, bytes([k + 2]), k * 0.02 + 0.02)
+        buf.push(k * FRAME, bytes([k + 1]), k * 0.02 + 0.021)
+        out += labels(buf.pull(FRAME * 2))
+    assert out == list(range(1, 9))
+    assert buf.duplicates == 0 and buf.late_dropped == 0 and buf.concealed_frames == 0
+
+
+def test_lost_packet_is_concealed_and_timing_kept():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    filled(buf, 0, [1, 2])
+    buf.push(3 * FRAME, bytes([4]), 0.06)  # label 3 lost
+    buf.push(4 * FRAME, bytes([5]), 0.08)
+    out = labels(buf.pull(FRAME * 5))
+    assert out == [1, 2, 2, 4, 5]  # repeat of the previous frame fills the hole
+    assert buf.concealed_frames == 1
+
+
+def test_long_loss_fades_to_silence_and_resumes_on_time():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    filled(buf, 0, [50, 50])
+    assert labels(buf.pull(FRAME * 2)) == [50, 50]
+    x = np.frombuffer(buf.pull(FRAME * 8), "<i2").reshape(-1, FRAME).mean(axis=1)
+    assert x[0] == 5000 and 0 < x[2] < x[1] < x[0]  # fading repeats
+    assert x[-1] == 0  # then silence
+    buf.push(10 * FRAME, bytes([60]), 0.2)  # slots 2..9 were lost: the stall covered them
+    assert labels(buf.pull(FRAME)) == [60]
+    assert buf.depth_ms == 0
+
+
+def test_late_and_duplicate_packets_are_dropped():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    filled(buf, 0, [1, 2, 3])
+    buf.push(2 * FRAME, bytes([3]), 0.07)  # duplicate
+    assert buf.duplicates == 1
+    assert labels(buf.pull(FRAME * 3)) == [1, 2, 3]
+    buf.push(FRAME, bytes([9]), 0.1)  # its slot has been played
+    assert buf.late_dropped == 1
+
+
+def test_timestamp_wrap():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    start = (1 << 32) - 2 * FRAME
+    filled(buf, start, [1, 2, 3, 4, 5])
+    assert labels(buf.pull(FRAME * 5)) == [1, 2, 3, 4, 5]
+    assert buf.concealed_frames == 0
+
+
+def test_depth_is_bounded_when_flooded():
+    buf = PlayoutBuffer(LabelDecoder(), 8000, max_delay_ms=200)
+    filled(buf, 0, [i % 250 + 1 for i in range(100)], 0.0)  # 2 s arriving at once
+    buf.pull(FRAME)
+    assert buf.depth_ms <= 200
+    assert buf.overflow_dropped > 0
+
+
+def test_dry_buffer_stalls_then_plays_the_late_packets():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    filled(buf, 0, [1, 2])
+    assert labels(buf.pull(FRAME * 2)) == [1, 2]
+    x = np.frombuffer(buf.pull(FRAME * 2), "<i2").reshape(-1, FRAME).mean(axis=1)
+    assert x[0] == 200 and 0 < x[1] < 200  # nothing yet: conceal (fading), clock stalls
+    filled(buf, 2 * FRAME, [3, 4], 0.2)  # the delayed packets arrive
+    assert labels(buf.pull(FRAME * 2)) == [3, 4]
+    assert buf.late_dropped == 0
+
+
+def test_timestamp_jump_resyncs():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    filled(buf, 0, [1, 2, 3])
+    buf.pull(FRAME * 3)
+    filled(buf, 5_000_000, [7, 8, 9], 1.0)
+    out = labels(buf.pull(FRAME * 3))
+    assert out[-1] in (7, 8, 9) and buf.late_dropped == 0
+
+
+def test_reset_forgets_everything():
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    filled(buf, 0, [1, 2, 3])
+    buf.reset()
+    assert buf.depth_ms == 0 and not buf.playing
+    assert buf.pull(FRAME) == bytes(FRAME * 2)
+
+
+def test_g722_ratio_audio_vs_clock():
+    class Wide(LabelDecoder):
+        audio_rate = 16000
+
+        def decode(self, payload):
+            return np.full(2 * FRAME, payload[0] * 100, "<i2").tobytes()
+
+    buf = PlayoutBuffer(Wide(), 8000)
+    for i in range(4):
+        buf.push(i * FRAME, bytes([i + 1]), i * 0.02)  # 160 RTP ticks = 320 samples
+    x = np.frombuffer(buf.pull(4 * 2 * FRAME), "<i2").reshape(-1, 2 * FRAME).mean(axis=1)
+    assert list(x / 100) == [1, 2, 3, 4]
+
+
+def test_jitter_raises_target_and_depth_follows():
+    buf = PlayoutBuffer(G711Decoder("PCMU"), 8000)
+    enc = G711Encoder("PCMU")
+    rng = random.Random(5)
+    payload = enc.encode(np.full(FRAME, 1000, "<i2").tobytes())
+    t = 0.0
+    for i in range(200):
+        buf.push(i * FRAME, payload, i * 0.02 + rng.uniform(0, 0.06))
+        t += 0.02
+        buf.pull(FRAME)
+    assert buf.jitter_ms > 5
+    assert buf.target_ms > 50
+    assert buf.depth_ms <= buf.max_delay_ms

@@ -1,0 +1,143 @@
+"""The TUI's pure parts (E-model, trace store, history) and the settings screen."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from softphone.config import Config, load_config
+from softphone.history import CallRecord, History
+from softphone.tui.controller import outcome_of, reason_text
+from softphone.tui.quality import (delay_impairment, effective_equipment_impairment,
+                                   estimate_mos, mos_from_r, r_factor)
+from softphone.tui.state import TraceStore, call_id_of
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# -- E-model ------------------------------------------------------------------------------
+def test_mos_from_r_anchor_points():
+    assert mos_from_r(-5) == 1.0 and mos_from_r(0) == 1.0
+    assert mos_from_r(100) == 4.5 and mos_from_r(120) == 4.5
+    # G.107 Annex B: R = 93.2 → MOS ≈ 4.41; R = 50 → ≈ 2.58; R = 70 → ≈ 3.60
+    assert mos_from_r(93.2) == pytest.approx(4.41, abs=0.01)
+    assert mos_from_r(50) == pytest.approx(2.58, abs=0.01)
+    assert mos_from_r(70) == pytest.approx(3.60, abs=0.01)
+    values = [mos_from_r(r) for r in range(0, 101, 5)]
+    assert values == sorted(values)  # monotonic
+
+
+def test_delay_impairment_knee():
+    assert delay_impairment(0) == 0
+    assert delay_impairment(100) == pytest.approx(2.4)
+    below, above = delay_impairment(177), delay_impairment(300)
+    assert above - below > 0.024 * 123 * 2  # steeper past the knee
+
+
+def test_effective_equipment_impairment():
+    assert effective_equipment_impairment(0, 25.1, 0) == 0
+    # G.711 with PLC at 1 % random loss: 95·1/(1+25.1) ≈ 3.64
+    assert effective_equipment_impairment(0, 25.1, 1) == pytest.approx(3.64, abs=0.01)
+    assert effective_equipment_impairment(0, 4.3, 5) > effective_equipment_impairment(0, 25.1, 5)
+
+
+def test_r_factor_and_estimate():
+    assert r_factor(ie=0, bpl=25.1, loss_pct=0, delay_ms=0) == pytest.approx(93.2)
+    clean = estimate_mos("PCMU", loss_pct=0, rtt_ms=20, jitter_ms=1)
+    lossy = estimate_mos("PCMU", loss_pct=10, rtt_ms=20, jitter_ms=1)
+    slow = estimate_mos("PCMU", loss_pct=0, rtt_ms=800, jitter_ms=1)
+    assert 4.3 < clean <= 4.41
+    assert lossy < clean and slow < clean
+    assert estimate_mos("mystery", loss_pct=0) < clean  # unknown codecs rate lower
+
+
+# -- trace store ----------------------------------------------------------------------------
+INVITE = (b"INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060\r\n"
+          b"call-id:  abc@host \r\nCSeq: 1 INVITE\r\n\r\nv=0\r\ni=not a header\r\n")
+OK = b"SIP/2.0 200 OK\r\ni: abc@host\r\nCSeq: 1 INVITE\r\n\r\n"
+
+
+def test_trace_store_groups_by_call_id():
+    assert call_id_of(INVITE) == "abc@host"
+    assert call_id_of(OK) == "abc@host"  # compact form
+    assert call_id_of(b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\n") is None
+    store = TraceStore(max_dialogs=2)
+    store.add("sent", INVITE, "udp", "127.0.0.1:5070", when=1000.0)
+    store.add("received", OK, "udp", "127.0.0.1:5070", when=1000.25)
+    store.add("sent", b"OPTIONS x SIP/2.0\r\nCall-ID: other\r\n\r\n", "udp", "h:1")
+    msgs = store.messages("abc@host")
+    assert [m.summary for m in msgs] == ["INVITE", "200 OK (INVITE)"]
+    text = store.export("abc@host")
+    assert text.startswith("--- 1970-01-01T00:16:40.000+00:00 sent udp 127.0.0.1:5070\n")
+    assert "--- 1970-01-01T00:16:40.250+00:00 received udp" in text and "\r" not in text
+    store.add("sent", b"BYE x SIP/2.0\r\nCall-ID: third\r\n\r\n", "udp", "h:1")
+    assert list(store.dialogs) == ["other", "third"]  # bounded: oldest dropped
+
+
+def test_reason_and_outcome_text():
+    assert reason_text({"reason": "rejected", "status": 486, "phrase": "Busy Here"}) == \
+        "rejected 486 Busy Here"
+    assert outcome_of("incoming", False, {"reason": "cancelled", "status": 487}) == "missed"
+    assert outcome_of("outgoing", True, {"reason": "hangup"}) == "answered"
+    assert outcome_of("outgoing", False, {"reason": "timeout"}) == "timeout"
+
+
+# -- history ---------------------------------------------------------------------------------
+def test_history_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTPHONE_DATA_DIR", str(tmp_path / "d"))
+    h = History()
+    assert h.path == tmp_path / "d" / "history.sqlite3"
+    now = time.time()
+    h.add(CallRecord("outgoing", "sip:a@x", now - 10, 3.5, "answered"))
+    rec = h.add(CallRecord("incoming", "sip:b@x", now, 0, "missed", display_name="Bob"))
+    h.close()
+    h2 = History()
+    got = h2.recent()
+    assert [r.party for r in got] == ["sip:b@x", "sip:a@x"]
+    assert got[0].display_name == "Bob" and got[1].duration == 3.5
+    assert h2.get(rec.id) == got[0]
+    assert h2.dialled() == ["sip:a@x"]
+    h2.close()
+
+
+# -- settings screen ----------------------------------------------------------------------------
+async def test_settings_saves_valid_and_rejects_invalid(tmp_path):
+    from textual.widgets import Input, Static
+
+    from softphone.tui.app import SoftphoneApp
+    from softphone.tui.settings import SettingsScreen
+
+    path = tmp_path / "config.toml"
+    app = SoftphoneApp(Config.default(), audio="null", live=False, data_path=tmp_path,
+                       config_path=path)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await pilot.press("f2")
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        # an invalid codec list: nothing written, the error names the key
+        screen.query_one("#codecs", Input).value = "PCMU, speex"
+        await pilot.click("#save")
+        error = str(screen.query_one("#settings-error", Static).render())
+        assert "audio.codecs[1]" in error and "speex" in error
+        assert not path.exists()
+        # an account with a bad address of record is refused too
+        await pilot.click("#account-new")
+        await pilot.press(*"not a uri")
+        screen.query_one("#codecs", Input).value = "PCMA, PCMU"
+        await pilot.press("ctrl+s")
+        error = str(screen.query_one("#settings-error", Static).render())
+        assert "accounts[0].aor" in error
+        assert not path.exists()
+        # fixed: saved, and the app now holds the new config
+        screen.query_one("#acc-aor", Input).value = "sip:1001@pbx.example.com"
+        screen.query_one("#acc-password_env", Input).value = "PBX_PASSWORD"
+        screen.query_one("#acc-expires", Input).value = "300"
+        await pilot.press("ctrl+s")
+        assert not isinstance(app.screen, SettingsScreen)
+    saved = load_config(path)
+    assert saved.audio.codecs == ("PCMA", "PCMU")
+    acc = saved.accounts[0]
+    assert (acc.aor, acc.password_env, acc.expires) == \
+        ("sip:1001@pbx.example.com", "PBX_PASSWORD", 300)
+    assert app.config == saved
