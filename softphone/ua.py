@@ -33,7 +33,7 @@ from .sip.transaction import (
     TransactionTable,
 )
 from .sip.uri import NameAddr, SipUri, parse_uri
-from .ratelimit import ALLOW, REFUSE, RateLimiter
+from .ratelimit import ALLOW as ADMIT, REFUSE, RateLimiter
 from .transport import Peer, TransportLayer
 
 if TYPE_CHECKING:
@@ -85,7 +85,6 @@ class UserAgent:
                  user: str | None = None, preload_media: bool = True) -> None:
         self.config = config
         self.preload_media = preload_media
-        self._preload: asyncio.Task | None = None
         self.account = account
         self.listen = listen or config.network.listen
         self.on_event = on_event or (lambda name, data: None)
@@ -113,11 +112,12 @@ class UserAgent:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.preload_media:
+            # aiortc/PyAV take 0.5-1.7 s to import, holding the GIL: do it before we listen,
+            # so no request ever waits behind it (and the first call does not either)
+            await self._preload_media()
         host, port = _split_hostport(self.listen)
         await self.transport.start(host, port)
-        if self.preload_media:
-            # aiortc/PyAV take ~1.7 s to import: do it now, off the loop, not on the first call
-            self._preload = self.loop.create_task(self._preload_media())
 
     async def _preload_media(self) -> None:
         try:
@@ -452,7 +452,7 @@ class UserAgent:
         if request.method == "CANCEL" and self.table.find_invite_for_cancel(request):
             return True
         verdict = self.rate_limiter.check(peer.host, self.now())
-        if verdict == ALLOW:
+        if verdict == ADMIT:
             return True
         self.stats["rate_limited"] += 1
         if verdict == REFUSE:

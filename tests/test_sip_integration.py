@@ -261,3 +261,34 @@ def test_unknown_and_unsupported_methods(listener):
         .startswith(b"SIP/2.0 405 ")
     assert _udp_exchange(port, _request("BYE", port, to_tag=";tag=nope")) \
         .startswith(b"SIP/2.0 481 ")
+
+
+def test_registration_refreshes_before_expiry(kamailio, softphone, tmp_path):
+    cfg = write_config(tmp_path / "c.toml", kamailio, "1003")
+    cfg.write_text(cfg.read_text().replace("expires = 300", "expires = 10"))
+    p = softphone("register", "--config", str(cfg))
+    first = p.wait_event("registered", timeout=15)
+    assert first["expires"] == 10
+    second = p.wait_event("registered", timeout=15, since=p.mark())
+    # refreshed well before the 10 s lease ran out (halfway for short leases)
+    assert 3.0 <= second["t"] - first["t"] <= 8.0, (first, second)
+    assert contacts_of(kamailio, "1003")
+    p.send_signal(signal.SIGTERM)
+    assert p.wait_exit(15) == 0
+
+
+def test_forked_2xx_second_dialog_is_released(softphone, sipp, tmp_path):
+    """Two 2xx with different To tags (a forking proxy's two branches answering): the caller
+    ACKs both, keeps the first dialog and ends the second with BYE (RFC 3261 §13.2.2.4)."""
+    port = free_udp_port()
+    uas = sipp.start("uas_fork", local_port=port, timeout=20)
+    trace = tmp_path / "a.txt"
+    a = softphone("call", f"sip:fork@127.0.0.1:{port}", "--duration", "1", "--config",
+                  str(write_config(tmp_path / "a.toml")), "--sip-trace", str(trace))
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    assert len([e for e in a.events if e["event"] == "answered"]) == 1
+    result = uas.wait(10)
+    assert result.ok, result.explain()
+    text = trace.read_text()
+    byes = re.findall(r"^BYE .*?\nTo: [^\n]*tag=(\w+)", text, re.M | re.S)
+    assert [re.sub(r"^\d+|\d+$", "", tag) for tag in byes] == ["ForkB", "ForkA"], text[-3000:]
