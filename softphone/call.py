@@ -310,7 +310,7 @@ class Call:
         self._cancel_sent = True
         cancel = self._invite_tx.make_cancel()
         self.ua.send_request(cancel, self._peer, on_response=lambda r: None,
-                             on_timeout=lambda: None)
+                             on_timeout=lambda error: None)
         # if the 487 never comes, Timer B/C of the INVITE ends the call; bound it here too
         self.ua.loop.call_later(64 * self.ua.timers.t1, self._cancel_expired)
 
@@ -318,10 +318,13 @@ class Call:
         if not self.ended:
             self._end(self._cancel_reason, status=408, phrase="no answer to CANCEL")
 
-    def _on_invite_timeout(self) -> None:
+    def _on_invite_timeout(self, error: str | None = None) -> None:
         if self.ended:
             return
         if self._answered.done():
+            return
+        if error:  # the transport failed (connection refused, TLS certificate …)
+            self._end("error", phrase=error)
             return
         reason = "timeout" if not self._cancel_sent else self._cancel_reason
         self._end(reason, status=408, phrase="Request Timeout")
@@ -474,7 +477,7 @@ class Call:
         bye = fork.create_request("BYE")
         self.ua.common_headers(bye)
         self.ua.stamp_via(bye, peer)
-        self.ua.send_request(bye, peer, on_response=lambda r: None, on_timeout=lambda: None)
+        self.ua.send_request(bye, peer, on_response=lambda r: None, on_timeout=lambda error: None)
 
     def on_stray_2xx(self, response: Response) -> None:
         """A 2xx after the INVITE transaction is gone (retransmission or a late fork)."""
@@ -788,13 +791,13 @@ class Call:
                         retry.headers.add(*header)
                         self.ua.stamp_via(retry, peer)
                         self.ua.send_request(retry, peer, on_response=finish,
-                                             on_timeout=finish)
+                                             on_timeout=lambda error: finish())
                         return
             if not done.done():
                 done.set_result(True)
 
         self.ua.stamp_via(bye, peer)
-        self.ua.send_request(bye, peer, on_response=finish, on_timeout=finish)
+        self.ua.send_request(bye, peer, on_response=finish, on_timeout=lambda error: finish())
         self._end(reason, phrase=phrase)
         try:
             await asyncio.wait_for(done, 64 * self.ua.timers.t1 + 1)

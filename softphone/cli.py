@@ -291,6 +291,8 @@ async def _call(ua, args, stop: asyncio.Event, echo) -> int:
             raise Failure("call failed: timeout")
         if info.get("status"):
             raise Failure(f"call failed: {info['status']} {info.get('phrase', '')}".rstrip())
+        if info.get("reason") == "error" and info.get("phrase"):
+            raise Failure(f"call failed: {info['phrase']}")
         raise Failure(f"call failed: {info.get('reason', 'error')}"
                       + (f" ({info['phrase']})" if info.get("phrase") else ""))
     if args.dtmf:

@@ -295,6 +295,8 @@ class SipSettings:
     t1_ms: int = 500
     t2_ms: int = 4000
     t4_ms: int = 5000
+    tls_verify: bool = True  # check the server certificate and host name (never off silently)
+    tls_ca_file: str | None = None  # PEM bundle to trust instead of the system's
 
 
 @dataclass(frozen=True)
@@ -569,7 +571,7 @@ _ACCOUNT_KEYS = (
 _NETWORK_KEYS = ("listen", "rtp_ports", "public_address", "rtp_timeout", "max_calls",
                  "rate_limit", "rate_burst")
 _AUDIO_KEYS = ("backend", "input_device", "output_device", "codecs", "ptime", "dtmf")
-_SIP_KEYS = ("user_agent", "t1_ms", "t2_ms", "t4_ms")
+_SIP_KEYS = ("user_agent", "t1_ms", "t2_ms", "t4_ms", "tls_verify", "tls_ca_file")
 _UI_KEYS = ("theme",)
 
 _KEYRING_MISSING = (
@@ -893,11 +895,19 @@ class _Parser:
         t2 = self.integer(t, "t2_ms", path, d.t2_ms, 1, 600_000)
         if t2 < t1:
             raise self.error(f"{path}.t2_ms", f"must be at least t1_ms ({t1}) (got {t2})")
+        ca_file = self.string(t, "tls_ca_file", path, None)
+        if ca_file is not None:
+            ca_path = Path(ca_file).expanduser()
+            if not ca_path.is_file():
+                raise self.error(f"{path}.tls_ca_file", f"no such file: {ca_file}")
+            ca_file = str(ca_path)
         return SipSettings(
             user_agent=self.string(t, "user_agent", path, d.user_agent),
             t1_ms=t1,
             t2_ms=t2,
             t4_ms=self.integer(t, "t4_ms", path, d.t4_ms, 1, 600_000),
+            tls_verify=self.boolean(t, "tls_verify", path, d.tls_verify),
+            tls_ca_file=ca_file,
         )
 
     def ui(self, value: object) -> UiSettings:

@@ -91,7 +91,7 @@ class Registration:
             try:
                 self._peer = await self.ua.resolve(registrar, acc.transport)
             except OSError as exc:
-                self._fail(0, f"cannot reach registrar: {exc}", expires)
+                self._fail(None, f"cannot reach registrar: {exc}", expires)
                 return
         peer = self._peer
         next_hop_routes: list[str] = []
@@ -100,7 +100,7 @@ class Registration:
             try:
                 peer = await self.ua.resolve(proxy, acc.transport)
             except OSError as exc:
-                self._fail(0, f"cannot reach outbound proxy: {exc}", expires)
+                self._fail(None, f"cannot reach outbound proxy: {exc}", expires)
                 return
             if "lr" in proxy.params:
                 next_hop_routes = [f"<{proxy}>"]
@@ -133,7 +133,8 @@ class Registration:
         self.ua.send_request(
             request, peer,
             on_response=lambda resp: self._on_response(request, resp, expires),
-            on_timeout=lambda: self._fail(408, "Request Timeout", expires))
+            on_timeout=lambda error: self._fail(None, error, expires) if error
+            else self._fail(408, "Request Timeout", expires))
 
     def _on_response(self, request: Request, response: Response, expires: int) -> None:
         status = response.status
@@ -204,7 +205,7 @@ class Registration:
             return
         self._refresh = self.ua.loop.call_later(delay, self.start)
 
-    def _fail(self, status: int, reason: str, expires: int,
+    def _fail(self, status: int | None, reason: str, expires: int,
               retry_after: int | None = None) -> None:
         if expires == 0:  # the unregister failed: nothing more to do
             self._set_state("unregistered")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .sip.errors import SipParseError
@@ -19,14 +20,17 @@ __all__ = ["TransportLayer", "Peer"]
 
 log = logging.getLogger(__name__)
 
+MAX_TCP_CONNECTIONS = 256  # open TCP connections (both directions); more are refused
+
 
 @dataclass(frozen=True, slots=True)
 class Peer:
     """Where a message came from or goes to."""
 
-    proto: str  # "udp" | "tcp"
+    proto: str  # "udp" | "tcp" | "tls"
     host: str
     port: int
+    name: str | None = field(default=None, compare=False, hash=False)  # TLS server name
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -35,6 +39,17 @@ class Peer:
 
 Receiver = Callable[[bytes, Peer], None]
 Tracer = Callable[[str, bytes, Peer], None]  # direction "sent"/"received"
+ErrorSink = Callable[[Peer, str], None]
+
+
+def tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
+    """Client TLS: certificates and host names verified unless the user turned it off."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -59,10 +74,19 @@ class _TcpConnection(asyncio.Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
         addr = transport.get_extra_info("peername")
-        self.peer = Peer("tcp", addr[0], addr[1])
+        proto = "tls" if transport.get_extra_info("sslcontext") is not None else "tcp"
+        self.peer = Peer(proto, addr[0], addr[1])
+        if len(self.layer._connections) >= MAX_TCP_CONNECTIONS:
+            self.layer.stats["connections_refused"] += 1
+            log.warning("too many TCP connections: refusing %s", self.peer)
+            self.peer = None
+            transport.abort()
+            return
         self.layer._connections[(self.peer.host, self.peer.port)] = self
 
     def data_received(self, data: bytes) -> None:
+        if self.peer is None:  # refused in connection_made
+            return
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
@@ -83,16 +107,21 @@ class _TcpConnection(asyncio.Protocol):
 class TransportLayer:
     """UDP + TCP endpoints bound to one host:port."""
 
-    def __init__(self, on_message: Receiver, tracer: Tracer | None = None) -> None:
+    def __init__(self, on_message: Receiver, tracer: Tracer | None = None, *,
+                 on_error: ErrorSink | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.on_message = on_message
         self.tracer = tracer
+        self.on_error = on_error
+        self.tls = tls
         self.host = "0.0.0.0"
         self.port = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
         self._connections: dict[tuple[str, int], _TcpConnection] = {}
         self._connecting: dict[tuple[str, int], asyncio.Future] = {}
-        self.stats = {"received": 0, "sent": 0, "stream_errors": 0, "oversized": 0}
+        self.stats = {"received": 0, "sent": 0, "stream_errors": 0, "oversized": 0,
+                      "connections_refused": 0}
 
     async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
         """Bind UDP (and TCP on the same port). Port 0 picks a free one for both."""
@@ -141,6 +170,8 @@ class TransportLayer:
                 raise OSError("transport not started")
             self._udp.sendto(data, (peer.host, peer.port))
             return
+        if peer.proto not in ("tcp", "tls"):
+            raise OSError(f"unknown transport {peer.proto!r}")
         conn = self._connections.get((peer.host, peer.port))
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
             conn.transport.write(data)
@@ -153,16 +184,33 @@ class TransportLayer:
         try:
             fut = self._connecting.get(key)
             if fut is None:
+                kwargs: dict = {}
+                if peer.proto == "tls":
+                    kwargs = {"ssl": self.tls or tls_context(),
+                              "server_hostname": peer.name or peer.host}
                 fut = loop.create_task(loop.create_connection(
-                    lambda: _TcpConnection(self), peer.host, peer.port))
+                    lambda: _TcpConnection(self), peer.host, peer.port, **kwargs))
                 self._connecting[key] = fut
             try:
                 transport, _ = await asyncio.wait_for(asyncio.shield(fut), 10)
             finally:
                 self._connecting.pop(key, None)
             transport.write(data)
-        except (OSError, asyncio.TimeoutError) as exc:
-            log.warning("TCP connect to %s failed: %s", peer, exc)
+        except ssl.SSLCertVerificationError as exc:
+            self._failed(peer, f"TLS certificate of {peer.name or peer.host} not trusted: "
+                               f"{exc.verify_message or exc.reason}")
+        except ssl.SSLError as exc:
+            self._failed(peer, f"TLS handshake with {peer} failed: {exc.reason or exc}")
+        except asyncio.TimeoutError:
+            self._failed(peer, f"{peer.proto.upper()} connect to {peer} timed out")
+        except OSError as exc:
+            self._failed(peer, f"{peer.proto.upper()} connect to {peer} failed: "
+                               f"{exc.strerror or exc}")
+
+    def _failed(self, peer: Peer, reason: str) -> None:
+        log.warning("%s", reason)
+        if self.on_error is not None:
+            self.on_error(peer, reason)
 
     async def close(self) -> None:
         if self._udp is not None:

@@ -34,7 +34,7 @@ from .sip.transaction import (
 )
 from .sip.uri import NameAddr, SipUri, parse_uri
 from .ratelimit import ALLOW as ADMIT, REFUSE, RateLimiter
-from .transport import Peer, TransportLayer
+from .transport import Peer, TransportLayer, tls_context
 
 if TYPE_CHECKING:
     from .call import Call
@@ -71,8 +71,9 @@ class _TxContext:
     tx: Any
     dest: Peer
     on_response: Callable[[Response], None] | None = None
-    on_timeout: Callable[[], None] | None = None
+    on_timeout: Callable[[str | None], None] | None = None
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    error: str | None = None  # why the transport failed, when it did
 
 
 class UserAgent:
@@ -94,7 +95,9 @@ class UserAgent:
         self.timers = TimerConfig(t1=config.sip.t1_ms / 1000, t2=config.sip.t2_ms / 1000,
                                   t4=config.sip.t4_ms / 1000)
         self.user_agent = config.sip.user_agent
-        self.transport = TransportLayer(self._on_message, tracer)
+        self.transport = TransportLayer(
+            self._on_message, tracer, on_error=self._on_transport_error,
+            tls=tls_context(verify=config.sip.tls_verify, ca_file=config.sip.tls_ca_file))
         self.table = TransactionTable()
         self._ctx: dict[int, _TxContext] = {}
         self.calls: dict[str, "Call"] = {}  # by Call-ID
@@ -206,26 +209,27 @@ class UserAgent:
     async def resolve(self, uri: SipUri, proto: str | None = None) -> Peer:
         """Next-hop URI → transport address (RFC 3263, A/AAAA part; no NAPTR/SRV)."""
         proto = proto or uri.transport
-        if proto not in ("udp", "tcp"):
-            raise OSError(f"transport {proto!r} is not supported yet")
+        if proto not in ("udp", "tcp", "tls"):
+            raise OSError(f"transport {proto!r} is not supported")
         host = uri.host_bare
+        name = None if _is_ip(host) else host
         port = uri.port or uri.default_port
         maddr = uri.params.get("maddr")
         if maddr:
             host = maddr
-        try:
-            ipaddress.ip_address(host)
-            return Peer(proto, host, port)
-        except ValueError:
-            pass
+        if _is_ip(host):
+            return Peer(proto, host, port, name)
         cached = self._resolve_cache.get(host)
         if cached is None:
-            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            # the family our socket can reach: an IPv4 socket cannot send to an AAAA record
+            family = socket.AF_INET6 if ":" in self.transport.host else socket.AF_INET
+            infos = await self.loop.getaddrinfo(host, port, family=family,
+                                                type=socket.SOCK_DGRAM)
             if not infos:
                 raise OSError(f"cannot resolve {host}")
             cached = infos[0][4][0]
             self._resolve_cache[host] = cached
-        return Peer(proto, cached, port)
+        return Peer(proto, cached, port, name)
 
     # -- sending ------------------------------------------------------------------------------
     def stamp_via(self, request: Request, peer: Peer, branch: str | None = None) -> str:
@@ -243,7 +247,8 @@ class UserAgent:
 
     def send_request(self, request: Request, dest: Peer, *,
                      on_response: Callable[[Response], None] | None = None,
-                     on_timeout: Callable[[], None] | None = None) -> ClientTransaction:
+                     on_timeout: Callable[[str | None], None] | None = None
+                     ) -> ClientTransaction:
         """Start a client transaction. ``request`` must already carry its Via."""
         tx = ClientTransaction(request, reliable=dest.proto != "udp", timers=self.timers)
         self.table.add_client(tx)
@@ -304,7 +309,7 @@ class UserAgent:
                     self._guard(ctx.on_response, action.message)
             elif isinstance(action, Timeout):
                 if ctx.on_timeout:
-                    self._guard(ctx.on_timeout)
+                    self._guard(ctx.on_timeout, ctx.error)
             elif isinstance(action, Terminated):
                 for handle in ctx.timers.values():
                     handle.cancel()
@@ -315,6 +320,13 @@ class UserAgent:
     def _fire(self, ctx: _TxContext, name: str) -> None:
         ctx.timers.pop(name, None)
         self._apply(ctx, ctx.tx.on_timer(name, self.now()))
+
+    def _on_transport_error(self, peer: Peer, reason: str) -> None:
+        """A connection could not be made: fail its transactions now, saying why."""
+        for ctx in list(self._ctx.values()):
+            if ctx.dest == peer and isinstance(ctx.tx, ClientTransaction):
+                ctx.error = reason
+                self._apply(ctx, ctx.tx.on_transport_error(self.now()))
 
     def _transport_error(self, ctx: _TxContext) -> None:
         if id(ctx.tx) in self._ctx:
@@ -578,6 +590,14 @@ def _split_hostport(text: str) -> tuple[str, int]:
     if not host:
         return text, 0
     return host, int(port or 0)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _host_literal(ip: str) -> str:
