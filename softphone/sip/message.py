@@ -275,7 +275,7 @@ class Message:
             raise SipParseError("malformed CSeq header")
         if number >= 2**31:
             raise SipParseError("CSeq number out of range")
-        return number, parts[1].upper()
+        return number, parts[1]  # methods are case-sensitive (RFC 3261 §7.1)
 
     @property
     def vias(self) -> list[Via]:
@@ -349,7 +349,7 @@ class Request(Message):
 
     def __init__(self, method: str, uri: str | SipUri, headers=None, body: bytes = b"") -> None:
         super().__init__(headers, body)
-        self.method = method.upper()
+        self.method = method  # case-sensitive: 'invite' is not INVITE (§7.1)
         self.uri = str(uri)
 
     @property

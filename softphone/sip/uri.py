@@ -225,11 +225,12 @@ class NameAddr:
     def __str__(self) -> str:
         out = ""
         if self.display_name:
-            name = self.display_name
+            # CR/LF would start a new header line: never let a display name carry one
+            name = self.display_name.replace("\r", " ").replace("\n", " ")
             if _TOKEN_RE.fullmatch(name.replace(" ", "")) and name == name.strip():
-                out = self.display_name + " "
+                out = name + " "
             else:
-                escaped = self.display_name.replace("\\", "\\\\").replace('"', '\\"')
+                escaped = name.replace("\\", "\\\\").replace('"', '\\"')
                 out = f'"{escaped}" '
         out += f"<{self.uri}>"
         for name, value in self.params.items():
