@@ -133,9 +133,9 @@ class Dialog:
             if "lr" not in first.params:
                 # strict router: it goes in the Request-URI, the target at the end
                 routes = self.route_set[1:] + [f"<{self.remote_target}>"]
+                # only `method` is barred from a Request-URI (RFC 3261 §19.1.1, table 1)
                 return str(first.with_(params={k: v for k, v in first.params.items()
-                                               if k not in ("method", "maddr", "ttl",
-                                                            "transport", "lr")})), routes
+                                               if k != "method"}, headers={})), routes
         return str(self.remote_target), list(self.route_set)
 
     def next_hop(self) -> SipUri:
