@@ -108,6 +108,7 @@ class Call:
         self._retransmit_handle: asyncio.TimerHandle | None = None
         self._last_2xx: Response | None = None
         self._auto_answer_handle: asyncio.TimerHandle | None = None
+        self._answer_requested = False
         self._response_peer: Peer | None = None
         self.rtp_timeout_hit = False
         self._devices: tuple[Any, Any] = ()
@@ -563,7 +564,9 @@ class Call:
         self.ua.emit("incoming", call_id=self.call_id, **{"from": str(self.remote.uri),
                      "to": str(self.local.uri)},
                      display_name=self.remote.display_name)
-        if self.ua.auto_answer:
+        if self._answer_requested:
+            self.answer()
+        elif self.ua.auto_answer:
             delay = max(0.0, self.ua.answer_delay)
             self._auto_answer_handle = self.ua.loop.call_later(delay, self.answer)
 
@@ -596,8 +599,8 @@ class Call:
         """Accept an incoming call: 200 OK with the SDP answer, retransmitted until ACK."""
         if self.direction != "incoming" or self.ended or self._final_sent:
             return
-        if self._answer_sdp is None:  # still preparing: answer as soon as it is ready
-            self.ua.loop.call_later(0.01, self.answer)
+        if self._answer_sdp is None:  # still opening media: answer as soon as it is ready
+            self._answer_requested = True
             return
         if self._auto_answer_handle:
             self._auto_answer_handle.cancel()

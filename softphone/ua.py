@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 ACCEPT = "application/sdp"
-SUPPORTED = ""
+SUPPORTED = ""  # no option tags: we implement no SIP extension a peer could rely on
 _KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
                       "UPDATE", "PRACK"}
 
@@ -391,7 +391,6 @@ class UserAgent:
         """RFC 3261 §18.2.1 received= and RFC 3581 rport= on the top Via."""
         if peer.proto != "udp":
             return
-        values = request.headers.get_all("Via")
         via = request.top_via
         changed = False
         if via.host.strip("[]") != peer.host:
@@ -402,14 +401,7 @@ class UserAgent:
             via.params.setdefault("received", peer.host)
             changed = True
         if changed:
-            request.headers.remove("Via")
-            request.headers.add("Via", str(via))
-            for value in values[1:]:
-                request.headers.add("Via", value)
-            # keep Via first in the header order for readability of traces
-            items = list(request.headers)
-            request.headers._items = ([i for i in items if i[0] == "Via"]
-                                      + [i for i in items if i[0] != "Via"])
+            request.headers.replace_first_value("Via", str(via))
 
     def _on_response(self, response: Response) -> None:
         tx = self.table.match_response(response)
@@ -491,8 +483,7 @@ class UserAgent:
             self.respond(stx, make_response(request, 200, to_tag=call.local_tag))
             call.on_cancel(request)
             return
-        unsupported = [tag for value in request.headers.get_all("Require")
-                       for tag in [value.strip()] if tag and tag not in ("timer",)]
+        unsupported = [tag.strip() for tag in request.headers.get_all("Require") if tag.strip()]
         if unsupported and method not in ("CANCEL", "ACK"):
             self.respond(stx, make_response(request, 420, to_tag=new_tag(),
                                             extra=[("Unsupported", ", ".join(unsupported))]))
@@ -536,7 +527,7 @@ class UserAgent:
     def options_response(self, request: Request, to_tag: str | None = None) -> Response:
         return make_response(request, 200, to_tag=to_tag or new_tag(), extra=[
             ("Allow", ALLOW), ("Accept", ACCEPT), ("Accept-Encoding", "identity"),
-            ("Accept-Language", "en"), ("Supported", SUPPORTED or "replaces"),
+            ("Accept-Language", "en"), ("Supported", SUPPORTED),
         ])
 
     def media_devices(self, call: "Call"):

@@ -981,3 +981,13 @@ def test_display_name_cannot_inject_a_header_line():
     value = str(NameAddr(SipUri(user="a", host="h"), "Eve\r\nX-Injected: 1"))
     assert "\r" not in value and "\n" not in value
     assert parse_name_addr(value).display_name == "Eve  X-Injected: 1"
+
+
+def test_replace_first_value_keeps_position_and_further_values():
+    from softphone.sip.message import Headers
+
+    h = Headers([("Max-Forwards", "70"), ("Via", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b"),
+                 ("Via", "SIP/2.0/UDP c"), ("To", "<sip:x@y>")])
+    h.replace_first_value("v", "SIP/2.0/UDP a;branch=z9hG4bK1;received=1.2.3.4")
+    assert list(h)[1] == ("Via", "SIP/2.0/UDP a;branch=z9hG4bK1;received=1.2.3.4, SIP/2.0/UDP b")
+    assert h.get_all("Via")[1:] == ["SIP/2.0/UDP b", "SIP/2.0/UDP c"]

@@ -200,6 +200,17 @@ class Headers:
                 return
         self._items.append((name, value))
 
+    def replace_first_value(self, name: str, value: str) -> None:
+        """Replace the first value of a list header in place (e.g. stamp the top Via),
+        keeping the line's position and any further values on the same line."""
+        key = canonical_name(name).lower()
+        for i, (n, v) in enumerate(self._items):
+            if n.lower() == key:
+                rest = split_list(v)[1:] if key in _LIST_HEADERS else []
+                self._items[i] = (n, ", ".join([value, *rest]))
+                return
+        self._items.append((canonical_name(name), value))
+
     def remove(self, name: str) -> None:
         key = canonical_name(name).lower()
         self._items = [(n, v) for n, v in self._items if n.lower() != key]
