@@ -157,6 +157,17 @@ class Devices:
                 WavSource(self.play)
             except Exception as exc:  # unreadable or not a WAV file
                 raise UsageError(f"--play: cannot read {self.play}: {exc}") from None
+        if self.backend == "pyaudio" and not (self.echo or (self.play and self.record)):
+            # start PortAudio now, not in the middle of a call's set-up
+            from .media import devices as dev
+
+            try:
+                if not any(d.max_input_channels or d.max_output_channels
+                           for d in dev.list_devices()):
+                    raise dev.AudioUnavailable("no sound devices found")
+            except dev.AudioUnavailable as exc:
+                notice(f"audio: {exc}; using silence")
+                self.backend = "null"
         if self.record:
             parent = Path(record_path(self.record, 1)).parent
             if not parent.is_dir():

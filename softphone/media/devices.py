@@ -138,6 +138,28 @@ class ToneSource(_Metered):
         return out
 
 
+_DECODED: dict[tuple[str, int, int, int], np.ndarray] = {}
+_DECODED_MAX = 8
+
+
+def _decoded_wav(path: str, rate: int, load) -> np.ndarray:
+    """One decode per (file version, rate), shared read-only by every WavSource.
+
+    `answer --auto --play` makes a WavSource per call; decoding the file each time held
+    the event loop for tens of ms per call (the top hot spot under call load).
+    """
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size, rate)
+    data = _DECODED.get(key)
+    if data is None:
+        data = load(rate)
+        data.flags.writeable = False
+        while len(_DECODED) >= _DECODED_MAX:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[key] = data
+    return data
+
+
 class WavSource(_Metered):
     """Plays a WAV (any rate, channels, sample format PyAV reads), looping by default."""
 
@@ -153,7 +175,7 @@ class WavSource(_Metered):
     def prepare(self, rate: int) -> None:
         """Decode and convert the file for `rate` now (not inside the first tick)."""
         if rate not in self._cache:
-            self._cache[rate] = self._load(rate)
+            self._cache[rate] = _decoded_wav(self.path, rate, self._load)
 
     def _load(self, rate: int) -> np.ndarray:
         import av
@@ -359,6 +381,33 @@ def _stderr_to_devnull():
 
 _pa_lock = threading.Lock()
 _pa_instance = None
+_probe_verdict: str | None = None  # None: not probed; "": PortAudio starts; else why not
+
+_PROBE = "import pyaudio; p = pyaudio.PyAudio(); print(p.get_device_count()); p.terminate()"
+
+
+def _probe_portaudio() -> str:
+    """Start PortAudio once in a child process first: a broken ALSA set-up makes alsa-lib
+    abort() inside Pa_Initialize, which would kill us with no word said. '' means fine."""
+    global _probe_verdict
+    if _probe_verdict is None:
+        import subprocess
+
+        try:
+            out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True,
+                                 timeout=15, env=os.environ.copy())
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _probe_verdict = f"PortAudio did not start ({exc.__class__.__name__})"
+        else:
+            if out.returncode == 0:
+                _probe_verdict = ""
+            elif out.returncode < 0:
+                _probe_verdict = (f"PortAudio crashed while looking for sound devices "
+                                  f"(signal {-out.returncode}); check the ALSA/PulseAudio set-up")
+            else:
+                last = (out.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+                _probe_verdict = f"PortAudio did not start: {last[:200]}"
+    return _probe_verdict
 
 
 def _pyaudio():
@@ -370,6 +419,9 @@ def _pyaudio():
                 import pyaudio
             except ImportError as exc:
                 raise AudioUnavailable(f"PyAudio is not installed: {exc}") from exc
+            problem = _probe_portaudio()
+            if problem:
+                raise AudioUnavailable(problem)
             _silence_native_audio_logs()
             with _stderr_to_devnull():
                 _pa_instance = pyaudio.PyAudio()
@@ -378,8 +430,9 @@ def _pyaudio():
 
 def reset_pyaudio() -> None:
     """Terminate PortAudio so the next use rescans devices (e.g. a sound server started)."""
-    global _pa_instance
+    global _pa_instance, _probe_verdict
     with _pa_lock:
+        _probe_verdict = None
         if _pa_instance is not None:
             with _stderr_to_devnull():
                 _pa_instance.terminate()
