@@ -29,9 +29,6 @@ async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "conditi
     while time.monotonic() < deadline:
         value = condition()
         if value:
-            import os
-            if os.environ.get("TUI_TIMING"):
-                print(f"{time.monotonic():.2f} {what}")
             return value
         await pilot.pause(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
@@ -108,7 +105,14 @@ async def test_dial_error_is_shown(tmp_path):
                        what="the error")
         assert not app.state.calls
         assert isinstance(app.focused, DialInput)
-        await app.action_quit()
+        await pilot.press("escape")  # DESIGN §3: Escape leaves the dial input
+        assert isinstance(app.focused, CallTable)
+        await pilot.press("d")
+        assert isinstance(app.focused, DialInput)
+        phone = app.phone
+        await pilot.press("ctrl+q")  # quits from anywhere, the dial input included
+        await wait_for(pilot, lambda: app.phone is None and app._exit, what="exit")
+        assert not phone.uas  # the UA was closed on the way out
 
 
 async def _second_ua(events: list):
@@ -181,6 +185,8 @@ async def test_trace_pane_shows_invite_200_ack(tmp_path):
         body = str(screen.query_one("#trace-message").render())
         assert body.startswith("sent to udp") and "INVITE sip:echo@" in body
         assert "Call-ID: " + view.call_id in body
+        await pilot.press("c")
+        assert "ACK sip:" in app.clipboard and app.clipboard.startswith("--- ")
         await pilot.press("w")
         saved = screen.save_dir / f"trace-{view.call_id.replace('@', '_')}.txt"
         await wait_for(pilot, saved.exists, what="saved trace")
@@ -226,3 +232,143 @@ async def test_history_persists_and_redials(tmp_path):
         assert app2.query_one(DialInput).value == records[0].party
         await app2.action_quit()
     assert len(History(db).recent()) == 2
+
+
+class FakeRegistrar(asyncio.DatagramProtocol):
+    """Answers REGISTER on loopback with ``self.status`` (200 grants 60 s)."""
+
+    def __init__(self) -> None:
+        self.status = 403
+        self.requests = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        head = data.split(b"\r\n\r\n", 1)[0].decode()
+        lines = head.split("\r\n")
+        if not lines[0].startswith("REGISTER"):
+            return
+        self.requests += 1
+        keep = [l for l in lines[1:] if l.split(":", 1)[0].lower() in
+                ("via", "from", "call-id", "cseq", "contact")]
+        out = []
+        for line in keep:
+            if line.lower().startswith("contact") and self.status == 200:
+                line = line.split(";expires=")[0] + ";expires=60"
+            elif line.lower().startswith("contact"):
+                continue
+            out.append(line)
+        to = next(l for l in lines if l.lower().startswith("to:"))
+        phrase = "OK" if self.status == 200 else "Forbidden"
+        response = "\r\n".join([f"SIP/2.0 {self.status} {phrase}", *out, to + ";tag=reg1",
+                                "Content-Length: 0", "", ""])
+        self.transport.sendto(response.encode(), addr)
+
+
+async def test_account_panel_shows_failure_and_retry(tmp_path):
+    loop = asyncio.get_running_loop()
+    transport, registrar = await loop.create_datagram_endpoint(
+        FakeRegistrar, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        config = loopback_config(accounts=[{
+            "name": "office", "aor": f"sip:1001@127.0.0.1:{port}", "password": "pw"}])
+        app = SoftphoneApp(config, audio="null", data_path=tmp_path / "data")
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot, app)
+            table = app.account_table
+
+            def row() -> str:
+                return " ".join(str(c) for c in table.get_row("office")) \
+                    if table.row_count else ""
+
+            await wait_for(pilot, lambda: "failed: 403 Forbidden" in row(), what="failure")
+            registrar.status = 200
+            await pilot.press("ctrl+r")  # retry on demand
+            await wait_for(pilot, lambda: "registered (" in row(), what="registered")
+            left = app.state.accounts["office"].seconds_left
+            assert 50 < left <= 60
+            assert "sip:1001@127.0.0.1" in str(app.identity_line.render())
+            await app.action_quit()
+        # quitting unregistered (Expires: 0) through the same registrar
+        assert registrar.requests >= 3
+    finally:
+        transport.close()
+
+
+async def test_settings_add_account_restarts_phone(tmp_path):
+    from textual.widgets import Input, Switch
+
+    from softphone.config import load_config
+
+    path = tmp_path / "config.toml"
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await started(pilot, app)
+        await pilot.press("f2")
+        screen = app.screen
+        await pilot.click("#account-new")
+        screen.query_one("#acc-name", Input).value = "lab"
+        screen.query_one("#acc-aor", Input).value = "sip:2001@127.0.0.1:5999"
+        screen.query_one("#acc-register", Switch).value = False
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "lab" in app.state.accounts and app.phone.ready.is_set(),
+                       what="the restarted phone")
+        assert app.state.accounts["lab"].describe() == "not registering"
+        assert "sip:2001@127.0.0.1:5999" in app.state.identity
+        assert load_config(path).accounts[0].name == "lab"
+        await app.action_quit()
+
+
+async def test_two_calls_listed_and_selectable(tmp_path):
+    app = make_app(tmp_path)
+    events: list = []
+    async with app.run_test(size=SIZE) as pilot:
+        phone = await started(pilot, app)
+        echo_view = await dial_echo(pilot, app)
+        ua = next(iter(phone.uas.values()))
+        caller = await _second_ua(events)
+        try:
+            out = await caller.call(f"sip:alice@127.0.0.1:{ua.transport.port}")
+            await wait_for(pilot, lambda: out.call_id in app.state.calls, what="incoming")
+            table = app.call_table
+            assert table.row_count == 2 and table.selected_call == out.call_id
+            await pilot.press("a")
+            incoming = app.state.calls[out.call_id]
+            await wait_for(pilot, lambda: incoming.state == "connected", what="answered")
+            # move the selection to the echo call and hang that one up only
+            await pilot.press("up")
+            assert table.selected_call == echo_view.call_id
+            await pilot.press("h")
+            await wait_for(pilot, lambda: echo_view.state == "ended", what="echo ended")
+            assert incoming.state == "connected"
+            await pilot.press("down", "h")
+            await wait_for(pilot, lambda: any(n == "ended" for n, _ in events),
+                           what="the caller to see the BYE")
+            assert incoming.reason == "hangup"
+        finally:
+            await caller.close(timeout=2)
+        await app.action_quit()
+
+
+def test_first_frame_imports_no_media_stack(tmp_path):
+    """`import softphone.tui` and the first frame stay clear of aiortc, PyAV and numpy."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import softphone.tui\n"
+        "from softphone.config import Config\n"
+        "from softphone.tui.app import SoftphoneApp\n"
+        "heavy = ('aiortc', 'av', 'numpy', 'softphone.ua', 'softphone.media.rtp')\n"
+        "class Probe(SoftphoneApp):\n"
+        "    def _start_phone(self):\n"
+        "        self.exit(result=[m for m in heavy if m in sys.modules])\n"
+        f"app = Probe(Config.default(), audio='null', data_path=__import__('pathlib').Path({str(tmp_path)!r}))\n"
+        "print(app.run(headless=True))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -141,3 +141,15 @@ async def test_settings_saves_valid_and_rejects_invalid(tmp_path):
     assert (acc.aor, acc.password_env, acc.expires) == \
         ("sip:1001@pbx.example.com", "PBX_PASSWORD", 300)
     assert app.config == saved
+
+
+async def test_command_palette_lists_every_action(tmp_path):
+    from softphone.tui.app import SoftphoneApp
+
+    app = SoftphoneApp(Config.default(), audio="null", live=False, data_path=tmp_path)
+    async with app.run_test() as pilot:
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        await pilot.pause()
+    for title in ("Dial", "Answer", "Reject", "Hang up", "Mute", "SIP trace", "Echo test",
+                  "Re-register", "Settings", "Event log", "DTMF 5", "DTMF #", "Quit"):
+        assert title in titles, title

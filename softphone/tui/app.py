@@ -17,7 +17,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from ..history import History, data_dir
 from .state import CallView, PhoneState
 from .widgets import (AccountTable, CallDetail, CallTable, DialInput, HistoryTable,
                       IncomingBanner, state_summary)
@@ -26,12 +25,13 @@ if TYPE_CHECKING:
     from textual.screen import Screen
 
     from ..config import Config
+    from ..history import History
     from .controller import Phone
 
 __all__ = ["SoftphoneApp"]
 
 CSS = """
-#left { width: 44; border-right: solid $primary-darken-2; }
+#left { width: 32; border-right: solid $primary-darken-2; }
 #identity { height: auto; padding: 0 1; }
 #accounts { height: auto; max-height: 8; }
 #history-title, #calls-title { padding: 0 1; text-style: bold; background: $boost; }
@@ -46,7 +46,9 @@ CSS = """
 #notice { height: auto; color: $warning; padding: 0 1; }
 #trace-body { height: 1fr; }
 #trace-list { width: 60; }
-#trace-message-box { width: 1fr; border-left: solid $primary-darken-2; padding: 0 1; }
+#trace-message-box { width: 1fr; border-left: solid $primary-darken-2; padding: 0 1;
+                     overflow-x: auto; }
+#trace-message { width: auto; }
 #trace-title { padding: 0 1; }
 """
 
@@ -62,18 +64,18 @@ class SoftphoneApp(App):
         Binding("s", "settings", "Settings", show=False),
         Binding("f3", "log", "Events"),
         Binding("l", "log", "Events", show=False),
-        Binding("ctrl+r", "retry_registration", "Re-register", show=False),
+        Binding("ctrl+r", "retry_registration", "Re-register"),
         Binding("slash", "focus_dial", "Dial", show=False),
     ]
 
     def __init__(self, config: "Config", *, audio: str = "null", live: bool = True,
-                 history: History | None = None, data_path: Path | None = None,
+                 history: "History | None" = None, data_path: Path | None = None,
                  config_path: Path | None = None, state: PhoneState | None = None) -> None:
         super().__init__()
         self.config = config
         self.audio = audio
         self.live = live
-        self.data_path = data_path or data_dir()
+        self._data_path = data_path
         self.config_path = config_path
         self.state = state or PhoneState(audio_backend=audio)
         self._history = history
@@ -124,14 +126,31 @@ class SoftphoneApp(App):
         else:
             self.show_history()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Re-register shows in the footer only when there is an account."""
+        if action == "retry_registration":
+            return bool(self.state.accounts)
+        return True
+
     # -- startup -------------------------------------------------------------------------
     def _start_phone(self) -> None:
         self.run_worker(self._boot(), name="boot", exclusive=True)
 
     @property
-    def history(self) -> History | None:
+    def data_path(self) -> Path:
+        """Where history and saved traces live (resolved on first use: platformdirs)."""
+        if self._data_path is None:
+            from ..history import data_dir
+
+            self._data_path = data_dir()
+        return self._data_path
+
+    @property
+    def history(self) -> "History | None":
         if self._history is None:
             try:
+                from ..history import History
+
                 self._history = History(self.data_path / "history.sqlite3")
             except Exception as exc:
                 self.state.log_line(f"history unavailable: {exc}")
@@ -195,7 +214,9 @@ class SoftphoneApp(App):
             return
         self.identity_line.update(state_summary(state))
         self.account_table.show(state.accounts)
-        self.account_table.display = bool(state.accounts)
+        if self.account_table.display != bool(state.accounts):
+            self.account_table.display = bool(state.accounts)
+            self.refresh_bindings()
         calls = self.call_table
         calls.show(state.calls)
         self.banner.show(state.incoming_ringing())
@@ -385,9 +406,24 @@ class SoftphoneApp(App):
                 self.theme = config.ui.theme
             except Exception:
                 pass
-        if self.phone is not None:
+        if self.phone is None:
+            return
+        if self.phone.busy():
+            self.state.notice = "settings saved; accounts and network apply after the calls end"
             self.phone.config = config
-        self.state.notice = "settings saved; account and network changes apply on restart"
+            self.refresh_views()
+            return
+        self.state.notice = None
+        self.run_worker(self._restart(config), name="restart", exclusive=True)
+
+    async def _restart(self, config: "Config") -> None:
+        assert self.phone is not None
+        self.state.identity = "restarting…"
+        self.refresh_views()
+        try:
+            await self.phone.restart(config)
+        except Exception:
+            return
         self.refresh_views()
 
     def action_retry_registration(self) -> None:

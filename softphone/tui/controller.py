@@ -109,15 +109,6 @@ class Phone:
         for name, ua in self.uas.items():
             if ua.account is not None and ua.account.register:
                 self.register(name)
-        asyncio.get_running_loop().create_task(self._preload_media())
-
-    async def _preload_media(self) -> None:
-        try:
-            from ..media.rtp import preload
-
-            await preload()
-        except Exception:  # the first call will import it then
-            log.debug("media preload failed", exc_info=True)
 
     def identity(self) -> str:
         ua = self.uas.get(self.state.selected_account) or next(iter(self.uas.values()), None)
@@ -135,6 +126,18 @@ class Phone:
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout + 1)
         self.uas.clear()
+
+    def busy(self) -> bool:
+        return any(c.active for c in self.state.calls.values())
+
+    async def restart(self, config: "Config") -> None:
+        """Apply new settings: unregister, stop, start again with ``config``."""
+        await self.close()
+        self.config = config
+        self.state.accounts.clear()
+        self.state.selected_account = None
+        self.ready.clear()
+        await self.start()
 
     # -- accounts --------------------------------------------------------------------------
     def select_account(self, name: str | None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog, Static
 
@@ -48,7 +48,7 @@ class TraceScreen(Screen):
                      id="trace-title")
         with Horizontal(id="trace-body"):
             yield DataTable(id="trace-list", cursor_type="row")
-            with VerticalScroll(id="trace-message-box"):
+            with ScrollableContainer(id="trace-message-box"):
                 yield Static(id="trace-message")
         yield Footer()
 
@@ -69,17 +69,15 @@ class TraceScreen(Screen):
         messages = self.state.trace.messages(self.call_id)
         table = self.query_one("#trace-list", DataTable)
         first = messages[0].time if messages else 0.0
+        if messages and self._count == 0 and not self.frozen_times:
+            started = datetime.fromtimestamp(first).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            self.query_one("#trace-title", Static).update(Text.assemble(
+                ("SIP trace · Call-ID ", "bold"), self.call_id, f" · first message {started}"))
         for i in range(self._count, len(messages)):
             e = messages[i]
-            if self.frozen_times:
-                when = f"+{i * 0.010:6.3f}"
-            else:
-                when = datetime.fromtimestamp(e.time).strftime("%H:%M:%S.%f")[:-3] \
-                    if i == 0 else f"+{e.time - first:6.3f}"
             arrow = Text("──▶", style="cyan") if e.direction == "sent" else \
                 Text("◀──", style="magenta")
-            table.add_row(when, arrow, "peer" if self.frozen_times else e.peer, e.summary,
-                          key=str(i))
+            table.add_row(f"+{e.time - first:7.3f}", arrow, e.peer, e.summary, key=str(i))
         if self._count == 0 and messages:
             self.show_message(0)
         self._count = len(messages)
@@ -91,8 +89,9 @@ class TraceScreen(Screen):
         e = messages[index]
         text = e.data.decode("utf-8", "replace").replace("\r\n", "\n")
         head = "sent to" if e.direction == "sent" else "received from"
-        peer = "peer" if self.frozen_times else e.peer
-        body = Text(f"{head} {e.proto} {peer}\n\n", style="bold")
+        peer = e.peer
+        body = Text(no_wrap=True)
+        body.append(f"{head} {e.proto} {peer}\n\n", style="bold")
         body.append(text)
         self.query_one("#trace-message", Static).update(body)
 
@@ -137,9 +136,10 @@ class LogScreen(Screen):
 
     def _append(self) -> None:
         log = self.query_one(RichLog)
+        new = self.state.log_count - self._shown
+        if new <= 0:
+            return
         lines = list(self.state.log)
-        # the deque is bounded: after it wrapped, show from where we are
-        start = self._shown if self._shown <= len(lines) else 0
-        for line in lines[start:]:
+        for line in lines[-min(new, len(lines)):]:
             log.write(line)
-        self._shown = len(lines)
+        self._shown = self.state.log_count

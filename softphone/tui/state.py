@@ -170,6 +170,7 @@ class PhoneState:
     audio_backend: str = "null"
     notice: str | None = None
     max_ended_calls: int = 20
+    log_count: int = 0  # lines ever logged (the deque forgets; viewers need the total)
 
     def add_call(self, view: CallView) -> None:
         self.calls[view.call_id] = view
@@ -184,3 +185,4 @@ class PhoneState:
     def log_line(self, text: str, when: float | None = None) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(when or time.time()))
         self.log.append(f"{stamp} {text}")
+        self.log_count += 1

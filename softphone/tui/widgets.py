@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.binding import Binding
@@ -10,13 +11,19 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Static
 
-from ..history import CallRecord
 from .state import AccountView, CallView, PhoneState
+
+if TYPE_CHECKING:
+    from ..history import CallRecord
 
 __all__ = ["AccountTable", "CallTable", "CallDetail", "DialInput", "HistoryTable",
            "IncomingBanner", "format_duration", "meter", "sync_table"]
 
-DIRECTION_ARROWS = {"outgoing": "→ out", "incoming": "← in"}
+DIRECTION_ARROWS = {"outgoing": "→", "incoming": "←"}
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def format_duration(seconds: float) -> str:
@@ -38,7 +45,7 @@ def meter(dbfs: float | None, width: int = 20, floor: float = -60.0) -> Text:
             text.append("█", style=style)
         else:
             text.append("░", style="dim")
-    text.append(f" {max(dbfs, -99.0):5.0f} dBFS")
+    text.append("  silent" if dbfs <= -90 else f" {dbfs:5.0f} dBFS")
     return text
 
 
@@ -70,8 +77,6 @@ def selected_key(table: DataTable) -> str | None:
 
 class AccountTable(DataTable):
     """One row per account: its registration state; the cursor picks the dialing account."""
-
-    BINDINGS = [Binding("ctrl+r", "app.retry_registration", "Re-register")]
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -117,9 +122,9 @@ class DialInput(Input):
         self.cursor_position = len(self.value)
 
 
-CALL_COLUMNS = (("dir", "Dir"), ("party", "Remote party"), ("state", "State"),
-                ("codec", "Codec"), ("duration", "Time"), ("jitter", "Jitter"),
-                ("loss", "Loss"), ("mos", "MOS"))
+CALL_COLUMNS = (("dir", "Dir", 3), ("party", "Remote party", 22), ("state", "State", 20),
+                ("codec", "Codec", 5), ("duration", "Time", 5), ("jitter", "Jitter", 6),
+                ("loss", "Loss", 5), ("mos", "MOS", 4))
 
 
 class CallTable(DataTable):
@@ -139,8 +144,8 @@ class CallTable(DataTable):
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        for key, label in CALL_COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width in CALL_COLUMNS:
+            self.add_column(label, key=key, width=width)
 
     def show(self, calls: dict[str, CallView]) -> None:
         sync_table(self, {cid: _call_cells(view) for cid, view in calls.items()})
@@ -162,11 +167,11 @@ def _call_cells(v: CallView) -> tuple:
     live = v.state in ("connected", "early", "ending")
     mos_style = "" if v.mos is None else "green" if v.mos >= 4.0 else \
         "yellow" if v.mos >= 3.6 else "red"
-    return (DIRECTION_ARROWS.get(v.direction, v.direction), v.party,
-            Text(v.state_label, style=state_style), v.codec or "—",
+    return (DIRECTION_ARROWS.get(v.direction, v.direction), clip(v.party, 22),
+            Text(clip(v.state_label, 20), style=state_style), v.codec or "—",
             format_duration(v.duration) if v.duration or v.state == "connected" else "—",
-            f"{v.jitter_ms:.1f} ms" if live else "—",
-            f"{v.loss_pct:.1f} %" if live else "—",
+            f"{v.jitter_ms:.1f}ms" if live else "—",
+            f"{v.loss_pct:.1f}%" if live else "—",
             Text(f"{v.mos:.2f}", style=mos_style) if (v.mos is not None and live) else "—")
 
 
@@ -244,26 +249,26 @@ class HistoryTable(DataTable):
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        self.add_column("When", key="when")
-        self.add_column("", key="dir")
+        self.add_column("When", key="when", width=8)
+        self.add_column("", key="dir", width=1)
         self.add_column("Party", key="party")
         self.add_column("Outcome", key="outcome")
-        self.records: dict[str, CallRecord] = {}
+        self.records: dict[str, "CallRecord"] = {}
 
-    def show(self, records: list[CallRecord]) -> None:
+    def show(self, records: "list[CallRecord]") -> None:
         self.clear()
         self.records = {}
         for r in records:
             key = str(r.id)
             self.records[key] = r
-            when = datetime.fromtimestamp(r.started_at).strftime("%m-%d %H:%M")
+            when = datetime.fromtimestamp(r.started_at).strftime("%d %H:%M")
             outcome = r.outcome if r.outcome != "answered" else \
                 f"answered {format_duration(r.duration)}"
             self.add_row(when, "→" if r.direction == "outgoing" else "←",
-                         r.display_name or r.party, outcome, key=key)
+                         clip(r.display_name or r.party, 18), outcome, key=key)
 
     @property
-    def selected_record(self) -> CallRecord | None:
+    def selected_record(self) -> "CallRecord | None":
         key = selected_key(self)
         return self.records.get(key) if key else None
 
