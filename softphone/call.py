@@ -849,6 +849,7 @@ class Call:
         info["duration"] = round(self.duration, 3)
         info["rtp"] = rtp
         self.end_info = info
+        log.info("call %s ended: %s %s %s", self.call_id, reason, status or "", phrase or "")
         if emit:
             self.ua.emit("ended", **info)
         if not self._answered.done():

@@ -254,6 +254,11 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         if account is not None and account.register:
             reg = ua.register()
             ok = await reg.wait(timeout=64 * ua.timers.t1 + 5)
+            for _ in range(3):  # 503 + Retry-After: the registrar asked us to come back soon
+                if ok or reg.status != 503 or not reg.retry_after or reg.retry_after > 60:
+                    break
+                notice(f"registration: 503 {reg.reason}, retrying in {reg.retry_after} s")
+                ok = await reg.wait_next(timeout=reg.retry_after + 64 * ua.timers.t1 + 5)
             if not ok:
                 if reg.status:
                     raise Failure(f"registration failed: {reg.status} {reg.reason}")
@@ -316,7 +321,7 @@ async def _call(ua, args, stop: asyncio.Event, echo) -> int:
     if not call.ended:
         ended.cancel()
         await call.hangup()
-    if call.end_info.get("reason") == "error":
+    if call.end_info.get("reason") == "error" or call.rtp_timeout_hit:
         raise Failure(f"call failed: {call.end_info.get('phrase', 'error')}")
     return 0
 

@@ -48,6 +48,7 @@ class Registration:
         self._done: asyncio.Future | None = None
         self._peer: Peer | None = None
         self._stopping = False
+        self.retry_after: int | None = None  # from the last 503, if any
 
     # -- commands -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -66,6 +67,12 @@ class Registration:
         except asyncio.TimeoutError:
             return False
         return self.state == "registered"
+
+    async def wait_next(self, timeout: float) -> bool:
+        """Wait for the outcome of the next attempt (e.g. the retry after a 503)."""
+        if self._done is None:
+            self._done = self.ua.loop.create_future()
+        return await self.wait(timeout)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Unregister (Expires: 0) when registered; bounded by ``timeout``."""
@@ -169,6 +176,7 @@ class Registration:
             self.status, self.reason = status, response.reason
             self.registered_until = self.ua.now() + granted
             self._set_state("registered")
+            log.info("registered %s for %d s", self.account.name, granted)
             self.ua.emit("registered", account=self.account.name, expires=granted)
             self._schedule(self._refresh_delay(granted))
             self._resolve()
@@ -212,6 +220,8 @@ class Registration:
             self._resolve()
             return
         self.status, self.reason = status, reason
+        self.retry_after = retry_after
+        log.info("registration of %s failed: %s %s", self.account.name, status or "", reason)
         self._set_state("failed")
         self._peer = None  # resolve again next time (the registrar may have moved)
         self.ua.emit("registration_failed", account=self.account.name, status=status,

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,6 +22,7 @@ __all__ = ["TransportLayer", "Peer"]
 log = logging.getLogger(__name__)
 
 MAX_TCP_CONNECTIONS = 256  # open TCP connections (both directions); more are refused
+IDLE_INBOUND_TIMEOUT = 600.0  # s: a connection a peer opened and left silent is closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,11 @@ def tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLCo
     return context
 
 
+def _start_line(data: bytes) -> str:
+    """The first line only: enough to follow a flow, never a header that could matter."""
+    return data.split(b"\r\n", 1)[0][:120].decode("utf-8", "replace")
+
+
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, layer: "TransportLayer") -> None:
         self.layer = layer
@@ -65,8 +72,10 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, layer: "TransportLayer") -> None:
+    def __init__(self, layer: "TransportLayer", inbound: bool = False) -> None:
         self.layer = layer
+        self.inbound = inbound  # opened by the peer (ours to the registrar are kept open)
+        self.last_activity = time.monotonic()
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
@@ -87,6 +96,7 @@ class _TcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.peer is None:  # refused in connection_made
             return
+        self.last_activity = time.monotonic()
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
@@ -120,6 +130,7 @@ class TransportLayer:
         self._tcp_server: asyncio.base_events.Server | None = None
         self._connections: dict[tuple[str, int], _TcpConnection] = {}
         self._connecting: dict[tuple[str, int], asyncio.Future] = {}
+        self._reaper: asyncio.TimerHandle | None = None
         self.stats = {"received": 0, "sent": 0, "stream_errors": 0, "oversized": 0,
                       "connections_refused": 0}
 
@@ -136,10 +147,12 @@ class TransportLayer:
                 bound = udp.get_extra_info("sockname")[1]
                 if tcp:
                     self._tcp_server = await loop.create_server(
-                        lambda: _TcpConnection(self), host=host, port=bound,
+                        lambda: _TcpConnection(self, inbound=True), host=host, port=bound,
                         family=family, reuse_address=True)
                 self._udp = udp
                 self.host, self.port = host, bound
+                if tcp:
+                    self._reaper = loop.call_later(60, self._reap_idle)
                 sock = udp.get_extra_info("socket")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
                 return
@@ -158,12 +171,16 @@ class TransportLayer:
             return  # keep-alive
         if self.tracer:
             self.tracer("received", data, peer)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("received from %s %s: %s", peer.proto, peer, _start_line(data))
         self.on_message(data, peer)
 
     def send(self, data: bytes, peer: Peer) -> None:
         """Send now over UDP or an existing TCP connection; opens one if needed."""
         if self.tracer:
             self.tracer("sent", data, peer)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sent to %s %s: %s", peer.proto, peer, _start_line(data))
         self.stats["sent"] += 1
         if peer.proto == "udp":
             if self._udp is None:
@@ -174,6 +191,7 @@ class TransportLayer:
             raise OSError(f"unknown transport {peer.proto!r}")
         conn = self._connections.get((peer.host, peer.port))
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.last_activity = time.monotonic()
             conn.transport.write(data)
             return
         asyncio.get_running_loop().create_task(self._connect_and_send(data, peer))
@@ -212,7 +230,20 @@ class TransportLayer:
         if self.on_error is not None:
             self.on_error(peer, reason)
 
+    def _reap_idle(self) -> None:
+        """Close connections peers opened and left silent (they would hold a slot forever)."""
+        now = time.monotonic()
+        for conn in list(self._connections.values()):
+            if conn.inbound and conn.transport is not None and \
+                    now - conn.last_activity > IDLE_INBOUND_TIMEOUT:
+                conn.transport.close()
+        if self._udp is not None:
+            self._reaper = asyncio.get_running_loop().call_later(60, self._reap_idle)
+
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         if self._udp is not None:
             self._udp.close()
             self._udp = None

@@ -54,6 +54,7 @@ EventSink = Callable[[str, dict], None]
 
 MAX_TRANSACTIONS = 4096  # live client + server transactions; new requests beyond are dropped
 MAX_CACHED_ROUTES = 256  # remote hosts whose outgoing local address we remember
+MAX_CALL_RECORDS = 1024  # live and recently ended calls (kept to absorb retransmissions)
 
 
 def new_tag() -> str:
@@ -508,6 +509,10 @@ class UserAgent:
                 return
             if self.active_calls() >= self.config.network.max_calls:
                 self.respond(stx, make_response(request, 486, to_tag=new_tag()))
+                return
+            if len(self.calls) >= MAX_CALL_RECORDS:  # ended calls linger 64*T1: bound them
+                self.respond(stx, make_response(request, 503, to_tag=new_tag(),
+                                                extra=[("Retry-After", "5")]))
                 return
             Call.incoming(self, request, stx, peer)
             return

@@ -155,3 +155,15 @@ def test_jitter_raises_target_and_depth_follows():
     assert buf.jitter_ms > 5
     assert buf.target_ms > 50
     assert buf.depth_ms <= buf.max_delay_ms
+
+
+def test_packet_flood_is_bounded():
+    """Distinct timestamps inside the resync window must not pile up without limit."""
+    from softphone.media.codecs import make_decoder
+    from softphone.media.playout import MAX_PACKETS, PlayoutBuffer
+
+    buf = PlayoutBuffer(make_decoder("PCMU"), 8000)
+    for ts in range(0, 10_000, 2):  # 5,000 packets, 2 ticks apart: all within ±2 s
+        buf.push(ts, b"\xff" * 160, now=0.0)
+    assert len(buf._payloads) == MAX_PACKETS
+    assert buf.overflow_dropped == 5_000 - MAX_PACKETS

@@ -31,6 +31,10 @@ _MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000
 
 
+MAX_PACKETS = 256
+"""Packets held at most (5 s of 20 ms audio): far above any sane depth, a hard memory cap."""
+
+
 class PlayoutBuffer:
     """Reorders, de-jitters, conceals and decodes one RTP stream's audio."""
 
@@ -106,6 +110,10 @@ class PlayoutBuffer:
                 return
         if ext in self._payloads:
             self.duplicates += 1
+            return
+        if len(self._payloads) >= MAX_PACKETS:
+            # a flood of distinct timestamps (hostile or broken sender) must not grow memory
+            self.overflow_dropped += 1
             return
         self._payloads[ext] = payload
         heapq.heappush(self._heap, ext)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import random
+import struct
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -36,6 +37,7 @@ _NTP_EPOCH_OFFSET = 2208988800
 _MAX_CATCH_UP = 5
 
 _rtp_mod = None
+_RTP_HEADER = struct.Struct("!BBHII")
 
 
 def _aiortc_rtp():
@@ -483,9 +485,10 @@ class RtpSession:
         self._emit(fmt.payload_type, marker, ts, payload)
 
     def _emit(self, pt: int, marker: bool, ts: int, payload: bytes) -> None:
-        RtpPacket = _aiortc_rtp().RtpPacket
-        data = RtpPacket(payload_type=pt, marker=int(marker), sequence_number=self._seq,
-                         timestamp=ts, ssrc=self.ssrc, payload=payload).serialize()
+        # the fixed 12-byte header (V=2, no padding/extension/CSRC) packed directly: the
+        # same bytes as aiortc's RtpPacket.serialize at a tenth of the cost (hot path)
+        data = _RTP_HEADER.pack(0x80, (0x80 if marker else 0) | pt, self._seq, ts,
+                                self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
         self._rtp_transport.sendto(data, self.remote)
         self._sent += 1
