@@ -421,22 +421,17 @@ class UserAgent:
 
     def _on_request(self, request: Request, peer: Peer) -> None:
         method = request.method
-        if method == "ACK":
-            stx = self.table.match_request(request)
-            if stx is not None:
-                ctx = self._ctx.get(id(stx))
-                if ctx is not None:
-                    self._apply(ctx, stx.on_request(request, self.now()))
-                return
-            call = self.calls.get(request.call_id)
-            if call is not None:
-                call.on_ack(request)
-            return
+        # a retransmission, or the ACK of a non-2xx final: the transaction absorbs it
         stx = self.table.match_request(request)
-        if stx is not None:  # a retransmission: the transaction absorbs it
+        if stx is not None:
             ctx = self._ctx.get(id(stx))
             if ctx is not None:
                 self._apply(ctx, stx.on_request(request, self.now()))
+            return
+        if method == "ACK":  # for a 2xx: transaction-less, it belongs to the dialog
+            call = self.calls.get(request.call_id)
+            if call is not None:
+                call.on_ack(request)
             return
         if not self._admit(request, peer):
             return
