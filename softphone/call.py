@@ -686,6 +686,9 @@ class Call:
                 self._end("remote-hangup")
             return
         if method == "INVITE":
+            if self.ended:
+                self.ua.respond(stx, make_response(request, 481))
+                return
             self._spawn(self._on_reinvite(request, stx, peer))
             return
         if method == "OPTIONS":
@@ -818,10 +821,13 @@ class Call:
 
     async def _close_media(self) -> None:
         """RTCP BYE and sockets, then the devices (files flushed, PortAudio streams closed)."""
+        media, devices, self._devices = self.media, self._devices, ()
         try:
-            await self.media.close()
+            await media.close()
         finally:
-            for device in self._devices:
+            # an ended call is kept a while to absorb retransmissions: keep it light
+            self.media = None
+            for device in devices:
                 close = getattr(device, "close", None)
                 if close is not None:
                     try:

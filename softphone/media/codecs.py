@@ -156,6 +156,9 @@ class G711Decoder:
 
 # --------------------------------------------------------------------------- aiortc codecs
 def _aiortc_codec_params(name: str):
+    from .aiortc_parts import load
+
+    load()
     from aiortc.codecs import CODECS, G722_CODEC, PCMA_CODEC, PCMU_CODEC
 
     if name == "PCMU":

@@ -44,6 +44,9 @@ def _aiortc_rtp():
     """aiortc.rtp, imported on first use (importing aiortc takes ~1.7 s)."""
     global _rtp_mod
     if _rtp_mod is None:
+        from .aiortc_parts import load
+
+        load()
         import aiortc.rtp as mod
 
         _rtp_mod = mod
@@ -56,8 +59,7 @@ async def preload() -> None:
         return
 
     def _load() -> None:
-        _aiortc_rtp()
-        import aiortc.codecs  # noqa: F401
+        _aiortc_rtp()  # aiortc.rtp and aiortc.codecs, without the WebRTC stack
         import av  # noqa: F401
 
     await asyncio.to_thread(_load)
