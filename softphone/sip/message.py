@@ -84,6 +84,7 @@ REASON_PHRASES = {
     603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
 }
 
+_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 
@@ -102,16 +103,36 @@ def _small_int(text: str, max_digits: int) -> int | None:
     return int(significant) if len(significant) <= max_digits else None
 
 
+_CANONICAL_OR_COMPACT = {**_CANONICAL, **COMPACT_FORMS}
+
+
 def canonical_name(name: str) -> str:
     """Expand compact forms and normalise the case of known header names."""
-    lower = name.lower()
-    if len(lower) == 1 and lower in COMPACT_FORMS:
-        return COMPACT_FORMS[lower]
-    return _CANONICAL.get(lower, name)
+    return _CANONICAL_OR_COMPACT.get(name.lower(), name)
+
+
+def _key(name: str) -> str:
+    """The lookup key of a header name: canonical, lower case."""
+    return _CANONICAL_OR_COMPACT.get(name.lower(), name).lower()
+
+
+_LIST_ITEM = re.compile(r'(?:"(?:[^"\\]|\\.)*"|<[^<>]*>|[^,"<>])+')
 
 
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, respecting quotes and <...>."""
+    if '"' not in value and "<" not in value:
+        if "," not in value:
+            value = value.strip()
+            return [value] if value else []
+        return [item for item in (part.strip() for part in value.split(",")) if item]
+    if "\\" not in value and value.count('"') % 2 == 0 \
+            and value.count("<") == value.count(">"):
+        return [item for item in (m.strip() for m in _LIST_ITEM.findall(value)) if item]
+    return _split_list_slow(value)
+
+
+def _split_list_slow(value: str) -> list[str]:
     out: list[str] = []
     depth = 0
     quoted = False
@@ -144,12 +165,43 @@ def split_list(value: str) -> list[str]:
 
 
 class Headers:
-    """Ordered, case-insensitive header fields. Each entry is one (name, value) line."""
+    """Ordered, case-insensitive header fields. Each entry is one (name, value) line.
 
-    __slots__ = ("_items",)
+    Look-ups go through an index built on first use; ``parsed`` caches typed values (Via,
+    From, To …) for the message's accessors. Both are dropped on any change.
+    """
+
+    __slots__ = ("_items", "_index", "parsed")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        self._index: dict[str, list[str]] | None = None
+        self.parsed: dict[str, object] = {}
+
+    @classmethod
+    def _from_canonical(cls, items: list[tuple[str, str]]) -> "Headers":
+        h = cls()
+        h._items = items
+        return h
+
+    def _changed(self) -> None:
+        self._index = None
+        if self.parsed:
+            self.parsed.clear()
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for n, v in self._items:
+                key = n.lower()
+                values = index.get(key)
+                if values is None:
+                    index[key] = [v]
+                else:
+                    values.append(v)
+            self._index = index
+        return index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -158,39 +210,40 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: str) -> bool:
-        key = canonical_name(name).lower()
-        return any(n.lower() == key for n, _ in self._items)
+        return _key(name) in self._lookup()
 
     def copy(self) -> "Headers":
-        h = Headers()
-        h._items = list(self._items)
-        return h
+        return Headers._from_canonical(list(self._items))
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        key = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == key:
-                return v
-        return default
+        values = self._lookup().get(_key(name))
+        return values[0] if values else default
+
+    def count(self, name: str) -> int:
+        """How many header lines carry ``name``."""
+        return len(self._lookup().get(_key(name), ()))
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header; list-valued headers are split at top-level commas."""
-        key = canonical_name(name).lower()
-        values = [v for n, v in self._items if n.lower() == key]
+        key = _key(name)
+        values = self._lookup().get(key, ())
         if key in _LIST_HEADERS:
             return [item for v in values for item in split_list(v)]
-        return values
+        return list(values)
 
     def add(self, name: str, value: str) -> None:
         self._items.append((canonical_name(name), value))
+        self._changed()
 
     def prepend(self, name: str, value: str) -> None:
         self._items.insert(0, (canonical_name(name), value))
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one, keeping the first one's position."""
         name = canonical_name(name)
         key = name.lower()
+        self._changed()
         for i, (n, _) in enumerate(self._items):
             if n.lower() == key:
                 self._items[i] = (name, value)
@@ -203,7 +256,8 @@ class Headers:
     def replace_first_value(self, name: str, value: str) -> None:
         """Replace the first value of a list header in place (e.g. stamp the top Via),
         keeping the line's position and any further values on the same line."""
-        key = canonical_name(name).lower()
+        key = _key(name)
+        self._changed()
         for i, (n, v) in enumerate(self._items):
             if n.lower() == key:
                 rest = split_list(v)[1:] if key in _LIST_HEADERS else []
@@ -212,8 +266,13 @@ class Headers:
         self._items.append((canonical_name(name), value))
 
     def remove(self, name: str) -> None:
-        key = canonical_name(name).lower()
+        key = _key(name)
+        self._changed()
         self._items = [(n, v) for n, v in self._items if n.lower() != key]
+
+
+_FAST_VIA = re.compile(r"\s*SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?"
+                       r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\s\"]+)?)*)\s*")
 
 
 @dataclass(slots=True)
@@ -227,6 +286,24 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> "Via":
+        m = _FAST_VIA.fullmatch(value)
+        if m is not None:
+            transport, host, port_text, param_text = m.groups()
+            port = None
+            if port_text is not None:
+                port = int(port_text)
+                if not 0 < port < 65536:
+                    raise SipParseError("malformed Via sent-by")
+            params: dict[str, str | None] = {}
+            if param_text:
+                for item in param_text[1:].split(";"):
+                    name, eq, val = item.partition("=")
+                    params[name.lower()] = val if eq else None
+            return cls(transport=transport.upper(), host=host, port=port, params=params)
+        return cls._parse_slow(value)
+
+    @classmethod
+    def _parse_slow(cls, value: str) -> "Via":
         m = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(.*)$", value, re.S)
         if not m:
             raise SipParseError("malformed Via header")
@@ -277,6 +354,13 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
+        cache = self.headers.parsed
+        value = cache.get("cseq")
+        if value is None:
+            value = cache["cseq"] = self._cseq()
+        return value  # type: ignore[return-value]
+
+    def _cseq(self) -> tuple[int, str]:
         value = self.headers.get("CSeq")
         if value is None:
             raise SipParseError("missing CSeq header")
@@ -290,23 +374,35 @@ class Message:
 
     @property
     def vias(self) -> list[Via]:
-        return [Via.parse(v) for v in self.headers.get_all("Via")]
+        cache = self.headers.parsed
+        value = cache.get("vias")
+        if value is None:
+            value = cache["vias"] = [Via.parse(v) for v in self.headers.get_all("Via")]
+        return value  # type: ignore[return-value]
 
     @property
     def top_via(self) -> Via:
+        cached = self.headers.parsed.get("vias")
+        if cached:
+            return cached[0]  # type: ignore[index]
         values = self.headers.get_all("Via")
         if not values:
             raise SipParseError("missing Via header")
         return Via.parse(values[0])
 
     def _address(self, name: str) -> NameAddr:
+        cache = self.headers.parsed
+        parsed = cache.get(name)
+        if parsed is not None:
+            return parsed  # type: ignore[return-value]
         value = self.headers.get(name)
         if value is None:
             raise SipParseError(f"missing {name} header")
         try:
-            return parse_name_addr(value)
+            parsed = cache[name] = parse_name_addr(value)
         except SipParseError as exc:
             raise SipParseError(f"malformed {name} header: {exc.reason}") from None
+        return parsed
 
     @property
     def from_(self) -> NameAddr:
@@ -400,6 +496,8 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
 
 def _header_lines(head: str) -> list[str]:
     """Unfold continuation lines (RFC 3261 §7.3.1): CRLF + whitespace = one space."""
+    if "\n " not in head and "\n\t" not in head and head.count("\n") == head.count("\r\n"):
+        return [line for line in head.split("\r\n") if line]  # the usual case: nothing folded
     lines: list[str] = []
     for raw in re.split(r"\r?\n", head):
         if raw[:1] in (" ", "\t") and lines:
@@ -453,12 +551,15 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
             raise SipParseError("unsupported SIP version", partial=msg)
     # a 400 can answer a request; a bad response is only dropped, so it has no partial
     partial = msg if isinstance(msg, Request) else None
+    items = headers._items
+    canonical = _CANONICAL_OR_COMPACT
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         name = name.strip()
-        if not colon or not name or not _TOKEN.match(name):
+        # a name is one token: stripping every token character must leave nothing
+        if not colon or not name or name.strip(_TOKEN_CHARS):
             raise SipParseError(f"malformed header line {line[:40]!r}", partial=partial)
-        headers.add(name, value.strip())
+        items.append((canonical.get(name.lower(), name), value.strip()))
     length_values = {v.strip() for v in headers.get_all("Content-Length")}
     if len(length_values) > 1:
         raise SipParseError("conflicting Content-Length headers", partial=partial)
@@ -484,7 +585,7 @@ def _validate(msg: Request | Response) -> None:
             raise SipParseError("missing Via header")
         msg.vias  # noqa: B018 - parse every value for validity (RFC 4475 badinv01)
         for name in ("Call-ID", "CSeq", "From", "To"):
-            if len(msg.headers.get_all(name)) > 1:
+            if msg.headers.count(name) > 1:
                 raise SipParseError(f"more than one {name} header")  # RFC 4475 multi01
         msg.call_id  # noqa: B018
         number, method = msg.cseq
