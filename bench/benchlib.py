@@ -52,9 +52,9 @@ def figure(name: str, value: float | int | None, unit: str, **tags: object) -> N
         note(f"figure {name} {tags or ''}: no value")
         return
     if isinstance(value, float):
-        text = f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
+        text = f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
         if "e" in text:
-            text = f"{value:.6f}".rstrip("0").rstrip(".")
+            text = f"{value:.9f}".rstrip("0").rstrip(".")
     else:
         text = str(value)
     parts = [name, text, unit] + [f"{k}={v}" for k, v in tags.items() if v is not None]
@@ -177,7 +177,9 @@ class Target:
 
     impl = "?"
 
-    def __init__(self, workdir: Path, rtp_block: int = 1600) -> None:
+    def __init__(self, workdir: Path, rtp_block: int = 1600,
+                 wav_seconds: int | None = None) -> None:
+        self.wav = tone_wav(wav_seconds)
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sip_port = free_port_pair()[0]
@@ -201,19 +203,24 @@ class Target:
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True, env=self.env())
         track(self.proc.pid, f"bench {self.impl}")
-        from peers.net import sip_options_ping
-
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.impl} exited at start ({self.proc.returncode}); "
                                    f"log {self.log_path}:\n{self.log_tail()}")
-            if sip_options_ping(LOOPBACK, self.sip_port, 0.2) is not None:
+            if self.ready():
                 self.settle()
                 return self
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"{self.impl} not answering OPTIONS after {ready_timeout} s:\n"
                            f"{self.log_tail()}")
+
+    def ready(self) -> bool:
+        """Listening: answers a SIP OPTIONS."""
+        from peers.net import sip_options_ping
+
+        return sip_options_ping(LOOPBACK, self.sip_port, 0.2) is not None
 
     def settle(self) -> None:
         """Wait for background start-up work to finish (CPU quiet) before load."""
@@ -255,17 +262,41 @@ class Target:
         self.stop()
 
 
-def tone_wav() -> Path:
-    """The 8 kHz mono tone baresip perf8k plays (same file for the softphone: parity)."""
-    return TONE_WAV
+def tone_wav(seconds: int | None = None) -> Path:
+    """The 8 kHz mono tone both targets play (parity): the perf8k anchor's 10 s file, or
+    (``seconds``) a 440 Hz tone that long.
+
+    baresip's aufile source ends the call when its file runs out, so calls held longer
+    than 10 s (the media plateaus) need a longer file; short calls keep the anchor's file
+    (baresip's RSS grows with the file's size per concurrent call).
+    """
+    if seconds is None:
+        return TONE_WAV
+    path = RUN / f"tone8k-{seconds}s.wav"
+    if not path.exists():
+        import wave
+
+        import numpy as np
+
+        n = np.arange(8000 * seconds)
+        pcm = (8000 * np.sin(2 * np.pi * 440 * n / 8000)).astype("<i2").tobytes()
+        RUN.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(pcm)
+        tmp.replace(path)
+    return path
 
 
 class SoftphoneTarget(Target):
     impl = "softphone"
 
     def __init__(self, workdir: Path, rtp_block: int = 1600, play: bool = True,
-                 extra_config: str = "") -> None:
-        super().__init__(workdir, rtp_block)
+                 extra_config: str = "", wav_seconds: int | None = None) -> None:
+        super().__init__(workdir, rtp_block, wav_seconds)
         self.play = play
         self.config_path = workdir / "softphone.toml"
         self.config_path.write_text(
@@ -274,6 +305,9 @@ class SoftphoneTarget(Target):
             f"rtp_ports = [{self.rtp_ports[0]}, {self.rtp_ports[1]}]\n"
             "max_calls = 10000\n"
             "rtp_timeout = 0\n"
+            # the per-source INVITE limiter (flood guard, 50/s by default) would refuse
+            # SIPp's single-source load; baresip has none: off, for a like-for-like run
+            "rate_limit = 0\n"
             "[audio]\n"
             'backend = "null"\n'
             'codecs = ["PCMU"]\n' + extra_config)
@@ -282,8 +316,12 @@ class SoftphoneTarget(Target):
         argv = [PYTHON, "-m", "softphone", "answer", "--auto", "--config", str(self.config_path),
                 "--audio", "null", "--duration", "900"]
         if self.play:
-            argv += ["--play", str(tone_wav())]
+            argv += ["--play", str(self.wav)]
         return argv
+
+    def ready(self) -> bool:
+        """The CLI prints ``listening …`` once its SIP socket is bound; then OPTIONS."""
+        return "listening" in self.log_tail() and super().ready()
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
@@ -292,13 +330,16 @@ class SoftphoneTarget(Target):
 class BaresipTarget(Target):
     impl = "baresip"
 
-    def __init__(self, workdir: Path, rtp_block: int = 1600) -> None:
-        super().__init__(workdir, rtp_block)
+    def __init__(self, workdir: Path, rtp_block: int = 1600,
+                 wav_seconds: int | None = None) -> None:
+        super().__init__(workdir, rtp_block, wav_seconds)
         self.binary = shutil.which("baresip")
         if self.binary is None:
             raise RuntimeError("baresip not installed (make setup)")
         self.config_dir = render_config("perf8k", workdir / "cfg", sip_port=self.sip_port,
                                         rtp_ports=self.rtp_ports)
+        config = self.config_dir / "config"
+        config.write_text(config.read_text().replace(str(TONE_WAV), str(self.wav)))
 
     def argv(self) -> list[str]:
         return [self.binary, "-f", str(self.config_dir), "-t", "900"]

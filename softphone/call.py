@@ -251,11 +251,11 @@ class Call:
         call.remote = NameAddr(ruri.with_(params={k: v for k, v in ruri.params.items()
                                                   if k == "user"}, headers={}))
         call.local = ua.local_identity(peer)
-        ua.calls[call.call_id] = call
+        ua.add_call(call)
         try:
             await call._open_media()
         except OSError as exc:
-            ua.calls.pop(call.call_id, None)
+            ua.discard_call(call)
             raise CallError(f"no RTP port available: {exc}") from None
         call._offer = call._make_offer(peer)
         headers = Headers()
@@ -496,7 +496,7 @@ class Call:
         call._stx = stx
         call._peer = peer
         call._response_peer = ua.response_peer(request, peer)
-        ua.calls[call.call_id] = call
+        ua.add_call(call)
         ua.respond(stx, make_response(request, 100))
         try:
             call.dialog = Dialog.from_uas(request, call.local_tag)
@@ -864,5 +864,4 @@ class Call:
             self.ua.loop.create_task(self._close_media())
         if not self._finished.done():
             self._finished.set_result(info)
-        # keep the call a while to absorb retransmissions, then forget it (bounded memory)
-        self.ua.loop.call_later(64 * self.ua.timers.t1, self.ua.calls.pop, self.call_id, None)
+        self.ua.call_ended(self)

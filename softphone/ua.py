@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections import deque
 import logging
 import secrets
 import socket
@@ -54,7 +55,8 @@ EventSink = Callable[[str, dict], None]
 
 MAX_TRANSACTIONS = 4096  # live client + server transactions; new requests beyond are dropped
 MAX_CACHED_ROUTES = 256  # remote hosts whose outgoing local address we remember
-MAX_CALL_RECORDS = 1024  # live and recently ended calls (kept to absorb retransmissions)
+MAX_LIVE_CALLS = 1024  # calls not yet ended: beyond this, new INVITEs get 503
+MAX_ENDED_RECORDS = 4096  # ended calls kept (64*T1) to absorb retransmissions; oldest go first
 
 
 def new_tag() -> str:
@@ -101,7 +103,9 @@ class UserAgent:
             tls=tls_context(verify=config.sip.tls_verify, ca_file=config.sip.tls_ca_file))
         self.table = TransactionTable()
         self._ctx: dict[int, _TxContext] = {}
-        self.calls: dict[str, "Call"] = {}  # by Call-ID
+        self.calls: dict[str, "Call"] = {}  # by Call-ID: live calls and recently ended ones
+        self._live_calls = 0
+        self._ended: deque[str] = deque()
         self.registration: "Registration | None" = None
         self.started_at = time.monotonic()
         self.stats = {"parse_errors": 0, "bad_requests_answered": 0, "handler_errors": 0,
@@ -502,10 +506,10 @@ class UserAgent:
             if request.call_id in self.calls:  # merged request (§8.2.2.2)
                 self.respond(stx, make_response(request, 482, to_tag=new_tag()))
                 return
-            if self.active_calls() >= self.config.network.max_calls:
+            if self._live_calls >= self.config.network.max_calls:
                 self.respond(stx, make_response(request, 486, to_tag=new_tag()))
                 return
-            if len(self.calls) >= MAX_CALL_RECORDS:  # ended calls linger 64*T1: bound them
+            if self._live_calls >= MAX_LIVE_CALLS:
                 self.respond(stx, make_response(request, 503, to_tag=new_tag(),
                                                 extra=[("Retry-After", "5")]))
                 return
@@ -539,7 +543,31 @@ class UserAgent:
         return NullSource(), NullSink()
 
     def active_calls(self) -> int:
-        return sum(1 for c in self.calls.values() if not c.ended)
+        return self._live_calls
+
+    # -- the call table ---------------------------------------------------------------------
+    def add_call(self, call: "Call") -> None:
+        self.calls[call.call_id] = call
+        self._live_calls += 1
+
+    def discard_call(self, call: "Call") -> None:
+        """A call that never got going (e.g. no RTP port): forget it at once."""
+        if self.calls.get(call.call_id) is call and not call.ended:
+            del self.calls[call.call_id]
+            self._live_calls -= 1
+
+    def call_ended(self, call: "Call") -> None:
+        """Keep the ended call 64*T1 to absorb retransmissions, within a bounded table."""
+        self._live_calls -= 1
+        self._ended.append(call.call_id)
+        while len(self._ended) > MAX_ENDED_RECORDS:
+            self._forget(self._ended.popleft())
+        self.loop.call_later(64 * self.timers.t1, self._forget, call.call_id)
+
+    def _forget(self, call_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and call.ended:
+            del self.calls[call_id]
 
     # -- commands -----------------------------------------------------------------------------
     def register(self) -> "Registration":
