@@ -372,3 +372,19 @@ def test_preload_skips_the_webrtc_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stdout
+
+
+async def test_a_discarding_sink_skips_decoding_but_keeps_statistics(pair):
+    """Headless with nothing listening: no decode or playout work, loss/jitter still kept."""
+    from softphone.media.devices import NullSink
+
+    a, b = pair
+    fmt = MediaFormat("PCMU", 0, 8000)
+    a.start(fmt, (LO, b.local_port), None, rtcp_mux=False, source=ToneSource(1000),
+            sink=NullSink())
+    b.start(fmt, (LO, a.local_port), None, rtcp_mux=False, source=NullSource(), sink=NullSink())
+    await wait_for(lambda: b.stats().received >= 25, 5, "25 packets at b")
+    stats = b.stats()
+    assert stats.jitter_ms >= 0 and stats.lost == 0
+    assert stats.playout_ms == 0 and stats.concealed == 0  # nothing was decoded or played
+    assert len(b.playout._payloads) == 0

@@ -99,6 +99,8 @@ class NullSource(_Metered):
 
 
 class NullSink(_Metered):
+    discards = True  # the session may skip decoding and playout altogether
+
     def write(self, pcm: bytes, rate: int) -> None:
         pass
 

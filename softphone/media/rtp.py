@@ -212,6 +212,7 @@ class RtpSession:
         self._bytes_received = 0
         self._lost_prior = 0
         self._malformed = 0
+        self._discard_audio = False
         self._unknown_pt = 0
         self._rtcp_sent = 0
         self._rtcp_received = 0
@@ -273,6 +274,9 @@ class RtpSession:
         if self._closed:
             raise RuntimeError("RTP session is closed")
         self.source, self.sink = source, sink
+        # nobody listens (headless, nothing recorded): decoding would be wasted work;
+        # loss and jitter are still measured on receipt
+        self._discard_audio = bool(getattr(sink, "discards", False))
         self.on_dtmf, self.on_timeout = on_dtmf, on_timeout
         self.rtp_timeout = rtp_timeout
         self._dtmf_tx = DtmfSender()
@@ -423,7 +427,7 @@ class RtpSession:
         slack = now + 0.002
         # playout: 20 ms of audio per 20 ms of clock
         n = 0
-        while self._play_due <= slack and n < _MAX_CATCH_UP:
+        while self._play_due <= slack and n < _MAX_CATCH_UP and not self._discard_audio:
             pcm = self.playout.pull(self._playout_samples)
             if self.receiving:
                 self.sink.write(pcm, self.audio_rate)
@@ -548,7 +552,7 @@ class RtpSession:
                         log.exception("on_dtmf callback failed")
             return
         rx.update_jitter(pkt.timestamp, now)
-        if self.receiving:
+        if self.receiving and not self._discard_audio:
             self.playout.push(pkt.timestamp, pkt.payload, now, bool(pkt.marker))
 
     def _new_remote_source(self, ssrc: int) -> None:
