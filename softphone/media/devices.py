@@ -213,6 +213,33 @@ class WavSource(_Metered):
         return self._last
 
 
+    def read_encoded(self, encode, key: str, samples: int, rate: int) -> bytes:
+        """The next ``samples`` already encoded by a stateless codec (G.711): the looping
+        file is encoded once per (file, rate, codec) and shared, then sliced per packet."""
+        self.prepare(rate)
+        data = self._cache[rate]
+        if len(data) == 0 or not self.loop:
+            return encode(self.read(samples, rate))
+        st = os.stat(self.path)
+        ckey = (self.path, st.st_mtime_ns, st.st_size, rate, key)
+        encoded = _ENCODED.get(ckey)
+        if encoded is None:
+            encoded = encode(data.tobytes())
+            while len(_ENCODED) >= _DECODED_MAX:
+                _ENCODED.pop(next(iter(_ENCODED)))
+            _ENCODED[ckey] = encoded
+        width = len(encoded) // len(data)  # bytes per sample after encoding (1 for G.711)
+        pos = self._pos % len(data)
+        self._pos = pos + samples
+        out = encoded[pos * width:(pos + samples) * width]
+        while len(out) < samples * width:  # wrap around the end of the loop
+            out += encoded[:samples * width - len(out)]
+        return out
+
+
+_ENCODED: dict[tuple, bytes] = {}
+
+
 class WavSink(_Metered):
     """Records 16-bit mono WAV at the rate of the first write (the codec's audio rate).
 

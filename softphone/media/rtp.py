@@ -213,6 +213,7 @@ class RtpSession:
         self._lost_prior = 0
         self._malformed = 0
         self._discard_audio = False
+        self._pre_encoded = False
         self._unknown_pt = 0
         self._rtcp_sent = 0
         self._rtcp_received = 0
@@ -277,6 +278,7 @@ class RtpSession:
         # nobody listens (headless, nothing recorded): decoding would be wasted work;
         # loss and jitter are still measured on receipt
         self._discard_audio = bool(getattr(sink, "discards", False))
+        self._pre_encoded = False  # set with the codec, in _apply_format
         self.on_dtmf, self.on_timeout = on_dtmf, on_timeout
         self.rtp_timeout = rtp_timeout
         self._dtmf_tx = DtmfSender()
@@ -374,6 +376,8 @@ class RtpSession:
         self.ptime = _codecs.effective_ptime(name, fmt.ptime)
         self.encoder = _codecs.make_encoder(name, self.ptime, fmt.fmtp)
         self.audio_rate = self.encoder.audio_rate
+        self._pre_encoded = isinstance(self.encoder, _codecs.G711Encoder) and \
+            hasattr(self.source, "read_encoded")
         self._samples_per_packet = self.audio_rate * self.ptime // 1000
         self._ts_step = fmt.clock_rate * self.ptime // 1000
         self._silence = bytes(self._samples_per_packet * 2)
@@ -480,10 +484,15 @@ class RtpSession:
                 self._emit(fmt.dtmf_payload_type, pkt.marker, pkt.timestamp, pkt.payload)
                 self._marker = True  # the next audio packet starts a talk spurt
                 return
-        pcm = self.source.read(self._samples_per_packet, self.audio_rate)
-        if self.muted:
-            pcm = self._silence
-        payload = self.encoder.encode(pcm)
+        if self._pre_encoded and not self.muted:
+            # a looping file through a stateless codec: encoded once, sliced per packet
+            payload = self.source.read_encoded(self.encoder.encode, self.encoder.name,
+                                               self._samples_per_packet, self.audio_rate)
+        else:
+            pcm = self.source.read(self._samples_per_packet, self.audio_rate)
+            if self.muted:
+                pcm = self._silence
+            payload = self.encoder.encode(pcm)
         if not payload:
             return
         marker = self._marker
