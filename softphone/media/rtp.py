@@ -131,11 +131,15 @@ class _Ticker:
 
     def _fire(self) -> None:
         now = self.loop.time()
-        for s in list(self.sessions):
-            try:
-                s._on_tick(now)
-            except Exception:  # noqa: BLE001 - one broken session must not stop the rest
-                log.exception("RTP session tick failed")
+        sessions = list(self.sessions)
+        # every session sends first, then plays out: a send never waits behind another
+        # session's decoding and concealment, so send intervals stay even
+        for phase in (RtpSession._send_tick, RtpSession._play_tick):
+            for s in sessions:
+                try:
+                    phase(s, now)
+                except Exception:  # noqa: BLE001 - one broken session must not stop the rest
+                    log.exception("RTP session tick failed")
         if not self.sessions:
             self._handle = None
             self._instances.pop((id(self.loop), self.period), None)
@@ -428,8 +432,12 @@ class RtpSession:
 
     # ------------------------------------------------------------------ internals: tick
     def _on_tick(self, now: float) -> None:
+        self._send_tick(now)
+        self._play_tick(now)
+
+    def _play_tick(self, now: float) -> None:
+        """Playout: 20 ms of audio per 20 ms of clock."""
         slack = now + 0.002
-        # playout: 20 ms of audio per 20 ms of clock
         n = 0
         while self._play_due <= slack and n < _MAX_CATCH_UP and not self._discard_audio:
             pcm = self.playout.pull(self._playout_samples)
@@ -439,7 +447,10 @@ class RtpSession:
             n += 1
         if self._play_due <= slack:  # far behind (loop stalled): start afresh
             self._play_due = now + PLAYOUT_MS / 1000
-        # sending: one packet per ptime, timestamps follow the clock
+
+    def _send_tick(self, now: float) -> None:
+        """Sending: one packet per ptime, timestamps follow the clock; RTCP when due."""
+        slack = now + 0.002
         step = self.ptime / 1000
         n = 0
         while self._send_due <= slack and n < _MAX_CATCH_UP:
