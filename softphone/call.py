@@ -21,6 +21,7 @@ from .sip.errors import SipParseError
 from .sip.message import Headers, Request, Response, make_response
 from .sip.uri import NameAddr, SipUri, parse_uri
 from .transport import Peer
+from .ua import ALLOW, new_branch, new_tag
 
 if TYPE_CHECKING:
     from .sip.transaction import ClientTransaction, ServerTransaction
@@ -228,8 +229,6 @@ class Call:
     @classmethod
     async def outgoing(cls, ua: "UserAgent", target: str | SipUri, *,
                        timeout: float | None = None) -> "Call":
-        from .ua import new_tag
-
         if isinstance(target, SipUri):
             ruri = target
         else:
@@ -266,7 +265,7 @@ class Call:
         headers.add("Call-ID", call.call_id)
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", ua.contact(peer))
-        headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
+        headers.add("Allow", ALLOW)
         headers.add("Content-Type", "application/sdp")
         call._invite = Request("INVITE", str(ruri), headers, call._offer.to_bytes())
         ua.common_headers(call._invite)
@@ -276,8 +275,6 @@ class Call:
         return call
 
     def _send_invite(self, auth_headers: list[tuple[str, str]] | None = None) -> None:
-        from .ua import new_branch
-
         assert self._invite is not None and self._peer is not None
         request = Request(self._invite.method, self._invite.uri, self._invite.headers.copy(),
                           self._invite.body)
@@ -439,8 +436,6 @@ class Call:
         self.ua.emit("answered", call_id=self.call_id, codec=self.codec)
 
     def _send_ack(self, ack: Request) -> None:
-        from .ua import new_branch
-
         assert self.dialog is not None
         self._spawn(self._send_in_dialog_stateless(ack, new_branch()))
 
@@ -470,8 +465,6 @@ class Call:
         self._spawn(self._ack_and_bye(fork, ack))
 
     async def _ack_and_bye(self, fork: Dialog, ack: Request) -> None:
-        from .ua import new_branch
-
         peer = await self._dialog_peer(fork)
         self.ua.stamp_via(ack, peer, new_branch())
         self.ua.send_stateless(ack, peer)
@@ -489,8 +482,6 @@ class Call:
     @classmethod
     def incoming(cls, ua: "UserAgent", request: Request, stx: "ServerTransaction",
                  peer: Peer) -> "Call":
-        from .ua import new_tag
-
         call = cls(ua, "incoming", request.call_id, new_tag())
         call._request = request
         call._stx = stx
@@ -702,8 +693,6 @@ class Call:
                     if key.strip().lower() == "signal" and value.strip():
                         self._on_dtmf(value.strip()[0])
             return
-        from .ua import ALLOW
-
         self.ua.respond(stx, make_response(request, 405, extra=[("Allow", ALLOW)]))
 
     async def _on_reinvite(self, request: Request, stx: "ServerTransaction", peer: Peer) -> None:

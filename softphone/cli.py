@@ -202,7 +202,7 @@ class Devices:
 
 
 async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) -> int:
-    from .echo import ECHO_TARGET, EchoService
+    from .echo import EchoService
     from .trace import SipTrace
     from .ua import UserAgent
 
@@ -285,9 +285,10 @@ async def _wait_stop(stop: asyncio.Event, duration: float | None) -> None:
 
 async def _call(ua, args, stop: asyncio.Event, echo) -> int:
     from .call import CallError
+    from .echo import ECHO_TARGET
 
     target: Any = args.uri
-    if target.strip().lower() == "echo":
+    if target.strip().lower() == ECHO_TARGET:
         target = await echo.uri()
     try:
         call = await ua.call(target, timeout=args.timeout)

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from .sip.auth import AuthenticationFailed, DigestClient, DigestError
 from .sip.message import Headers, Request, Response
-from .sip.uri import SipUri, parse_uri
+from .sip.uri import parse_uri
 from .transport import Peer
+from .ua import ALLOW
 
 if TYPE_CHECKING:
     from .config import Account
@@ -111,7 +112,7 @@ class Registration:
                 return
             if "lr" in proxy.params:
                 next_hop_routes = [f"<{proxy}>"]
-        if expires and self.state != "registered":
+        if expires and self.state not in ("registered", "registering"):
             self.state = "registering"
             self.ua.emit("registering", account=acc.name)
         self.cseq += 1
@@ -125,7 +126,7 @@ class Registration:
         headers.add("CSeq", f"{self.cseq} REGISTER")
         headers.add("Contact", f"{self.ua.contact(peer)};expires={expires}")
         headers.add("Expires", str(expires))
-        headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
+        headers.add("Allow", ALLOW)
         ruri = str(registrar.with_(params={k: v for k, v in registrar.params.items()
                                           if k == "transport"}))
         request = Request("REGISTER", ruri, headers)

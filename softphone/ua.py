@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .config import Account, Config
 from .sip.errors import SipParseError
-from .sip.message import Headers, Request, Response, make_response, parse_message
+from .sip.message import Request, Response, make_response, parse_message
 from .sip.transaction import (
     ClientTransaction,
     Deliver,

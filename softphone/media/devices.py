@@ -19,7 +19,6 @@ import os
 import sys
 import threading
 import wave
-from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
