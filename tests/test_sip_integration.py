@@ -292,3 +292,38 @@ def test_forked_2xx_second_dialog_is_released(softphone, sipp, tmp_path):
     text = trace.read_text()
     byes = re.findall(r"^BYE .*?\nTo: [^\n]*tag=(\w+)", text, re.M | re.S)
     assert [re.sub(r"^\d+|\d+$", "", tag) for tag in byes] == ["ForkB", "ForkA"], text[-3000:]
+
+
+def test_outbound_proxy_with_preloaded_route(kamailio, softphone, tmp_path):
+    """The registrar's own address is unreachable (nothing on 127.0.0.1:5060); every request
+    must go to the outbound proxy, carrying it as a pre-loaded Route (loose routing)."""
+    proxy = f"sip:{kamailio.host}:{kamailio.port};lr"
+    cfg = write_config(tmp_path / "c.toml", kamailio, "1001")
+    text = cfg.read_text().replace(f'registrar = "sip:{kamailio.host}:{kamailio.port}"',
+                                   f'registrar = "sip:127.0.0.1"\noutbound_proxy = "{proxy}"')
+    cfg.write_text(text)
+    trace = tmp_path / "t.txt"
+    p = softphone("call", "sip:1999@127.0.0.1", "--config", str(cfg), "--sip-trace", str(trace))
+    assert p.wait_exit(20) == 1, p.diagnostics()
+    assert p.find_event("registered") is not None  # registered through the proxy
+    assert "call failed: 404" in p.stderr_text()  # and the INVITE reached it too
+    sent = re.findall(r"^--- \S+ sent udp (\S+)\n(\w+) [^\n]*\n((?:[^\n]+\n)*)", trace.read_text(),
+                      re.M)
+    assert {method for _, method, _ in sent} >= {"REGISTER", "INVITE"}
+    for peer, method, headers in sent:
+        assert peer == kamailio.addr, (method, peer)
+        if method in ("REGISTER", "INVITE"):
+            assert f"Route: <{proxy}>" in headers, (method, headers)
+
+
+def test_auto_answer_delay(softphone, tmp_path):
+    port = free_udp_port()
+    b = softphone("answer", "--auto", "--delay", "1.5", "--max-calls", "1", "--config",
+                  str(write_config(tmp_path / "b.toml", listen=f"127.0.0.1:{port}")))
+    b.wait_event("listening", timeout=10)
+    a = softphone("call", f"sip:b@127.0.0.1:{port}", "--duration", "0.5", "--config",
+                  str(write_config(tmp_path / "a.toml")))
+    ringing = a.wait_event("ringing", timeout=15)
+    answered = a.wait_event("answered", timeout=10)
+    assert answered["t"] - ringing["t"] >= 1.4, (ringing, answered)
+    assert a.wait_exit(15) == 0, a.diagnostics()
