@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import wave
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from media_helpers import RecordingSink, dominant_hz, longest_gap_ms, rms_dbfs, wait_for
+from peers.tone import write_tone
 from softphone.media import devices
 from softphone.media.devices import (AudioUnavailable, EchoBridge, NullSink, NullSource,
                                      TeeSink, ToneSource, WavSink, WavSource)
@@ -19,13 +21,7 @@ LO = "127.0.0.1"
 
 
 def write_stereo_wav(path, rate=44100, freq=700.0, seconds=0.5):
-    t = np.arange(int(rate * seconds)) / rate
-    x = (0.3 * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.stack([x, x], axis=1).tobytes())
+    return write_tone(path, freq, seconds, rate, level_dbfs=20 * math.log10(0.3), channels=2)
 
 
 def test_import_does_not_pull_in_aiortc():

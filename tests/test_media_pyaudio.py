@@ -4,14 +4,15 @@ captured from the speaker's monitor → tone detected."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
-import wave
 
 import numpy as np
 import pytest
 
 from media_helpers import dominant_hz, rms_dbfs, wait_for
+from peers.tone import write_tone
 from softphone.media import devices
 from softphone.media.devices import NullSink, NullSource
 from softphone.media.rtp import MediaFormat, RtpSession
@@ -33,16 +34,6 @@ def pulse_env(headless_audio, monkeypatch):
     devices.reset_pyaudio()
 
 
-def _tone_wav(path, seconds=6.0, rate=48000):
-    t = np.arange(int(seconds * rate)) / rate
-    x = (0.5 * 32767 * np.sin(2 * np.pi * TONE_HZ * t)).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(x.tobytes())
-
-
 def test_list_devices_sees_pulse(pulse_env):
     names = [d.name for d in devices.list_devices()]
     assert any("pulse" in n or "default" in n for n in names)
@@ -50,7 +41,7 @@ def test_list_devices_sees_pulse(pulse_env):
 
 async def test_tone_from_mic_reaches_speaker_over_rtp(pulse_env, tmp_path):
     wav = tmp_path / "tone.wav"
-    _tone_wav(wav)
+    write_tone(wav, TONE_HZ, seconds=6.0, rate=48000, level_dbfs=20 * math.log10(0.5))
     cap_path = tmp_path / "spk.raw"
     env = {**os.environ, **pulse_env}
     feeder = subprocess.Popen(["paplay", "-d", "mic", str(wav)], env=env,

@@ -10,15 +10,16 @@ import numpy as np
 
 
 def write_tone(path: Path, freq_hz: float, seconds: float = 3.0, rate: int = 8000,
-               level_dbfs: float = -12.0) -> Path:
+               level_dbfs: float = -12.0, channels: int = 1) -> Path:
+    """A 16-bit sine WAV (the same signal on every channel)."""
     n = int(seconds * rate)
     amp = 32767 * 10 ** (level_dbfs / 20)
     samples = (amp * np.sin(2 * np.pi * freq_hz * np.arange(n) / rate)).astype("<i2")
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(channels)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(samples.tobytes())
+        w.writeframes(np.repeat(samples, channels).tobytes())
     return path
 
 
