@@ -56,8 +56,9 @@ class EventPrinter:
 
 
 def _common(parser: argparse.ArgumentParser, *, tui: bool = False) -> None:
-    parser.add_argument("--config", metavar="PATH", help="config file (default: %(default)s)",
-                        default=argparse.SUPPRESS)
+    parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: ~/.config/softphone/config.toml, "
+                             "or the platform's config dir; no file at all is fine)")
     parser.add_argument("--audio", choices=("pyaudio", "null"), default=argparse.SUPPRESS,
                         help="audio backend (headless default: null; TUI: pyaudio)")
     if tui:
