@@ -327,3 +327,27 @@ def test_auto_answer_delay(softphone, tmp_path):
     answered = a.wait_event("answered", timeout=10)
     assert answered["t"] - ringing["t"] >= 1.4, (ringing, answered)
     assert a.wait_exit(15) == 0, a.diagnostics()
+
+
+def test_pcap_trace_opens_in_tshark(softphone, tmp_path):
+    """`--sip-trace x.pcap` writes a capture that Wireshark's dissector reads as SIP."""
+    from peers.procs import require_binary
+
+    tshark = require_binary("tshark")
+    port = free_udp_port()
+    b = softphone("answer", "--auto", "--max-calls", "1", "--config",
+                  str(write_config(tmp_path / "b.toml", listen=f"127.0.0.1:{port}")))
+    b.wait_event("listening", timeout=10)
+    pcap = tmp_path / "call.pcap"
+    a = softphone("call", f"sip:b@127.0.0.1:{port}", "--duration", "0.5", "--sip-trace",
+                  str(pcap), "--config", str(write_config(tmp_path / "a.toml")))
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    import subprocess
+
+    out = subprocess.run([tshark, "-r", str(pcap), "-Y", "sip", "-T", "fields",
+                          "-e", "sip.Method", "-e", "sip.Status-Code", "-e", "udp.dstport"],
+                         capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
+    flow = [r[0] or r[1] for r in rows]
+    assert flow == ["INVITE", "100", "180", "200", "ACK", "BYE", "200"], out.stdout + out.stderr
+    assert rows[0][2] == str(port)
