@@ -25,7 +25,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from benchlib import FIGURE_RE, RUN, figure, note  # noqa: E402
+from benchlib import FIGURE_RE, RUN, figure, note, stop_popen  # noqa: E402
 
 ORDER = ("parse", "startup", "media", "cps", "soak")
 LIMIT_S = {"parse": 120, "startup": 180, "media": 600, "cps": 900, "soak": 600}
@@ -53,12 +53,7 @@ def run_one(name: str, mode: list[str], extra: list[str], sink) -> int:
         proc.wait(LIMIT_S[name])
     except subprocess.TimeoutExpired:
         note(f"{name}: over {LIMIT_S[name]} s, stopping it")
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_popen(proc, grace=10)  # its session too: the peers it started
     figure("run.wall_time", time.monotonic() - t0, "s", bench=name, rc=proc.returncode)
     return proc.returncode or (1 if bad else 0)
 

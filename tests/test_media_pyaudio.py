@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from media_helpers import dominant_hz, rms_dbfs, wait_for
+from peers.procs import stop_popen
 from peers.tone import write_tone
 from softphone.media import devices
 from softphone.media.devices import NullSink, NullSource
@@ -77,12 +78,7 @@ async def test_tone_from_mic_reaches_speaker_over_rtp(pulse_env, tmp_path):
             if dev is not None:
                 dev.close()
         for p in (feeder, capture):
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+            stop_popen(p, grace=5, group=False)
         capture_file.close()
     x = np.frombuffer(snapshot[: len(snapshot) // 2 * 2], "<i2")
     loud = x[-4000:]
