@@ -245,6 +245,8 @@ class Call:
             peer = await ua.resolve(hop, proto)
         except OSError as exc:
             raise CallError(f"cannot reach {hop.hostport}: {exc}") from None
+        if hop is not ruri:  # the account's proxy or registrar: its requests are trusted
+            ua.trust(peer)
         call = cls(ua, "outgoing", f"{secrets.token_hex(12)}@softphone", new_tag())
         call._peer = peer
         call.remote = NameAddr(ruri.with_(params={k: v for k, v in ruri.params.items()

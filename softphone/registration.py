@@ -101,6 +101,7 @@ class Registration:
             except OSError as exc:
                 self._fail(None, f"cannot reach registrar: {exc}", expires)
                 return
+            self.ua.trust(self._peer)
         peer = self._peer
         next_hop_routes: list[str] = []
         if acc.outbound_proxy:
@@ -110,6 +111,7 @@ class Registration:
             except OSError as exc:
                 self._fail(None, f"cannot reach outbound proxy: {exc}", expires)
                 return
+            self.ua.trust(peer)
             if "lr" in proxy.params:
                 next_hop_routes = [f"<{proxy}>"]
         if expires and self.state not in ("registered", "registering"):

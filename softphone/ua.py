@@ -105,6 +105,7 @@ class UserAgent:
         self._ctx: dict[int, _TxContext] = {}
         self.calls: dict[str, "Call"] = {}  # by Call-ID: live calls and recently ended ones
         self._live_calls = 0
+        self._trusted_hops: set[tuple[str, int]] = set()
         self._ended: deque[str] = deque()
         self.registration: "Registration | None" = None
         self.started_at = time.monotonic()
@@ -466,11 +467,13 @@ class UserAgent:
             self.send_stateless(response, self.response_peer(request, peer))
         return False
 
+    def trust(self, peer: Peer) -> None:
+        """Mark the account's registrar or outbound proxy: it relays everyone's requests,
+        so it is not one source to rate-limit (a handful of addresses at most)."""
+        self._trusted_hops.add((peer.host, peer.port))
+
     def _trusted(self, peer: Peer) -> bool:
-        """Our own registrar/proxy relays everyone's requests: it is not one source."""
-        reg = self.registration
-        hop = reg._peer if reg is not None else None
-        return hop is not None and (hop.host, hop.port) == (peer.host, peer.port)
+        return (peer.host, peer.port) in self._trusted_hops
 
     def _dispatch(self, request: Request, stx: ServerTransaction, peer: Peer) -> None:
         method = request.method
