@@ -345,6 +345,14 @@ def test_kamailio_restart_mid_registration_reregisters(kamailio, softphone, tmp_
     assert p.find_event("registration_failed", since=mark) is None, p.diagnostics()
 
 
+def _tail(path: Path, limit: int = 6000) -> str:
+    """The end of a trace file for a failure message (or why there is none)."""
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError as exc:
+        return f"(no trace: {exc})"
+
+
 # == 2. impaired network ==================================================================
 IMPAIR = dict(delay=0.3, jitter=0.1, duplicate=0.1, reorder=0.1, seed=5)
 
@@ -387,8 +395,9 @@ def test_call_through_lossy_delayed_link_no_double_answers(softphone, link, tmp_
     link.set_loss(link.ns_b, 20)
     callee_port = 5070
     callee_cfg = plain_config(tmp_path / "b.toml", f"{link.addr_b}:{callee_port}")
+    traces = {who: tmp_path / f"{who}.trace" for who in ("caller", "callee")}
     callee = softphone("answer", "--auto", "--config", str(callee_cfg),
-                       prefix=link.exec_argv(link.ns_b, []))
+                       "--sip-trace", str(traces["callee"]), prefix=link.exec_argv(link.ns_b, []))
     callee.wait_event("listening", timeout=15)
     relay = ImpairRelay((link.addr_b, callee_port), listen=(link.addr_b, 0),
                         listen_netns=link.ns_b, target_netns=link.ns_b, target_bind=link.addr_b,
@@ -397,8 +406,14 @@ def test_call_through_lossy_delayed_link_no_double_answers(softphone, link, tmp_
     try:
         caller_cfg = plain_config(tmp_path / "a.toml", f"{link.addr_a}:5060")
         caller = softphone("call", f"sip:bob@{link.addr_b}:{relay.port}", "--duration", "1",
-                           "--config", str(caller_cfg), prefix=link.exec_argv(link.ns_a, []))
-        answered = caller.wait_event("answered", timeout=40)
+                           "--config", str(caller_cfg), "--sip-trace", str(traces["caller"]),
+                           prefix=link.exec_argv(link.ns_a, []))
+        try:
+            answered = caller.wait_event("answered", timeout=40)
+        except PeerTimeout as exc:  # say what each hop saw: this has failed once in CI
+            seen = "".join(f"--- {who} SIP trace\n{_tail(path)}\n" for who, path in traces.items())
+            raise AssertionError(f"{exc}\n--- callee\n{callee.diagnostics()}\n"
+                                 f"--- relay {relay.snapshot()}\n{seen}") from None
         callee.wait_event("incoming", timeout=5)
         ended = caller.wait_event("ended", timeout=40)
         assert ended["reason"] == "hangup", ended
