@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 
 from .procs import require_binary, unavailable
@@ -66,10 +67,23 @@ class LossyLink:
                 _run([ip, "-n", ns, "link", "set", "lo", "up"])
                 self._nft(ns, f"add table inet {_TABLE}\n"
                               f"add chain inet {_TABLE} input {{ type filter hook input priority 0; policy accept; }}\n")
+            self._wait_carrier()
         except BaseException:
             self.destroy()
             raise
         return self
+
+    def _wait_carrier(self, timeout: float = 5.0) -> None:
+        """Both veth ends report LOWER_UP (carrier), so the first packet is not lost."""
+        deadline = time.monotonic() + timeout
+        for ns, dev in ((self.ns_a, self.veth_a), (self.ns_b, self.veth_b)):
+            while True:
+                out = _run([self.ip, "-n", ns, "-o", "link", "show", "dev", dev]).stdout
+                if "LOWER_UP" in out:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{dev} in {ns} has no carrier after {timeout} s: {out}")
+                time.sleep(0.02)  # polling a kernel state with a deadline, not a fixed wait
 
     def _nft(self, ns: str, script: str) -> None:
         out = subprocess.run([self.ip, "netns", "exec", ns, self.nft, "-f", "-"], input=script,
