@@ -37,8 +37,8 @@ CSS = """
 #history-title, #calls-title { padding: 0 1; text-style: bold; background: $boost; }
 #history { height: 1fr; }
 #right { width: 1fr; }
-#banner { height: 3; background: $warning-darken-2; display: none; }
-#banner-text { width: 1fr; padding: 1 1; }
+#banner { height: auto; min-height: 3; background: $warning-darken-2; display: none; }
+#banner-text { width: 1fr; height: auto; padding: 1 1; }
 #banner Button { min-width: 14; margin: 0 1; }
 #dial { margin: 0 0; }
 #calls { height: 1fr; min-height: 5; }
