@@ -48,6 +48,7 @@ __all__ = [
     "load_config",
     "parse_listen",
     "save_config",
+    "set_config_value",
 ]
 
 APP_NAME = "softphone"
@@ -959,7 +960,51 @@ def save_config(config: Config, path: str | os.PathLike[str] | None = None) -> P
     `path` None → `config.source`, else the default location. Returns the path.
     Comments in an existing file are not preserved."""
     file = Path(path).expanduser() if path is not None else (config.source or default_config_path())
-    text = dumps_toml(config_to_dict(config))
+    _write_atomic(file, dumps_toml(config_to_dict(config)))
+    return file
+
+
+def set_config_value(path: str | os.PathLike[str] | None, table: str, key: str,
+                     value: str | int | bool) -> Path:
+    """Set one scalar ``[table] key`` in the config file, editing only that line so the
+    user's comments and layout survive (unlike `save_config`). The file is created if
+    missing; the result must still load, else nothing is written and ConfigError says why.
+    `path` None → the default location. Returns the path."""
+    file = Path(path).expanduser() if path is not None else default_config_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", source=file) from None
+    line = f"{_toml_key(key)} = {_toml_value(value)}"
+    lines = text.splitlines()
+    header = re.compile(rf"^\s*\[\s*{re.escape(table)}\s*\]\s*(#.*)?$")
+    any_header = re.compile(r"^\s*\[")
+    assignment = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    start = next((i for i, ln in enumerate(lines) if header.match(ln)), None)
+    if start is None:
+        lines += ([""] if lines and lines[-1].strip() else []) + [f"[{table}]", line]
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if any_header.match(lines[i])),
+                   len(lines))
+        at = next((i for i in range(start + 1, end) if assignment.match(lines[i])), None)
+        if at is None:
+            lines.insert(start + 1, line)
+        else:
+            lines[at] = line
+    new_text = "\n".join(lines) + "\n"
+    try:
+        data = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(file, new_text, exc) from None
+    _Parser(file).config(data)  # raises ConfigError naming the file and key
+    _write_atomic(file, new_text)
+    return file
+
+
+def _write_atomic(file: Path, text: str) -> None:
+    """Replace `file` in one step, mode 0600 (it may hold a password)."""
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
     try:
@@ -976,7 +1021,6 @@ def save_config(config: Config, path: str | os.PathLike[str] | None = None) -> P
         except FileNotFoundError:
             pass
         raise
-    return file
 
 
 _HEADER = "# softphone configuration (see config.example.toml for every key)\n"

@@ -27,6 +27,7 @@ from softphone.config import (
     load_config,
     parse_listen,
     save_config,
+    set_config_value,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
@@ -560,6 +561,41 @@ def test_save_defaults_to_source(tmp_path):
     c = load_config(path)
     assert save_config(c) == path
     assert load_config(path).audio.ptime == 30
+
+
+def test_set_value_edits_one_line_and_keeps_comments(tmp_path):
+    text = ('# my phone\n[audio]\nptime = 30  # keep\n\n[ui]\n# dark at night\n'
+            'theme = "nord"\n\n[network]\nlisten = "127.0.0.1:5062"\n')
+    path = write(tmp_path, text)
+    assert set_config_value(path, "ui", "theme", "gruvbox") == path
+    after = path.read_text()
+    assert after == text.replace('theme = "nord"', 'theme = "gruvbox"')
+    assert load_config(path).ui.theme == "gruvbox"
+
+
+def test_set_value_adds_key_or_table_and_creates_file(tmp_path):
+    path = write(tmp_path, "[ui]\n# no theme yet\n\n[audio]\nptime = 30\n")
+    set_config_value(path, "ui", "theme", "nord")
+    assert path.read_text().startswith('[ui]\ntheme = "nord"\n# no theme yet\n')
+    assert load_config(path).audio.ptime == 30
+    other = write(tmp_path, "# only audio\n[audio]\nptime = 30\n", "b.toml")
+    set_config_value(other, "ui", "theme", "nord")
+    assert other.read_text() == '# only audio\n[audio]\nptime = 30\n\n[ui]\ntheme = "nord"\n'
+    fresh = tmp_path / "new" / "c.toml"
+    set_config_value(fresh, "ui", "theme", "nord")
+    assert load_config(fresh).ui.theme == "nord" and load_config(fresh).accounts == ()
+
+
+def test_set_value_refuses_what_would_not_load(tmp_path):
+    dotted = 'ui.theme = "nord"\n'  # a [ui] table added next to it would be a duplicate
+    path = write(tmp_path, dotted)
+    with pytest.raises(ConfigError) as err:
+        set_config_value(path, "ui", "theme", "gruvbox")
+    assert str(path) in str(err.value)
+    assert path.read_text() == dotted  # untouched
+    with pytest.raises(ConfigError) as err:
+        set_config_value(path, "ui", "colour", "red")
+    assert path.read_text() == dotted
 
 
 @settings(max_examples=200, deadline=None)

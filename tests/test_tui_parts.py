@@ -102,6 +102,24 @@ def test_history_round_trip(tmp_path, monkeypatch):
 
 
 # -- settings screen ----------------------------------------------------------------------------
+async def test_theme_picked_at_run_time_is_remembered(tmp_path):
+    from softphone.tui.app import SoftphoneApp
+
+    path = tmp_path / "config.toml"
+    path.write_text("# mine\n[audio]\nptime = 30\n", encoding="utf-8")
+    app = SoftphoneApp(load_config(path), audio="null", live=False, data_path=tmp_path,
+                       config_path=path, theme_file=path)
+    async with app.run_test(size=(120, 50)) as pilot:
+        app.theme = "nord"  # what the command palette's "Change theme" does
+        await pilot.pause()
+        assert load_config(path).ui.theme == "nord"
+        assert path.read_text().startswith("# mine\n")  # the user's file, edited in place
+        assert app.config.ui.theme == "nord"
+    again = SoftphoneApp(load_config(path), audio="null", live=False, data_path=tmp_path)
+    async with again.run_test(size=(120, 50)):
+        assert again.theme == "nord"
+
+
 async def test_settings_saves_valid_and_rejects_invalid(tmp_path):
     from textual.widgets import Input, Static
 

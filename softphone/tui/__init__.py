@@ -25,6 +25,9 @@ def audio_backend(audio: str | None) -> str:
 def run_tui(config: "Config", audio: str | None = None) -> int:
     from .app import SoftphoneApp
 
-    app = SoftphoneApp(config, audio=audio_backend(audio), config_path=config.source)
+    from ..config import default_config_path
+
+    app = SoftphoneApp(config, audio=audio_backend(audio), config_path=config.source,
+                       theme_file=config.source or default_config_path())
     app.run()
     return app.return_code or 0

@@ -9,6 +9,7 @@ quits from anywhere.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -70,13 +71,16 @@ class SoftphoneApp(App):
 
     def __init__(self, config: "Config", *, audio: str = "null", live: bool = True,
                  history: "History | None" = None, data_path: Path | None = None,
-                 config_path: Path | None = None, state: PhoneState | None = None) -> None:
+                 config_path: Path | None = None, state: PhoneState | None = None,
+                 theme_file: Path | None = None) -> None:
         super().__init__()
         self.config = config
         self.audio = audio
         self.live = live
         self._data_path = data_path
         self.config_path = config_path
+        # where a theme picked at run time (command palette) is remembered; None: not kept
+        self.theme_file = theme_file
         self.state = state or PhoneState(audio_backend=audio)
         self._history = history
         self.phone: "Phone | None" = None
@@ -117,6 +121,7 @@ class SoftphoneApp(App):
         self.identity_line = self.query_one("#identity", Static)
         self.notice_line = self.query_one("#notice", Static)
         self.dial_input.focus()
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.refresh_views()
         self.set_interval(1.0, self._tick)
         self.set_interval(0.2, self._tick_levels)
@@ -390,6 +395,20 @@ class SoftphoneApp(App):
         from .screens import LogScreen
 
         self.push_screen(LogScreen(self.state))
+
+    def _theme_changed(self, theme) -> None:
+        """Remember a theme picked at run time as ``[ui] theme``, editing only that line."""
+        if self.theme_file is None or theme.name == self.config.ui.theme:
+            return
+        from ..config import ConfigError, set_config_value
+
+        try:
+            set_config_value(self.theme_file, "ui", "theme", theme.name)
+        except (ConfigError, OSError) as exc:
+            self.notify(f"theme not saved: {exc}", severity="warning")
+            return
+        self.config = dataclasses.replace(
+            self.config, ui=dataclasses.replace(self.config.ui, theme=theme.name))
 
     def action_settings(self) -> None:
         from .settings import SettingsScreen
