@@ -102,16 +102,42 @@ def test_history_round_trip(tmp_path, monkeypatch):
 
 
 # -- settings screen ----------------------------------------------------------------------------
-async def test_theme_picked_at_run_time_is_remembered(tmp_path):
+async def _theme_settled(pilot, saves: list, before: int) -> None:
+    """Wait (bounded) until the app's delayed theme save has run once more."""
+    for _ in range(300):
+        if len(saves) > before:
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the delayed theme save never ran")
+
+
+async def test_theme_picked_at_run_time_is_remembered(tmp_path, monkeypatch):
     from softphone.tui.app import SoftphoneApp
 
+    monkeypatch.setattr(SoftphoneApp, "THEME_SAVE_DELAY", 0.05)
+    saves: list[str] = []
+    real_save = SoftphoneApp._save_theme
+
+    def counting_save(self) -> None:
+        real_save(self)
+        saves.append(self.theme)
+
+    monkeypatch.setattr(SoftphoneApp, "_save_theme", counting_save)
     path = tmp_path / "config.toml"
     path.write_text("# mine\n[audio]\nptime = 30\n", encoding="utf-8")
     app = SoftphoneApp(load_config(path), audio="null", live=False, data_path=tmp_path,
                        config_path=path, theme_file=path)
     async with app.run_test(size=(120, 50)) as pilot:
+        first = app.theme
+        # the palette's picker previews themes and restores the old one on Escape
+        app.theme = "gruvbox"
+        app.theme = first
+        await _theme_settled(pilot, saves, 0)
+        assert "[ui]" not in path.read_text()  # nothing chosen, nothing written
+        app.theme = "gruvbox"
         app.theme = "nord"  # what the command palette's "Change theme" does
-        await pilot.pause()
+        await _theme_settled(pilot, saves, 1)
+        assert saves == [first, "nord"]  # one save per settled choice, not per preview
         assert load_config(path).ui.theme == "nord"
         assert path.read_text().startswith("# mine\n")  # the user's file, edited in place
         assert app.config.ui.theme == "nord"

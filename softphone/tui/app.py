@@ -24,6 +24,7 @@ from .widgets import (AccountTable, CallDetail, CallTable, DialInput, HistoryTab
 
 if TYPE_CHECKING:
     from textual.screen import Screen
+    from textual.timer import Timer
 
     from ..config import Config
     from ..history import History
@@ -59,6 +60,7 @@ class SoftphoneApp(App):
 
     TITLE = "softphone"
     CSS = CSS
+    THEME_SAVE_DELAY = 1.0  # seconds a picked theme must stay before it is written
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f2", "settings", "Settings"),
@@ -81,6 +83,8 @@ class SoftphoneApp(App):
         self.config_path = config_path
         # where a theme picked at run time (command palette) is remembered; None: not kept
         self.theme_file = theme_file
+        self._theme_timer: "Timer | None" = None
+        self._theme_saved: str | None = None
         self.state = state or PhoneState(audio_backend=audio)
         self._history = history
         self.phone: "Phone | None" = None
@@ -121,6 +125,7 @@ class SoftphoneApp(App):
         self.identity_line = self.query_one("#identity", Static)
         self.notice_line = self.query_one("#notice", Static)
         self.dial_input.focus()
+        self._theme_saved = self.theme  # what the config gives (or Textual's default)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.refresh_views()
         self.set_interval(1.0, self._tick)
@@ -397,18 +402,30 @@ class SoftphoneApp(App):
         self.push_screen(LogScreen(self.state))
 
     def _theme_changed(self, theme) -> None:
-        """Remember a theme picked at run time as ``[ui] theme``, editing only that line."""
-        if self.theme_file is None or theme.name == self.config.ui.theme:
+        """The theme picker previews every highlighted theme and restores the old one on
+        Escape, so the choice is saved once it has settled, and only if it changed."""
+        if self.theme_file is None:
+            return
+        if self._theme_timer is not None:
+            self._theme_timer.stop()
+        self._theme_timer = self.set_timer(self.THEME_SAVE_DELAY, self._save_theme)
+
+    def _save_theme(self) -> None:
+        """Write ``[ui] theme``, editing only that line of the config file."""
+        self._theme_timer = None
+        name = self.theme
+        if self.theme_file is None or name == self._theme_saved:
             return
         from ..config import ConfigError, set_config_value
 
         try:
-            set_config_value(self.theme_file, "ui", "theme", theme.name)
+            set_config_value(self.theme_file, "ui", "theme", name)
         except (ConfigError, OSError) as exc:
             self.notify(f"theme not saved: {exc}", severity="warning")
             return
+        self._theme_saved = name
         self.config = dataclasses.replace(
-            self.config, ui=dataclasses.replace(self.config.ui, theme=theme.name))
+            self.config, ui=dataclasses.replace(self.config.ui, theme=name))
 
     def action_settings(self) -> None:
         from .settings import SettingsScreen
