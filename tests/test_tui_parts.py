@@ -58,6 +58,17 @@ INVITE = (b"INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060\
 OK = b"SIP/2.0 200 OK\r\ni: abc@host\r\nCSeq: 1 INVITE\r\n\r\n"
 
 
+def test_history_time_labels():
+    from datetime import date, datetime
+
+    from softphone.tui.widgets import when_label
+
+    today = date(2026, 11, 21)
+    assert when_label(datetime(2026, 11, 21, 14, 5).timestamp(), today) == "14:05"
+    assert when_label(datetime(2026, 11, 20, 23, 59).timestamp(), today) == "20 Nov"
+    assert when_label(datetime(2025, 12, 31, 10, 0).timestamp(), today) == "2025"
+
+
 def test_trace_store_groups_by_call_id():
     assert call_id_of(INVITE) == "abc@host"
     assert call_id_of(OK) == "abc@host"  # compact form

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -31,6 +31,14 @@ def format_duration(seconds: float) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def when_label(timestamp: float, today: date) -> str:
+    """A call-log time: "14:05" today, "20 Nov" before, "2025" in another year."""
+    at = datetime.fromtimestamp(timestamp)
+    if at.date() == today:
+        return at.strftime("%H:%M")
+    return at.strftime("%d %b") if at.year == today.year else str(at.year)
 
 
 def meter(dbfs: float | None, width: int = 20, floor: float = -60.0) -> Text:
@@ -249,7 +257,7 @@ class HistoryTable(DataTable):
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        self.add_column("When", key="when", width=8)
+        self.add_column("When", key="when", width=6)
         self.add_column("", key="dir", width=1)
         self.add_column("Party", key="party")
         self.add_column("Outcome", key="outcome")
@@ -258,13 +266,13 @@ class HistoryTable(DataTable):
     def show(self, records: "list[CallRecord]") -> None:
         self.clear()
         self.records = {}
+        today = date.today()
         for r in records:
             key = str(r.id)
             self.records[key] = r
-            when = datetime.fromtimestamp(r.started_at).strftime("%d %H:%M")
-            outcome = r.outcome if r.outcome != "answered" else \
-                f"answered {format_duration(r.duration)}"
-            self.add_row(when, "→" if r.direction == "outgoing" else "←",
+            # an answered call shows how long it lasted; the others say why they did not
+            outcome = format_duration(r.duration) if r.outcome == "answered" else r.outcome
+            self.add_row(when_label(r.started_at, today), "→" if r.direction == "outgoing" else "←",
                          clip(r.display_name or r.party, 18), outcome, key=key)
 
     @property
