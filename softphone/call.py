@@ -81,6 +81,11 @@ class Call:
         self.ended = False
         self.end_info: dict[str, Any] = {}
         self.muted = False
+        self.on_hold = False  # we put the call on hold (our re-INVITE offered sendonly)
+        self.remote_hold = False  # the far end put us on hold (its offer: sendonly/inactive)
+        self._reinvite_busy = False  # our re-INVITE is in progress: theirs gets 491 (§14.2)
+        self._hold_busy = False  # a hold/resume is under way (with its 491 back-off)
+        self._reinvite_ack: Request | None = None
         self._answered = ua.loop.create_future()
         self._finished = ua.loop.create_future()
         self._session_id = secrets.randbelow(2**31)
@@ -172,13 +177,13 @@ class Call:
     def _sdp_address(self, peer: Peer) -> str:
         return self.ua.local_ip_for(peer.host)
 
-    def _make_offer(self, peer: Peer) -> sdp.SessionDescription:
+    def _make_offer(self, peer: Peer, direction: str = "sendrecv") -> sdp.SessionDescription:
         audio = self.ua.config.audio
         self._session_version += 1
         return sdp.make_offer(address=self._sdp_address(peer), port=self.media.local_port,
                               codecs=list(audio.codecs), ptime=audio.ptime, dtmf=audio.dtmf,
                               session_id=self._session_id,
-                              session_version=self._session_version)
+                              session_version=self._session_version, direction=direction)
 
     def _media_format(self, neg: sdp.NegotiatedMedia):
         from .media.rtp import MediaFormat
@@ -477,6 +482,10 @@ class Call:
 
     def on_stray_2xx(self, response: Response) -> None:
         """A 2xx after the INVITE transaction is gone (retransmission or a late fork)."""
+        ack = self._reinvite_ack
+        if ack is not None and response.cseq[0] == ack.cseq[0]:
+            self._send_ack(ack)  # a retransmitted 2xx to our re-INVITE: our ACK was lost
+            return
         if self.direction == "outgoing" and self._invite is not None:
             self._on_2xx(response)
 
@@ -682,6 +691,9 @@ class Call:
             if self.ended:
                 self.ua.respond(stx, make_response(request, 481))
                 return
+            if self._reinvite_busy:  # both sides re-INVITEd at once (glare, §14.2)
+                self.ua.respond(stx, make_response(request, 491))
+                return
             self._spawn(self._on_reinvite(request, stx, peer))
             return
         if method == "OPTIONS":
@@ -708,7 +720,8 @@ class Call:
                 answer, neg = sdp.answer_offer(
                     offer, address=self._sdp_address(response_peer), port=self.media.local_port,
                     codecs=list(audio.codecs), session_id=self._session_id,
-                    session_version=self._session_version, ptime_default=audio.ptime)
+                    session_version=self._session_version, ptime_default=audio.ptime,
+                    direction="sendonly" if self.on_hold else "sendrecv")
             except sdp.NoCommonCodec:
                 self.ua.respond(stx, make_response(request, 488))
                 return
@@ -717,6 +730,7 @@ class Call:
                 return
             body = answer.to_bytes()
             self._start_media(neg)
+            self._note_remote_hold(offer, neg)
         else:
             self._offer = self._make_offer(response_peer)
             self._delayed_offer = True
@@ -732,6 +746,135 @@ class Call:
         self._retransmit = AnswerRetransmission(self.ua.now(), self.ua.timers.t1,
                                                 self.ua.timers.t2)
         self._arm_retransmit()
+
+    def _note_remote_hold(self, offer: sdp.SessionDescription, neg: sdp.NegotiatedMedia) -> None:
+        """Their offer says sendonly/inactive (or the old c=0.0.0.0): they hold us."""
+        audio = next((m for m in offer.media if m.media == "audio" and m.port), None)
+        theirs = offer.direction_for(audio) if audio is not None else "inactive"
+        held = theirs in ("sendonly", "inactive") or neg.remote_host in ("0.0.0.0", "::")
+        if held != self.remote_hold:
+            self.remote_hold = held
+            self.ua.emit("hold", call_id=self.call_id, local=self.on_hold, remote=held)
+
+    # == hold: our own re-INVITE (RFC 3264 §8.4, RFC 6337 §5.3) ==================================
+    async def set_hold(self, hold: bool) -> None:
+        """Hold (offer sendonly and send silence) or resume (sendrecv) with a re-INVITE.
+
+        A refused re-INVITE leaves the session as it was (§14.1) and raises CallError. A 491
+        (both sides re-INVITEd at once) is retried after §14.1's random wait.
+        """
+        if self.ended or self.state != "connected" or self.dialog is None or self.media is None:
+            raise CallError("hold needs a connected call")
+        if hold == self.on_hold:
+            return
+        if self._hold_busy:
+            raise CallError("a hold or resume is already in progress")
+        self._hold_busy = True
+        try:
+            for attempt in range(3):
+                status, reason = await self._reinvite("sendonly" if hold else "sendrecv")
+                if status < 300:
+                    break
+                if self.ended:
+                    raise CallError("the call ended")
+                if status == 491 and attempt < 2:
+                    # §14.1: the Call-ID's owner waits 2.1–4 s, the other side 0–2 s
+                    low, high = (2.1, 4.0) if self.direction == "outgoing" else (0.0, 2.0)
+                    await asyncio.sleep(low + (high - low) * secrets.randbelow(1001) / 1000)
+                    if self.ended:
+                        raise CallError("the call ended")
+                    continue
+                if status == 481:  # the far end has no such dialog (§12.2.1.2)
+                    self._end("error", status=status, phrase=f"re-INVITE: {reason}")
+                elif status == 408:
+                    self._spawn(self._bye(reason="error", phrase="re-INVITE timed out"))
+                raise CallError(f"{status} {reason}".rstrip())
+        finally:
+            self._hold_busy = False
+        self.on_hold = hold
+        self._apply_mute()
+        self.ua.emit("hold", call_id=self.call_id, local=self.on_hold, remote=self.remote_hold)
+
+    async def _reinvite(self, direction: str) -> tuple[int, str]:
+        """One re-INVITE with a new offer (and one digest retry): its final status."""
+        assert self.dialog is not None
+        try:
+            peer = await self._dialog_peer()
+        except OSError as exc:
+            return 503, str(exc)
+        offer = self._make_offer(peer, direction=direction)
+        auth_header: tuple[str, str] | None = None
+        for _ in range(2):
+            extra = [("Content-Type", "application/sdp")]
+            if auth_header is not None:
+                extra.append(auth_header)
+            request = self.dialog.create_request("INVITE", contact=self.ua.contact(peer),
+                                                 extra=extra, body=offer.to_bytes())
+            self.ua.common_headers(request)
+            done: asyncio.Future = self.ua.loop.create_future()
+
+            def on_response(resp: Response, request=request, done=done) -> None:
+                if resp.status < 200:
+                    return
+                if resp.status < 300:
+                    self._ack_reinvite(request, resp)  # again for each retransmitted 2xx
+                if not done.done():
+                    done.set_result(resp)
+
+            def on_timeout(_error: str | None, done=done) -> None:
+                if not done.done():
+                    done.set_result(None)
+
+            self.ua.stamp_via(request, peer)
+            self._reinvite_busy = True  # only while it is in flight: not during a back-off
+            try:
+                self.ua.send_request(request, peer, on_response=on_response,
+                                     on_timeout=on_timeout)
+                response = await done
+            finally:
+                self._reinvite_busy = False
+            if response is None:
+                return 408, "Request Timeout"
+            if response.status in (401, 407) and auth_header is None and self.ua.account \
+                    and self.ua.account.secret():
+                acc = self.ua.account
+                # a fresh client: the INVITE's one would take a new challenge for the same
+                # realm as a sign of wrong credentials
+                digest = DigestClient(acc.username, acc.secret() or "")
+                name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+                try:
+                    auth_header = digest.respond(response.status, response.headers.get_all(name),
+                                                 "INVITE", request.uri, request.body)
+                except (AuthenticationFailed, DigestError):
+                    return response.status, response.reason
+                continue
+            if response.status >= 300:
+                return response.status, response.reason
+            try:
+                neg = sdp.apply_answer(offer, sdp.parse_sdp(response.body))
+            except sdp.SdpError as exc:
+                self._spawn(self._bye(reason="error", phrase=f"bad SDP answer to re-INVITE: {exc}"))
+                return 488, f"unusable SDP answer: {exc}"
+            self._offer = offer
+            self._start_media(neg)
+            return response.status, response.reason
+        return 401, "Unauthorized"
+
+    def _ack_reinvite(self, request: Request, response: Response) -> None:
+        if self.dialog is None:
+            return
+        ack = self._reinvite_ack
+        if ack is None or ack.cseq[0] != request.cseq[0]:
+            self.dialog.on_response(response)  # a target refresh (§12.2.1.2)
+            ack = self._reinvite_ack = self.dialog.create_ack(request.cseq[0])
+            self.ua.common_headers(ack)
+        self._send_ack(ack)
+
+    def _apply_mute(self) -> None:
+        """Silence goes out while muted or while we hold the call (the held party must not
+        hear the room)."""
+        if self.media is not None:
+            self.media.set_muted(self.muted or self.on_hold)
 
     # == ending ===============================================================================
     async def hangup(self) -> None:
@@ -807,8 +950,7 @@ class Call:
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
-        if self.media is not None:
-            self.media.set_muted(muted)
+        self._apply_mute()
 
     async def _close_media(self) -> None:
         """RTCP BYE and sockets, then the devices (files flushed, PortAudio streams closed)."""

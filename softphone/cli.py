@@ -49,7 +49,7 @@ class EventPrinter:
             sys.stdout.write(json.dumps(record, separators=(", ", ": ")) + "\n")
             sys.stdout.flush()
         elif name in ("registered", "registration_failed", "unregistered", "incoming",
-                      "answered", "ended", "dtmf", "listening"):
+                      "answered", "ended", "dtmf", "listening", "hold"):
             details = " ".join(f"{k}={v}" for k, v in data.items() if k != "rtp")
             sys.stdout.write(f"{name} {details}\n")
             sys.stdout.flush()

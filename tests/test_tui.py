@@ -96,6 +96,27 @@ async def test_dial_echo_mute_dtmf_hangup(tmp_path):
         await app.action_quit()
 
 
+async def test_hold_and_resume_from_keyboard(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        phone = await started(pilot, app)
+        view = await dial_echo(pilot, app)
+        call = phone.call(view.call_id)
+        echo_call = next(iter(phone.echo.ua.calls.values()))
+        await pilot.press("o")
+        await wait_for(pilot, lambda: view.on_hold, what="on hold")
+        await wait_for(pilot, lambda: "on hold" in table_text(app), what="row says on hold")
+        assert call.media.direction == "sendonly" and echo_call.remote_hold
+        await pilot.press("o")
+        await wait_for(pilot, lambda: not view.on_hold and "on hold" not in table_text(app),
+                       what="resumed")
+        assert call.media.direction == "sendrecv" and not echo_call.remote_hold
+        await pilot.press("h")
+        await wait_for(pilot, lambda: view.state == "ended", what="ended")
+        await pilot.press("o")  # nothing to hold: a notice, no crash
+        await app.action_quit()
+
+
 async def test_dial_error_is_shown(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -470,8 +470,10 @@ class RtpSession:
             self._check_timeout(now)
 
     def _check_timeout(self, now: float) -> None:
-        if self.direction in ("sendonly", "inactive"):
-            self._last_rx_time = now  # the far end is told not to send: restart the clock
+        if self.direction != "sendrecv":
+            # on hold either way: the far end is told not to send (sendonly, inactive), or
+            # it holds us (recvonly) and may send nothing; restart the clock
+            self._last_rx_time = now
             return
         since = self._last_rx_time if self._last_rx_time is not None else self._start_time
         if now - since >= self.rtp_timeout:

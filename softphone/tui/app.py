@@ -2,7 +2,7 @@
 
 Keys (DESIGN §3, fixed): the dial input has focus at start and Enter dials; after dialing
 the call list takes focus with the new call selected. In the call list: a answer,
-r reject, h hang up, m mute, t SIP trace, q quit; Escape leaves the dial input; ctrl+q
+r reject, h hang up, m mute, o hold, t SIP trace, q quit; Escape leaves the dial input; ctrl+q
 quits from anywhere.
 """
 
@@ -381,6 +381,19 @@ class SoftphoneApp(App):
             if muted is not None:
                 self.notify("microphone muted" if muted else "microphone on", timeout=2)
 
+    def action_hold(self) -> None:
+        call_id = self._target_call()
+        if self.phone is not None and call_id:
+            self.run_worker(self._toggle_hold(call_id), group="hold")
+
+    async def _toggle_hold(self, call_id: str) -> None:
+        assert self.phone is not None
+        held = await self.phone.toggle_hold(call_id)
+        if held is None:
+            self.notify("hold needs a connected call", severity="warning", timeout=2)
+        else:
+            self.notify("call on hold" if held else "call resumed", timeout=2)
+
     def action_dtmf(self, digit: str) -> None:
         call_id = self._target_call()
         if self.phone is not None and call_id and not self.phone.send_dtmf(call_id, digit):
@@ -496,6 +509,8 @@ class SoftphoneApp(App):
                             self.action_reject)
         yield SystemCommand("Hang up", "Hang up the selected call", self.action_hangup)
         yield SystemCommand("Mute", "Mute or unmute the microphone", self.action_mute)
+        yield SystemCommand("Hold", "Put the selected call on hold, or resume it",
+                            self.action_hold)
         yield SystemCommand("SIP trace", "Show the SIP messages of the selected call",
                             self.action_trace)
         yield SystemCommand("Echo test", "Call the built-in echo service",

@@ -232,6 +232,22 @@ class Phone:
         self.on_change()
         return call.muted
 
+    async def toggle_hold(self, call_id: str) -> bool | None:
+        """Hold or resume; the new state, or None when the call cannot be held. A refusal
+        from the far end is reported and leaves the call as it was."""
+        from ..call import CallError
+
+        call = self.call(call_id)
+        if call is None or call.ended or call.state != "connected":
+            return None
+        try:
+            await call.set_hold(not call.on_hold)
+        except CallError as exc:
+            self.notify(f"{'resume' if call.on_hold else 'hold'} failed: {exc}", "warning")
+            self.state.log_line(f"hold {call_id}: {exc}")
+        self._sync(call_id)
+        return call.on_hold
+
     def send_dtmf(self, call_id: str, digits: str) -> bool:
         call = self.call(call_id)
         if call is None or call.state != "connected":
@@ -329,6 +345,7 @@ class Phone:
         view.state = call.state
         view.codec = call.codec or view.codec
         view.muted = call.muted
+        view.on_hold, view.remote_hold = call.on_hold, call.remote_hold
         view.duration = call.duration
         if call.ended and call.end_info:
             view.reason = reason_text(call.end_info)

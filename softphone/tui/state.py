@@ -57,6 +57,8 @@ class CallView:
     rtt_ms: float | None = None
     mos: float | None = None
     muted: bool = False
+    on_hold: bool = False  # we hold the call
+    remote_hold: bool = False  # the far end holds us
     started_at: float = field(default_factory=time.time)
     account: str | None = None
     target: str | None = None  # what was dialled when it is not the URI ("echo")
@@ -74,8 +76,13 @@ class CallView:
         label = STATE_LABELS.get(self.state, self.state)
         if self.state == "ended" and self.reason:
             return f"ended: {self.reason}"
-        if self.muted and self.state == "connected":
-            return "connected (muted)"
+        if self.state == "connected":
+            if self.on_hold:
+                label = "on hold"
+            elif self.remote_hold:
+                label = "held by remote"
+            if self.muted:
+                label += " (muted)"
         return label
 
     @property

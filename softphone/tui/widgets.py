@@ -143,8 +143,9 @@ class CallTable(DataTable):
         Binding("r", "app.reject", "Reject"),
         Binding("h", "app.hangup", "Hang up"),
         Binding("m", "app.mute", "Mute"),
+        Binding("o", "app.hold", "Hold"),
         Binding("t", "app.trace", "SIP trace"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("q", "app.quit", "Quit", show=False),  # ctrl+q is in the footer
         Binding("d", "app.focus_dial", "Dial", show=False),
     ] + [Binding(key, f"app.dtmf('{digit}')", f"DTMF {digit}", show=False)
          for key, digit in [(str(n), str(n)) for n in range(10)]

@@ -1,0 +1,170 @@
+"""Hold and resume with our own re-INVITE (RFC 3264 §8.4), in-process on loopback and
+against baresip through Kamailio."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from peers.phoneconfig import write_config
+from softphone.call import CallError
+from softphone.config import Config, load_config
+from softphone.ua import UserAgent
+
+
+def config() -> Config:
+    return Config.from_dict({"network": {"listen": "127.0.0.1:0", "rate_limit": 0},
+                             "audio": {"codecs": ["PCMU"]}})
+
+
+async def until(predicate, what: str, timeout: float = 5.0) -> None:
+    """Poll ``predicate`` (bounded) on the running loop."""
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Side:
+    """One UA with what it emitted and what it put on the wire."""
+
+    def __init__(self, **kw) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self.wire: list[tuple[str, bytes]] = []
+        self.ua = UserAgent(config(), None, preload_media=False,
+                            on_event=lambda n, d: self.events.append((n, d)),
+                            tracer=lambda direction, data, peer: self.wire.append((direction, data)),
+                            **kw)
+
+    def holds(self) -> list[dict]:
+        return [d for n, d in self.events if n == "hold"]
+
+    def sent(self, pattern: bytes) -> list[bytes]:
+        return [d for direction, d in self.wire if direction == "sent" and re.match(pattern, d)]
+
+    def received(self, pattern: bytes) -> list[bytes]:
+        return [d for direction, d in self.wire
+                if direction == "received" and re.match(pattern, d)]
+
+
+@pytest.fixture
+async def connected():
+    alice, bob = Side(), Side(auto_answer=True)
+    await bob.ua.start()
+    await alice.ua.start()
+    call = await alice.ua.call(f"sip:bob@127.0.0.1:{bob.ua.transport.port}")
+    assert await call.wait_answered(5), call.end_info
+    theirs = bob.ua.calls[call.call_id]
+    await until(lambda: call.stats()["received"] > 5 and theirs.stats()["received"] > 5,
+                "RTP both ways")
+    yield alice, bob, call, theirs
+    await alice.ua.close(timeout=3)
+    await bob.ua.close(timeout=3)
+
+
+async def test_hold_and_resume(connected):
+    alice, bob, call, theirs = connected
+    await call.set_hold(True)
+    assert call.on_hold and not call.remote_hold
+    assert theirs.remote_hold and not theirs.on_hold
+    assert call.media.direction == "sendonly" and theirs.media.direction == "recvonly"
+    assert call.media.muted  # the held party hears silence, not the room
+    assert alice.holds()[-1] == {"call_id": call.call_id, "local": True, "remote": False}
+    assert bob.holds()[-1] == {"call_id": call.call_id, "local": False, "remote": True}
+    offer = alice.sent(rb"INVITE ")[-1]
+    assert b"CSeq: 2 INVITE" in offer and b"a=sendonly" in offer
+    assert b"a=recvonly" in alice.received(rb"SIP/2\.0 200 .*\r\n(?:.*\r\n)*CSeq: 2 INVITE")[-1]
+    assert len(alice.sent(rb"ACK .*\r\n(?:.*\r\n)*CSeq: 2 ACK")) >= 1
+    # the held side stops sending; we keep sending (silence)
+    sent_by_bob = theirs.stats()["sent"]
+    sent_by_us = call.stats()["sent"]
+    await until(lambda: call.stats()["sent"] >= sent_by_us + 10, "our RTP during hold")
+    assert theirs.stats()["sent"] <= sent_by_bob + 1  # at most one already due
+    await call.set_hold(False)
+    assert not call.on_hold and not theirs.remote_hold and not call.media.muted
+    assert call.media.direction == theirs.media.direction == "sendrecv"
+    assert bob.holds()[-1]["remote"] is False
+    await until(lambda: theirs.stats()["sent"] >= sent_by_bob + 10, "their RTP after resume")
+    assert b"CSeq: 3 INVITE" in alice.sent(rb"INVITE ")[-1]
+    await call.hangup()
+    assert call.end_info["reason"] == "hangup"
+
+
+async def test_mute_survives_hold(connected):
+    _, _, call, _ = connected
+    call.set_muted(True)
+    await call.set_hold(True)
+    await call.set_hold(False)
+    assert call.muted and call.media.muted  # resume gives back the user's own mute state
+
+
+async def test_both_sides_hold_at_once_glare_resolves(connected):
+    """Each side's re-INVITE meets the other's: both get 491, back off at random (§14.1:
+    the callee 0–2 s, the caller 2.1–4 s) and retry; both end up holding."""
+    alice, bob, call, theirs = connected
+    await asyncio.wait_for(asyncio.gather(call.set_hold(True), theirs.set_hold(True)), 20)
+    assert call.on_hold and theirs.on_hold and call.remote_hold and theirs.remote_hold
+    assert call.media.direction == theirs.media.direction == "inactive"
+    assert alice.received(rb"SIP/2\.0 491 ") or bob.received(rb"SIP/2\.0 491 ")
+
+
+async def test_hold_needs_a_connected_call_and_one_at_a_time(connected):
+    _, _, call, _ = connected
+    first = asyncio.ensure_future(call.set_hold(True))
+    await asyncio.sleep(0)  # let it start
+    with pytest.raises(CallError, match="already in progress"):
+        await call.set_hold(True)
+    await first
+    await call.hangup()
+    with pytest.raises(CallError, match="connected call"):
+        await call.set_hold(False)
+
+
+async def test_refused_reinvite_leaves_the_session_as_it_was(connected):
+    """A 488 to the hold offer: still talking, no hold claimed (RFC 3261 §14.1)."""
+    alice, bob, call, theirs = connected
+    bob.ua.config = Config.from_dict({"network": {"listen": "127.0.0.1:0", "rate_limit": 0},
+                                      "audio": {"codecs": ["G722"]}})  # nothing in common
+    with pytest.raises(CallError, match="488"):
+        await call.set_hold(True)
+    assert not call.on_hold and not theirs.remote_hold and not call.ended
+    assert call.media.direction == "sendrecv" and not call.media.muted
+
+
+# -- against baresip through Kamailio -------------------------------------------------------------
+@pytest.mark.peers
+async def test_hold_and_resume_with_baresip(kamailio, baresip, tmp_path):
+    bob = baresip("bob", kamailio=kamailio, tone_hz=440)  # auto-answers
+    bob.wait_registered(timeout=10)
+    cfg = load_config(write_config(tmp_path / "a.toml", kamailio, "1001"))
+    wire: list[tuple[str, bytes]] = []
+    ua = UserAgent(cfg, cfg.accounts[0], preload_media=False,
+                   tracer=lambda direction, data, peer: wire.append((direction, data)))
+    await ua.start()
+    try:
+        assert await ua.register().wait(10)
+        call = await ua.call("sip:1002@127.0.0.1")
+        assert await call.wait_answered(15), call.end_info
+        await until(lambda: call.stats()["received"] > 10, "baresip's RTP", 10)
+        await call.set_hold(True)
+        assert call.media.direction == "sendonly"  # baresip answered recvonly
+        reinvite = [d for direction, d in wire if direction == "sent"
+                    and d.startswith(b"INVITE ") and b"a=sendonly" in d][-1]
+        cseq = re.search(rb"CSeq: (\d+) INVITE", reinvite).group(0)
+        answer = [d for direction, d in wire if direction == "received"
+                  and d.startswith(b"SIP/2.0 200") and cseq in d][-1]
+        assert b"a=recvonly" in answer, answer.decode(errors="replace")
+        await call.set_hold(False)
+        assert call.media.direction == "sendrecv"
+        resumed_at = call.stats()["received"]
+        await until(lambda: call.stats()["received"] >= resumed_at + 10,
+                    "baresip's RTP after resume", 10)
+        await call.hangup()
+        assert call.end_info["reason"] == "hangup"
+        # baresip says "terminated (duration …)" or, for a short call, "session closed"
+        bob.wait_for(r"terminated \(duration|session closed", 10)
+    finally:
+        await ua.close(timeout=3)
