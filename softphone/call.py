@@ -835,19 +835,10 @@ class Call:
                 self._reinvite_busy = False
             if response is None:
                 return 408, "Request Timeout"
-            if response.status in (401, 407) and auth_header is None and self.ua.account \
-                    and self.ua.account.secret():
-                acc = self.ua.account
-                # a fresh client: the INVITE's one would take a new challenge for the same
-                # realm as a sign of wrong credentials
-                digest = DigestClient(acc.username, acc.secret() or "")
-                name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-                try:
-                    auth_header = digest.respond(response.status, response.headers.get_all(name),
-                                                 "INVITE", request.uri, request.body)
-                except (AuthenticationFailed, DigestError):
-                    return response.status, response.reason
-                continue
+            if auth_header is None:
+                auth_header = self._dialog_credentials(response, request)
+                if auth_header is not None:
+                    continue
             if response.status >= 300:
                 return response.status, response.reason
             try:
@@ -859,6 +850,21 @@ class Call:
             self._start_media(neg)
             return response.status, response.reason
         return 401, "Unauthorized"
+
+    def _dialog_credentials(self, response: Response, request: Request) -> tuple[str, str] | None:
+        """The header answering a 401/407 to an in-dialog request, or None (not a challenge,
+        no password, or nothing we can answer). A fresh digest client: the INVITE's would
+        take a new challenge for a realm it answered before as wrong credentials."""
+        acc = self.ua.account
+        if response.status not in (401, 407) or acc is None or not acc.secret():
+            return None
+        digest = DigestClient(acc.username, acc.secret() or "")
+        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        try:
+            return digest.respond(response.status, response.headers.get_all(name),
+                                  request.method, request.uri, request.body)
+        except (AuthenticationFailed, DigestError):
+            return None
 
     def _ack_reinvite(self, request: Request, response: Response) -> None:
         if self.dialog is None:
@@ -913,26 +919,17 @@ class Call:
         def finish(_resp: Response | None = None) -> None:
             if _resp is not None and _resp.status < 200:
                 return
-            if _resp is not None and _resp.status in (401, 407) and not getattr(
-                    finish, "retried", False):
-                acc = self.ua.account
-                if acc and acc.secret():
+            if _resp is not None and not getattr(finish, "retried", False):
+                header = self._dialog_credentials(_resp, bye)
+                if header is not None:
                     finish.retried = True  # type: ignore[attr-defined]
-                    auth = self._auth or DigestClient(acc.username, acc.secret() or "")
-                    name = "WWW-Authenticate" if _resp.status == 401 else "Proxy-Authenticate"
-                    try:
-                        header = auth.respond(_resp.status, _resp.headers.get_all(name), "BYE",
-                                              bye.uri)
-                    except (AuthenticationFailed, DigestError):
-                        pass
-                    else:
-                        retry = self.dialog.create_request("BYE")
-                        self.ua.common_headers(retry)
-                        retry.headers.add(*header)
-                        self.ua.stamp_via(retry, peer)
-                        self.ua.send_request(retry, peer, on_response=finish,
-                                             on_timeout=lambda error: finish())
-                        return
+                    retry = self.dialog.create_request("BYE")
+                    self.ua.common_headers(retry)
+                    retry.headers.add(*header)
+                    self.ua.stamp_via(retry, peer)
+                    self.ua.send_request(retry, peer, on_response=finish,
+                                         on_timeout=lambda error: finish())
+                    return
             if not done.done():
                 done.set_result(True)
 
