@@ -74,6 +74,17 @@ def test_long_loss_fades_to_silence_and_resumes_on_time():
     assert buf.depth_ms == 0
 
 
+def test_far_end_gone_quiet_stays_silent_after_the_fade():
+    """Pulled 20 ms at a time, as the sink does: once the fade has run out, nothing
+    comes back (depth adaptation must not replay the last frame every 200 ms)."""
+    buf = PlayoutBuffer(LabelDecoder(), 8000)
+    filled(buf, 0, [50, 50, 50])
+    frames = [np.frombuffer(buf.pull(FRAME), "<i2").mean() for _ in range(60)]  # 1.2 s
+    assert frames[:3] == [5000, 5000, 5000]
+    faded = frames.index(0.0)
+    assert faded <= 10 and not any(frames[faded:]), frames
+
+
 def test_late_and_duplicate_packets_are_dropped():
     buf = PlayoutBuffer(LabelDecoder(), 8000)
     filled(buf, 0, [1, 2, 3])

@@ -193,7 +193,10 @@ class PlayoutBuffer:
             return
         frame_ms = self._frame_ticks * 1000.0 / self.clock_rate
         depth, target = self.depth_ms, self.target_ms
-        if depth + frame_ms <= target:
+        if depth + frame_ms <= target and self._heap and not self._conceal_run:
+            # only with audio in hand: stretching while dry would replay the last frame
+            # at full volume every 200 ms after the fade (stale blips when the far end
+            # stops sending, e.g. before its BYE arrives or while it holds us)
             self._pulls_since_adapt = 0
             self.stretched_frames += 1
             run = self._conceal_run
