@@ -77,6 +77,7 @@ class _TxContext:
     on_timeout: Callable[[str | None], None] | None = None
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     error: str | None = None  # why the transport failed, when it did
+    created: float = 0.0  # UA clock time the transaction began
 
 
 class UserAgent:
@@ -161,6 +162,14 @@ class UserAgent:
                                timeout=max(0.1, deadline - self.now()))
         if self.registration is not None and unregister:
             await self.registration.stop(timeout=max(0.1, deadline - self.now()))
+        # a BYE answered just now: our 200 may have been lost, and the peer resends the
+        # BYE after T1 and 3·T1 (§17.1.2.2); stay to answer those instead of leaving it
+        # to wait 64·T1 for a response that cannot come
+        linger = max((ctx.created + 4 * self.timers.t1 for ctx in self._ctx.values()
+                      if isinstance(ctx.tx, ServerTransaction) and ctx.dest.proto == "udp"
+                      and ctx.tx.request.method == "BYE"), default=0.0)
+        if min(linger, deadline) > self.now():
+            await asyncio.sleep(min(linger, deadline) - self.now())
         for ctx in list(self._ctx.values()):
             for handle in ctx.timers.values():
                 handle.cancel()
@@ -442,7 +451,7 @@ class UserAgent:
             return
         stx = ServerTransaction(request, reliable=peer.proto != "udp", timers=self.timers)
         self.table.add_server(stx)
-        ctx = _TxContext(stx, self.response_peer(request, peer))
+        ctx = _TxContext(stx, self.response_peer(request, peer), created=self.now())
         self._ctx[id(stx)] = ctx
         self._dispatch(request, stx, peer)
 

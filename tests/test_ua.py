@@ -121,3 +121,40 @@ async def test_the_outbound_proxy_is_not_rate_limited():
         await ua.close(unregister=False, timeout=2)
         proxy_t.close()
         stranger_t.close()
+
+
+async def test_closing_ua_still_answers_a_resent_bye(pair):
+    """Our 200 to a BYE is lost; we are closing (``answer --max-calls 1`` after its last
+    call). The peer resends the BYE after T1: we must still be there to answer it, or it
+    waits 64·T1 for nothing."""
+    import asyncio
+
+    caller, callee, target = pair
+    call = await caller.call(target)
+    assert await call.wait_answered(5), call.end_info
+    seen: list[bytes] = []
+    deliver = caller._on_message
+
+    def lossy(data: bytes, peer) -> None:  # the first 200 to the BYE never arrives
+        if data.startswith(b"SIP/2.0 200") and b" BYE\r\n" in data:
+            seen.append(data)
+            if len(seen) == 1:
+                return
+        deliver(data, peer)
+
+    caller.transport.on_message = lossy
+    closed = asyncio.ensure_future(asyncio.wait_for(
+        _close_after_bye(callee), timeout=10))
+    await asyncio.wait_for(call.hangup(), timeout=10)  # returns on the 200 to the resent BYE
+    await closed
+    assert len(seen) >= 2, seen  # the first was dropped; the resent BYE got the second
+
+
+async def _close_after_bye(ua: UserAgent) -> None:
+    import asyncio
+
+    for _ in range(250):  # bounded: 5 s for the BYE to arrive
+        if any(c.ended for c in ua.calls.values()):
+            break
+        await asyncio.sleep(0.02)
+    await ua.close(timeout=5)
