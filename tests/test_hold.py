@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from media_helpers import wait_for
 from peers.phoneconfig import write_config
 from softphone.call import CallError
 from softphone.config import Config, load_config
@@ -18,15 +19,6 @@ from softphone.ua import UserAgent
 def config() -> Config:
     return Config.from_dict({"network": {"listen": "127.0.0.1:0", "rate_limit": 0},
                              "audio": {"codecs": ["PCMU"]}})
-
-
-async def until(predicate, what: str, timeout: float = 5.0) -> None:
-    """Poll ``predicate`` (bounded) on the running loop."""
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Side:
@@ -59,8 +51,8 @@ async def connected():
     call = await alice.ua.call(f"sip:bob@127.0.0.1:{bob.ua.transport.port}")
     assert await call.wait_answered(5), call.end_info
     theirs = bob.ua.calls[call.call_id]
-    await until(lambda: call.stats()["received"] > 5 and theirs.stats()["received"] > 5,
-                "RTP both ways")
+    await wait_for(lambda: call.stats()["received"] > 5 and theirs.stats()["received"] > 5,
+                   5, "RTP both ways")
     yield alice, bob, call, theirs
     await alice.ua.close(timeout=3)
     await bob.ua.close(timeout=3)
@@ -82,13 +74,13 @@ async def test_hold_and_resume(connected):
     # the held side stops sending; we keep sending (silence)
     sent_by_bob = theirs.stats()["sent"]
     sent_by_us = call.stats()["sent"]
-    await until(lambda: call.stats()["sent"] >= sent_by_us + 10, "our RTP during hold")
+    await wait_for(lambda: call.stats()["sent"] >= sent_by_us + 10, 5, "our RTP during hold")
     assert theirs.stats()["sent"] <= sent_by_bob + 1  # at most one already due
     await call.set_hold(False)
     assert not call.on_hold and not theirs.remote_hold and not call.media.muted
     assert call.media.direction == theirs.media.direction == "sendrecv"
     assert bob.holds()[-1]["remote"] is False
-    await until(lambda: theirs.stats()["sent"] >= sent_by_bob + 10, "their RTP after resume")
+    await wait_for(lambda: theirs.stats()["sent"] >= sent_by_bob + 10, 5, "their RTP after resume")
     assert b"CSeq: 3 INVITE" in alice.sent(rb"INVITE ")[-1]
     await call.hangup()
     assert call.end_info["reason"] == "hangup"
@@ -187,7 +179,7 @@ async def test_hold_and_resume_with_baresip(kamailio, baresip, tmp_path):
         assert await ua.register().wait(10)
         call = await ua.call("sip:1002@127.0.0.1")
         assert await call.wait_answered(15), call.end_info
-        await until(lambda: call.stats()["received"] > 10, "baresip's RTP", 10)
+        await wait_for(lambda: call.stats()["received"] > 10, 10, "baresip's RTP")
         await call.set_hold(True)
         assert call.media.direction == "sendonly"  # baresip answered recvonly
         reinvite = [d for direction, d in wire if direction == "sent"
@@ -199,8 +191,8 @@ async def test_hold_and_resume_with_baresip(kamailio, baresip, tmp_path):
         await call.set_hold(False)
         assert call.media.direction == "sendrecv"
         resumed_at = call.stats()["received"]
-        await until(lambda: call.stats()["received"] >= resumed_at + 10,
-                    "baresip's RTP after resume", 10)
+        await wait_for(lambda: call.stats()["received"] >= resumed_at + 10, 10,
+                       "baresip's RTP after resume")
         await call.hangup()
         assert call.end_info["reason"] == "hangup"
         # baresip says "terminated (duration …)" or, for a short call, "session closed"
