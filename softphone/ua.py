@@ -163,9 +163,10 @@ class UserAgent:
         if self.registration is not None and unregister:
             await self.registration.stop(timeout=max(0.1, deadline - self.now()))
         # a BYE answered just now: our 200 may have been lost, and the peer resends the
-        # BYE after T1 and 3·T1 (§17.1.2.2); stay to answer those instead of leaving it
-        # to wait 64·T1 for a response that cannot come
-        linger = max((ctx.created + 4 * self.timers.t1 for ctx in self._ctx.values()
+        # BYE after T1 (§17.1.2.2); stay to answer that instead of leaving it to wait
+        # 64·T1 for a response that cannot come (a second loss is left to chance: every
+        # `answer --max-calls` exit pays this wait)
+        linger = max((ctx.created + 2 * self.timers.t1 for ctx in self._ctx.values()
                       if isinstance(ctx.tx, ServerTransaction) and ctx.dest.proto == "udp"
                       and ctx.tx.request.method == "BYE"), default=0.0)
         if min(linger, deadline) > self.now():
