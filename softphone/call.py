@@ -3,7 +3,7 @@
 Outgoing: INVITE with an SDP offer → 1xx (early dialog, ringing, early media) → 2xx → ACK
 through the route set; 401/407 answered once; CANCEL while early; forked 2xx from a second
 branch are ACKed and then released with BYE. Incoming: 100, 180, answer / reject /
-auto-answer; the 2xx is retransmitted until the ACK arrives; CANCEL → 200 + 487.
+auto-answer (no 180 when answered at once); the 2xx is retransmitted until the ACK arrives; CANCEL → 200 + 487.
 """
 
 from __future__ import annotations
@@ -562,7 +562,11 @@ class Call:
             self._offer = self._make_offer(self._response_peer or self._peer)
             self._answer_sdp = self._offer.to_bytes()
         self.state = "ringing"
-        self._send_provisional(180)
+        # answered at once (auto-answer without delay): no 180, as pjsua's --auto-answer;
+        # a 180 a moment before the 200 is often overtaken by it in a multi-process proxy,
+        # and a stale 180 after the 200 aborts SIPp's stock UAC scenarios
+        if not (self._answer_requested or (self.ua.auto_answer and self.ua.answer_delay <= 0)):
+            self._send_provisional(180)
         self.ua.emit("incoming", call_id=self.call_id, **{"from": str(self.remote.uri),
                      "to": str(self.local.uri)},
                      display_name=self.remote.display_name)

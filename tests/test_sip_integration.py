@@ -335,9 +335,9 @@ def test_pcap_trace_opens_in_tshark(softphone, tmp_path):
 
     tshark = require_binary("tshark")
     port = free_udp_port()
-    b = softphone("answer", "--auto", "--max-calls", "1", "--config",
+    b = softphone("answer", "--auto", "--delay", "0.2", "--max-calls", "1", "--config",
                   str(write_config(tmp_path / "b.toml", listen=f"127.0.0.1:{port}")))
-    b.wait_event("listening", timeout=10)
+    b.wait_event("listening", timeout=10)  # (a delay, so that it rings: 180 in the flow)
     pcap = tmp_path / "call.pcap"
     a = softphone("call", f"sip:b@127.0.0.1:{port}", "--duration", "0.5", "--sip-trace",
                   str(pcap), "--config", str(write_config(tmp_path / "a.toml")))

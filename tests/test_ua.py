@@ -158,3 +158,26 @@ async def _close_after_bye(ua: UserAgent) -> None:
             break
         await asyncio.sleep(0.02)
     await ua.close(timeout=5)
+
+
+@pytest.mark.parametrize("delay, rings", [(0.0, False), (0.3, True)])
+async def test_180_only_when_the_phone_really_rings(delay, rings):
+    """Auto-answer at once sends 100 then 200, no 180 (a 180 a moment before the 200 is
+    often overtaken by it in a multi-process proxy); with a delay it rings first."""
+    seen: list[bytes] = []
+    callee = UserAgent(config(), None, auto_answer=True, answer_delay=delay,
+                       preload_media=False)
+    caller = UserAgent(config(), None, preload_media=False,
+                       tracer=lambda direction, data, peer: seen.append(data))
+    await callee.start()
+    await caller.start()
+    try:
+        call = await caller.call(f"sip:b@127.0.0.1:{callee.transport.port}")
+        assert await call.wait_answered(5), call.end_info
+        statuses = [d.split(b" ")[1] for d in seen if d.startswith(b"SIP/2.0 ")]
+        assert statuses[-1] == b"200"
+        assert (b"180" in statuses) is rings, statuses
+        await call.hangup()
+    finally:
+        await caller.close(timeout=3)
+        await callee.close(timeout=3)
