@@ -70,7 +70,7 @@ async def test_hold_and_resume(connected):
     offer = alice.sent(rb"INVITE ")[-1]
     assert b"CSeq: 2 INVITE" in offer and b"a=sendonly" in offer
     assert b"a=recvonly" in alice.received(rb"SIP/2\.0 200 .*\r\n(?:.*\r\n)*CSeq: 2 INVITE")[-1]
-    assert len(alice.sent(rb"ACK .*\r\n(?:.*\r\n)*CSeq: 2 ACK")) >= 1
+    await wait_for(lambda: alice.sent(rb"ACK .*\r\n(?:.*\r\n)*CSeq: 2 ACK"), 2, "the ACK")
     # the held side stops sending; we keep sending (silence)
     sent_by_bob = theirs.stats()["sent"]
     sent_by_us = call.stats()["sent"]
