@@ -609,6 +609,27 @@ class TransactionTable:
             return self._servers.get(key)
         return self._match_legacy(request, request.method)
 
+    def match_outgoing_response(self, response: Response) -> ServerTransaction | None:
+        """The server transaction a response we are about to send belongs to: the one of
+        the request whose top Via and CSeq method it copied (§8.2.6.2)."""
+        try:
+            via = response.top_via
+            number, method = response.cseq
+            call_id = response.call_id
+        except SipParseError:
+            return None
+        if _is_rfc3261_branch(via.branch):
+            return self._servers.get(((via.branch or "").lower(), _sent_by(via), method))
+        ident = _via_identity(via)
+        for tx in self._legacy.get(call_id, ()):
+            try:
+                if tx.request.cseq == (number, method) and \
+                        _via_identity(tx.request.top_via) == ident:
+                    return tx
+            except SipParseError:
+                continue
+        return None
+
     def find_invite_for_cancel(self, cancel: Request) -> ServerTransaction | None:
         """§9.2: the INVITE server transaction ``cancel`` refers to."""
         key = self._server_key(cancel, method="INVITE")
