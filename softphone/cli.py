@@ -1,28 +1,32 @@
-"""Command line: the TUI by default; ``register``, ``call`` and ``answer`` headless.
+"""Command line: the TUI by default; ``register``, ``call``, ``answer`` headless; ``ctl``.
 
 The flags, exit statuses and JSON-lines events are a fixed contract (DESIGN §3): scripts
 and tests drive the phone through them. Exit 0 = the job succeeded, 1 = a SIP or media
-failure (one line on stderr says why), 2 = bad usage or config.
+failure (one line on stderr says why), 2 = bad usage or config, found before anything
+starts. The jobs talk to the phone only through its commands and events
+(``softphone.ua.phone``), like every other face.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
-import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import Config, ConfigError, load_config, parse_listen
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 log = logging.getLogger("softphone")
+
+HUMAN_EVENTS = ("listening", "registering", "registered", "registration_failed",
+                "unregistered", "calling", "incoming", "ringing", "early_media", "answered",
+                "dtmf", "hold", "ended")
+BACKENDS = ("pyaudio", "null")
 
 
 class UsageError(Exception):
@@ -33,33 +37,21 @@ class Failure(Exception):
     """The job failed on the SIP or media side: exit 1 with this line."""
 
 
-class EventPrinter:
-    """JSON lines on stdout (``--events jsonl``) or short human lines."""
+def _version() -> str:
+    try:
+        from importlib.metadata import version
 
-    def __init__(self, mode: str | None) -> None:
-        self.mode = mode
-        self.start = time.monotonic()
-        self.listeners: list[Callable[[str, dict], None]] = []
-
-    def __call__(self, name: str, data: dict) -> None:
-        for listener in self.listeners:
-            listener(name, data)
-        if self.mode == "jsonl":
-            record = {"event": name, "t": round(time.monotonic() - self.start, 3), **data}
-            sys.stdout.write(json.dumps(record, separators=(", ", ": ")) + "\n")
-            sys.stdout.flush()
-        elif name in ("registered", "registration_failed", "unregistered", "incoming",
-                      "answered", "ended", "dtmf", "listening", "hold"):
-            details = " ".join(f"{k}={v}" for k, v in data.items() if k != "rtp")
-            sys.stdout.write(f"{name} {details}\n")
-            sys.stdout.flush()
+        return version("softphone")
+    except Exception:
+        return "unknown"
 
 
+# ============================================================================ parser
 def _common(parser: argparse.ArgumentParser, *, tui: bool = False) -> None:
     parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="config file (default: ~/.config/softphone/config.toml, "
                              "or the platform's config dir; no file at all is fine)")
-    parser.add_argument("--audio", choices=("pyaudio", "null"), default=argparse.SUPPRESS,
+    parser.add_argument("--audio", choices=BACKENDS, default=argparse.SUPPRESS,
                         help="audio backend (headless default: null; TUI: pyaudio)")
     if tui:
         return
@@ -80,8 +72,8 @@ def _positive(value: str) -> float:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
     return number
 
 
@@ -91,10 +83,22 @@ def _count(value: str) -> int:
     return int(value)
 
 
+def _digits(value: str) -> str:
+    from .ua.commands import CommandError, check_digits
+
+    try:
+        return check_digits(value)
+    except CommandError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("digits: ")) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .ua.commands import COMMANDS
+
     parser = argparse.ArgumentParser(
         prog="softphone", description="A terminal SIP softphone. Without a sub-command it "
         "opens the Textual interface.")
+    parser.add_argument("--version", action="version", version=f"softphone {_version()}")
     _common(parser, tui=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -103,21 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive, metavar="S",
                    help="stay registered S seconds (default: until SIGINT/SIGTERM)")
 
+    dial = COMMANDS["dial"]
     p = sub.add_parser("call", help="place one call")
     _common(p)
-    p.add_argument("uri", metavar="URI", help="sip:user@host[:port], user@host, a number, or echo")
+    p.add_argument("uri", metavar="URI", help=dial.param("uri").help)
     p.add_argument("--duration", type=_positive, metavar="S",
                    help="hang up S seconds after the answer")
-    p.add_argument("--timeout", type=_positive, metavar="S",
-                   help="give up (CANCEL) when no final answer came S seconds after the INVITE")
+    p.add_argument("--timeout", type=_positive, metavar="S", help=dial.param("timeout").help)
     p.add_argument("--play", metavar="WAV", help="loop this WAV file into the call")
     p.add_argument("--record", metavar="WAV", help="record what the far end sends")
-    p.add_argument("--dtmf", metavar="DIGITS", help="send these RFC 4733 digits after the answer")
+    p.add_argument("--dtmf", metavar="DIGITS", type=_digits,
+                   help="send these RFC 4733 digits after the answer (0-9 * # A-D; ',' "
+                        "pauses 1 s)")
 
     p = sub.add_parser("answer", help="wait for calls and answer them")
     _common(p)
     p.add_argument("--auto", action="store_true", help="answer every call automatically")
-    p.add_argument("--delay", type=_positive, default=0.0, metavar="S",
+    p.add_argument("--delay", type=_positive, default=None, metavar="S",
                    help="with --auto: answer after S seconds (default 0)")
     p.add_argument("--max-calls", type=_count, metavar="N", help="end after N calls")
     p.add_argument("--duration", type=_positive, metavar="S", help="end after S seconds")
@@ -125,228 +131,333 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="WAV",
                    help="record each call ({n} in the name: the call's number)")
     p.add_argument("--echo", action="store_true", help="send the received audio back")
+
+    lines = [f"  {c.name:<9} {c.help}" for c in COMMANDS.values()]
+    p = sub.add_parser(
+        "ctl", help="send a command to a running softphone (TUI or answer)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Send one command to a running softphone over its control socket and "
+                    "print the JSON reply. Arguments are NAME=VALUE or, for the first "
+                    "listed, a bare value (softphone ctl dial sip:bob@example.com).",
+        epilog="commands:\n" + "\n".join(lines) +
+               "\n  events    stream every event as JSON lines until interrupted")
+    p.add_argument("--socket", metavar="PATH", help="control socket (default: the running "
+                                                    "phone's in $XDG_RUNTIME_DIR/softphone)")
+    p.add_argument("ctl_command", metavar="COMMAND")
+    p.add_argument("ctl_args", metavar="ARG", nargs="*")
     return parser
 
 
-def record_path(template: str, n: int) -> str:
-    """``{n}`` → the call's 1-based index; else ``-2``, ``-3`` … before the extension."""
-    if "{n}" in template:
-        return template.replace("{n}", str(n))
-    if n == 1:
-        return template
-    path = Path(template)
-    return str(path.with_name(f"{path.stem}-{n}{path.suffix}"))
+# ============================================================================ events
+class EventPrinter:
+    """JSON lines on stdout (``--events jsonl``) or short human lines; notices on stderr."""
+
+    def __init__(self, mode: str | None) -> None:
+        from .ua.bus import JsonLines
+
+        self.mode = mode
+        self.encoder = JsonLines()
+
+    def __call__(self, event: Any) -> None:
+        if event.name == "notice":
+            print(event.text, file=sys.stderr, flush=True)
+            return
+        if not event.jsonl:
+            return
+        if self.mode == "jsonl":
+            sys.stdout.write(self.encoder.encode(event) + "\n")
+            sys.stdout.flush()
+        elif event.name in HUMAN_EVENTS:
+            data = event.to_dict()
+            details = " ".join(f"{k}={v}" for k, v in data.items() if k != "rtp" and v is not None)
+            sys.stdout.write(f"{event.name} {details}".rstrip() + "\n")
+            sys.stdout.flush()
 
 
-class Devices:
-    """Builds each call's (source, sink) from the flags."""
+class CallWatch:
+    """The events of one call, as futures the jobs can wait on."""
 
-    def __init__(self, args: argparse.Namespace, backend: str, notice: Callable[[str], None]):
-        self.play = getattr(args, "play", None)
-        self.record = getattr(args, "record", None)
-        self.echo = getattr(args, "echo", False)
-        self.backend = backend
-        self.notice = notice
-        self.config_audio = None
-        for path in filter(None, [self.play]):
-            if not Path(path).is_file():
-                raise UsageError(f"--play: no such file: {path}")
-        if self.play:
-            from .media.devices import WavSource
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.call_id: str | None = None
+        self.answered: asyncio.Future = loop.create_future()
+        self.ended: asyncio.Future = loop.create_future()
+        self._early: list[Any] = []
 
-            try:
-                WavSource(self.play)
-            except Exception as exc:  # unreadable or not a WAV file
-                raise UsageError(f"--play: cannot read {self.play}: {exc}") from None
-        if self.backend == "pyaudio" and not (self.echo or (self.play and self.record)):
-            # start PortAudio now, not in the middle of a call's set-up
-            from .media import devices as dev
+    def __call__(self, event: Any) -> None:
+        call_id = getattr(event, "call_id", None)
+        if call_id is None:
+            return
+        if self.call_id is None:
+            self._early.append(event)
+            return
+        if call_id != self.call_id:
+            return
+        if event.name == "answered" and not self.answered.done():
+            self.answered.set_result(event)
+        elif event.name == "ended" and not self.ended.done():
+            self.ended.set_result(event)
 
-            try:
-                if not any(d.max_input_channels or d.max_output_channels
-                           for d in dev.list_devices()):
-                    raise dev.AudioUnavailable("no sound devices found")
-            except dev.AudioUnavailable as exc:
-                notice(f"audio: {exc}; using silence")
-                self.backend = "null"
-        if self.record:
-            parent = Path(record_path(self.record, 1)).parent
-            if not parent.is_dir():
-                raise UsageError(f"--record: no such directory: {parent}")
-
-    def __call__(self, call) -> tuple[Any, Any]:
-        from .media import devices as dev
-
-        source: Any = None
-        sink: Any = None
-        if self.echo:
-            bridge = dev.EchoBridge()
-            source, sink = bridge.source, bridge.sink
-        if self.play:
-            source = dev.WavSource(self.play, loop=True)
-        if self.backend == "pyaudio" and (source is None or sink is None):
-            try:
-                mic, speaker = dev.open_pyaudio(
-                    self.config_audio.input_device if self.config_audio else None,
-                    self.config_audio.output_device if self.config_audio else None)
-                source = source or mic
-                sink = sink or speaker
-            except dev.AudioUnavailable as exc:
-                self.notice(f"audio: {exc}; using silence")
-                self.backend = "null"
-        source = source or dev.NullSource()
-        sink = sink or dev.NullSink()
-        if self.record:
-            recorder = dev.WavSink(record_path(self.record, call.index))
-            sink = dev.TeeSink(sink, recorder)
-        return source, sink
+    def follow(self, call_id: str) -> None:
+        self.call_id = call_id
+        for event in self._early:
+            self(event)
+        self._early.clear()
 
 
-async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) -> int:
-    from .echo import EchoService
-    from .trace import SipTrace
-    from .ua import UserAgent
+# ============================================================================ jobs
+def _backend(args: argparse.Namespace) -> str:
+    chosen = getattr(args, "audio", None)
+    if chosen:
+        return chosen
+    env = os.environ.get("SOFTPHONE_AUDIO")
+    if env:
+        if env not in BACKENDS:
+            raise UsageError(f"SOFTPHONE_AUDIO: must be one of {', '.join(BACKENDS)} "
+                             f"(got {env!r})")
+        return env
+    return "null"
 
-    account = config.account(getattr(args, "account", None))
-    if account is not None:
-        try:
-            account.secret()  # resolve password_env/keyring now: a clear error, exit 2
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
-    if args.command == "register" and account is None:
-        raise UsageError("register: no account configured (add [[accounts]] to the config)")
+
+def _options(args: argparse.Namespace, config: Config, account) -> Any:
+    from .ua.phone import MediaOptions, PhoneOptions
+
     listen = getattr(args, "listen", None) or config.network.listen
     try:
         parse_listen(listen)
     except ValueError as exc:
         raise UsageError(f"--listen: {exc}") from None
-    backend = getattr(args, "audio", None) or os.environ.get("SOFTPHONE_AUDIO") or "null"
+    command = args.command
+    auto = bool(getattr(args, "auto", False))
+    if command == "answer" and not auto:
+        if args.delay is not None:
+            raise UsageError("answer: --delay needs --auto")
+    media = MediaOptions(backend=_backend(args), play=getattr(args, "play", None),
+                         record=getattr(args, "record", None),
+                         echo=bool(getattr(args, "echo", False)))
+    return PhoneOptions(
+        listen=listen, media=media, auto_answer=auto,
+        answer_delay=float(getattr(args, "delay", None) or 0.0),
+        accounts=(account.name,) if account is not None else (),
+        trace_path=getattr(args, "sip_trace", None),
+        preload_media=command != "register",
+        control=None if command == "answer" else False)
 
-    def notice(text: str) -> None:
-        print(text, file=sys.stderr)
 
-    devices = Devices(args, backend, notice)
-    devices.config_audio = config.audio
-    tracer = None
-    trace_path = getattr(args, "sip_trace", None)
-    if trace_path:
+async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) -> int:
+    from .ua.phone import MediaOptionError, Phone, TargetError, parse_target
+
+    account = config.account(getattr(args, "account", None))
+    if args.command == "register" and account is None:
+        raise UsageError("register: no account configured (add [[accounts]] to the config)")
+    if args.command == "call" and args.uri.strip().lower() != "echo":
         try:
-            tracer = SipTrace(trace_path)
-        except OSError as exc:
-            raise UsageError(f"--sip-trace: {exc}") from None
-    ua = UserAgent(config, account, listen=listen, on_event=printer, tracer=tracer,
-                   media_factory=devices,
-                   auto_answer=bool(getattr(args, "auto", False)),
-                   answer_delay=float(getattr(args, "delay", 0.0) or 0.0),
-                   preload_media=args.command != "register")
+            parse_target(args.uri, account.aor_uri.hostport if account else None)
+        except TargetError as exc:
+            raise UsageError(f"call: {exc}") from None
+    options = _options(args, config, account)
+    phone = Phone(config, options)
+    phone.bus.subscribe(printer)
     try:
-        await ua.start()
-    except OSError as exc:
-        raise Failure(f"cannot listen: {exc}") from None
-    if tracer is not None:
-        tracer.local = (ua.transport.host, ua.transport.port)
-    printer("listening", {"address": ua.transport.host, "port": ua.transport.port})
+        phone.check()
+    except MediaOptionError as exc:
+        raise UsageError(str(exc)) from None
+    if options.trace_path:
+        try:
+            open(options.trace_path, "ab").close()
+        except OSError as exc:
+            raise UsageError(f"--sip-trace: {exc.strerror or exc}: {options.trace_path}") from None
+    if args.command == "answer" and not options.auto_answer and printer.mode != "jsonl":
+        phone.bus.subscribe(_answer_hint)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    echo = EchoService(config)
+    try:
+        await phone.start()
+    except OSError as exc:
+        await phone.close(timeout=1.0)
+        raise Failure(f"cannot listen: {exc}") from None
     try:
         if account is not None and account.register:
-            reg = ua.register()
-            ok = await reg.wait(timeout=64 * ua.timers.t1 + 5)
-            for _ in range(3):  # 503 + Retry-After: the registrar asked us to come back soon
-                if ok or reg.status != 503 or not reg.retry_after or reg.retry_after > 60:
-                    break
-                notice(f"registration: 503 {reg.reason}, retrying in {reg.retry_after} s")
-                ok = await reg.wait_next(timeout=reg.retry_after + 64 * ua.timers.t1 + 5)
-            if not ok:
-                if reg.status:
-                    raise Failure(f"registration failed: {reg.status} {reg.reason}")
-                raise Failure(f"registration failed: {reg.reason or 'no answer'}")
+            await _wait_registration(phone, account.name)
         if args.command == "register":
-            await _wait_stop(stop, args.duration)
+            await _wait_stop(stop, phone, args.duration)
             return 0
         if args.command == "call":
-            return await _call(ua, args, stop, echo)
-        return await _answer(ua, args, stop, printer)
+            status = await _call(phone, args, stop)
+        else:
+            status = await _answer(phone, args, stop)
+        if phone.devices.recording_errors:
+            raise Failure(phone.devices.recording_errors[0])
+        return status
     finally:
-        await ua.close(timeout=5.0)
-        await echo.close()
-        if tracer is not None:
-            tracer.close()
+        await phone.close(timeout=5.0)
 
 
-async def _wait_stop(stop: asyncio.Event, duration: float | None) -> None:
+def _answer_hint(event: Any) -> None:
+    if event.name == "incoming":
+        print("  answer it with: softphone ctl answer   (or reject: softphone ctl reject)",
+              file=sys.stderr, flush=True)
+
+
+async def _wait_registration(phone, name: str) -> None:
+    t1 = phone.config.sip.t1_ms / 1000
+    ok = await phone.wait_registered(name, timeout=64 * t1 + 5)
+    account = phone.agent.accounts[name]
+    for _ in range(3):  # 503 + Retry-After: the registrar asked us to come back soon
+        retry = account.retry_after
+        if ok or account.status != 503 or not retry or retry > 60:
+            break
+        print(f"registration: 503 {account.reason}, retrying in {retry} s", file=sys.stderr)
+        ok = await account.wait_next(timeout=retry + 64 * t1 + 5)
+    if not ok:
+        if account.status:
+            raise Failure(f"registration failed: {account.status} {account.reason}")
+        raise Failure(f"registration failed: {account.reason or 'no answer'}")
+
+
+async def _wait_stop(stop: asyncio.Event, phone, duration: float | None) -> None:
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(phone.stopped.wait())]
+    await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+    for w in waits:
+        w.cancel()
+
+
+async def _first(*aws: Any, timeout: float | None = None) -> None:
+    """Wait until the first of ``aws`` is done; the coroutines among them that are not
+    are cancelled (futures passed in are left alone: others may wait on them)."""
+    made = [asyncio.ensure_future(a) for a in aws if asyncio.iscoroutine(a)]
+    given = [a for a in aws if not asyncio.iscoroutine(a)]
+    await asyncio.wait([*given, *made], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in made:
+        if not task.done():
+            task.cancel()
+
+
+def _failure_line(event: Any) -> str:
+    if event.reason == "timeout":
+        return "call failed: timeout" + (f" ({event.phrase})" if event.phrase else "")
+    if event.status:
+        return f"call failed: {event.status} {event.phrase or ''}".rstrip()
+    if event.reason == "error" and event.phrase:
+        return f"call failed: {event.phrase}"
+    return f"call failed: {event.reason}" + (f" ({event.phrase})" if event.phrase else "")
+
+
+async def _call(phone, args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from .ua.phone import CommandError
+
+    watch = CallWatch()
+    phone.bus.subscribe(watch)
     try:
-        await asyncio.wait_for(stop.wait(), duration)
-    except asyncio.TimeoutError:
-        pass
-
-
-async def _call(ua, args, stop: asyncio.Event, echo) -> int:
-    from .call import CallError
-    from .echo import ECHO_TARGET
-
-    target: Any = args.uri
-    if target.strip().lower() == ECHO_TARGET:
-        target = await echo.uri()
-    try:
-        call = await ua.call(target, timeout=args.timeout)
-    except CallError as exc:
-        raise Failure(f"call failed: {exc}") from None
-    waiter = asyncio.ensure_future(call.wait_answered())
-    stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    if not waiter.done():
-        waiter.cancel()
-        await call.hangup()
-        return 0
-    if not waiter.result():
-        info = call.end_info
-        if info.get("reason") == "timeout":
-            raise Failure("call failed: timeout")
-        if info.get("status"):
-            raise Failure(f"call failed: {info['status']} {info.get('phrase', '')}".rstrip())
-        if info.get("reason") == "error" and info.get("phrase"):
-            raise Failure(f"call failed: {info['phrase']}")
-        raise Failure(f"call failed: {info.get('reason', 'error')}"
-                      + (f" ({info['phrase']})" if info.get("phrase") else ""))
+        result = await phone.execute("dial", {"uri": args.uri, "timeout": args.timeout})
+    except CommandError as exc:
+        raise Failure(f"call failed: {str(exc).removeprefix('dial: ')}") from None
+    call_id = result["call_id"]
+    watch.follow(call_id)
+    await _first(watch.answered, watch.ended, stop.wait())
+    if not watch.answered.done():
+        if watch.ended.done():
+            raise Failure(_failure_line(watch.ended.result()))
+        await phone.execute("hangup", {"call_id": call_id})  # interrupted while ringing
+        raise Failure("call failed: interrupted before the answer")
     if args.dtmf:
-        call.send_dtmf(args.dtmf)
-    ended = asyncio.ensure_future(call.wait_ended())
-    stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([ended, stopper], timeout=args.duration,
-                       return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    if not call.ended:
-        ended.cancel()
-        await call.hangup()
-    if call.end_info.get("reason") == "error" or call.rtp_timeout_hit:
-        raise Failure(f"call failed: {call.end_info.get('phrase', 'error')}")
+        try:
+            await phone.execute("dtmf", {"digits": args.dtmf, "call_id": call_id})
+        except CommandError as exc:
+            raise Failure(f"call failed: {str(exc).removeprefix('dtmf: ')}") from None
+    await _first(watch.ended, stop.wait(), timeout=args.duration)
+    if not watch.ended.done():
+        try:
+            await phone.execute("hangup", {"call_id": call_id})
+        except CommandError:
+            pass
+    if watch.ended.done():
+        end = watch.ended.result()
+        if end.reason in ("error", "timeout"):  # the media died, no ACK …
+            raise Failure(f"call failed: {end.phrase or end.reason}")
     return 0
 
 
-async def _answer(ua, args, stop: asyncio.Event, printer: EventPrinter) -> int:
+async def _answer(phone, args: argparse.Namespace, stop: asyncio.Event) -> int:
     finished = 0
     enough = asyncio.Event()
 
-    def count(name: str, data: dict) -> None:
+    def count(event: Any) -> None:
         nonlocal finished
-        if name == "ended":
+        if event.name == "ended":
             finished += 1
             if args.max_calls and finished >= args.max_calls:
                 enough.set()
 
-    printer.listeners.append(count)
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(enough.wait())]
-    await asyncio.wait(waits, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
-    for w in waits:
-        w.cancel()
+    phone.bus.subscribe(count)
+    await _first(stop.wait(), enough.wait(), phone.stopped.wait(), timeout=args.duration)
     return 0
 
 
+# ============================================================================ ctl
+def _ctl(args: argparse.Namespace) -> int:
+    """Send one command to a running phone and print its JSON reply."""
+    import json
+    import socket as socketlib
+
+    from .ua.commands import COMMANDS
+    from .ua.control import default_socket_path
+
+    name = args.ctl_command
+    payload: dict[str, Any] = {}
+    command = COMMANDS.get(name)
+    positional = [p.name for p in command.params if p.positional] if command else []
+    for item in args.ctl_args:
+        key, eq, value = item.partition("=")
+        if eq and key.replace("_", "").isalnum():
+            payload[key] = value
+        elif positional:
+            payload[positional.pop(0)] = item
+        else:
+            print(f"softphone: ctl {name}: unexpected argument {item!r} (use NAME=VALUE)",
+                  file=sys.stderr)
+            return 2
+    path = args.socket or _find_socket(default_socket_path())
+    sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+    except OSError as exc:
+        print(f"softphone: ctl: no running softphone at {path}: {exc.strerror or exc} "
+              f"(start one: softphone, or softphone answer)", file=sys.stderr)
+        return 1
+    stream = sock.makefile("rwb")
+    stream.write(json.dumps({"command": name, "args": payload}).encode() + b"\n")
+    stream.flush()
+    try:
+        first = stream.readline()
+        if not first:
+            print("softphone: ctl: the phone closed the connection", file=sys.stderr)
+            return 1
+        sys.stdout.write(first.decode("utf-8", "replace"))
+        sys.stdout.flush()
+        reply = json.loads(first)
+        if name == "events" and reply.get("ok"):
+            for line in stream:
+                sys.stdout.write(line.decode("utf-8", "replace"))
+                sys.stdout.flush()
+        return 0 if reply.get("ok") else 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sock.close()
+
+
+def _find_socket(default) -> Any:
+    """The default socket, else the only other running phone's (control-<pid>.sock)."""
+    if default.exists():
+        return default
+    others = sorted(default.parent.glob("control-*.sock")) if default.parent.is_dir() else []
+    return others[0] if len(others) == 1 else default
+
+
+# ============================================================================ main
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 \
         else logging.DEBUG
@@ -357,6 +468,8 @@ def _setup_logging(verbosity: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "ctl":
+        return _ctl(args)
     config_path = getattr(args, "config", None)
     try:
         config = load_config(config_path)

@@ -11,9 +11,9 @@ import pytest
 
 from media_helpers import wait_for
 from peers.phoneconfig import write_config
-from softphone.call import CallError
+from agents import make_agent, port_of, register
 from softphone.config import Config, load_config
-from softphone.ua import UserAgent
+from softphone.ua.call import CallError
 
 
 def config() -> Config:
@@ -27,10 +27,7 @@ class Side:
     def __init__(self, **kw) -> None:
         self.events: list[tuple[str, dict]] = []
         self.wire: list[tuple[str, bytes]] = []
-        self.ua = UserAgent(config(), None, preload_media=False,
-                            on_event=lambda n, d: self.events.append((n, d)),
-                            tracer=lambda direction, data, peer: self.wire.append((direction, data)),
-                            **kw)
+        self.ua = make_agent(config(), events=self.events, wire=self.wire, **kw)
 
     def holds(self) -> list[dict]:
         return [d for n, d in self.events if n == "hold"]
@@ -46,9 +43,9 @@ class Side:
 @pytest.fixture
 async def connected():
     alice, bob = Side(), Side(auto_answer=True)
-    await bob.ua.start()
-    await alice.ua.start()
-    call = await alice.ua.call(f"sip:bob@127.0.0.1:{bob.ua.transport.port}")
+    await bob.ua.start(preload_media=False)
+    await alice.ua.start(preload_media=False)
+    call = await alice.ua.dial(f"sip:bob@127.0.0.1:{port_of(bob.ua)}")
     assert await call.wait_answered(5), call.end_info
     theirs = bob.ua.calls[call.call_id]
     await wait_for(lambda: call.stats()["received"] > 5 and theirs.stats()["received"] > 5,
@@ -64,7 +61,7 @@ async def test_hold_and_resume(connected):
     assert call.on_hold and not call.remote_hold
     assert theirs.remote_hold and not theirs.on_hold
     assert call.media.direction == "sendonly" and theirs.media.direction == "recvonly"
-    assert call.media.muted  # the held party hears silence, not the room
+    assert call.media.rtp.muted  # the held party hears silence, not the room
     assert alice.holds()[-1] == {"call_id": call.call_id, "local": True, "remote": False}
     assert bob.holds()[-1] == {"call_id": call.call_id, "local": False, "remote": True}
     offer = alice.sent(rb"INVITE ")[-1]
@@ -77,7 +74,7 @@ async def test_hold_and_resume(connected):
     await wait_for(lambda: call.stats()["sent"] >= sent_by_us + 10, 5, "our RTP during hold")
     assert theirs.stats()["sent"] <= sent_by_bob + 1  # at most one already due
     await call.set_hold(False)
-    assert not call.on_hold and not theirs.remote_hold and not call.media.muted
+    assert not call.on_hold and not theirs.remote_hold and not call.media.rtp.muted
     assert call.media.direction == theirs.media.direction == "sendrecv"
     assert bob.holds()[-1]["remote"] is False
     await wait_for(lambda: theirs.stats()["sent"] >= sent_by_bob + 10, 5, "their RTP after resume")
@@ -91,7 +88,7 @@ async def test_mute_survives_hold(connected):
     call.set_muted(True)
     await call.set_hold(True)
     await call.set_hold(False)
-    assert call.muted and call.media.muted  # resume gives back the user's own mute state
+    assert call.muted and call.media.rtp.muted  # resume gives back the user's own mute state
 
 
 async def test_both_sides_hold_at_once_glare_resolves(connected):
@@ -119,12 +116,13 @@ async def test_hold_needs_a_connected_call_and_one_at_a_time(connected):
 async def test_refused_reinvite_leaves_the_session_as_it_was(connected):
     """A 488 to the hold offer: still talking, no hold claimed (RFC 3261 §14.1)."""
     alice, bob, call, theirs = connected
-    bob.ua.config = Config.from_dict({"network": {"listen": "127.0.0.1:0", "rate_limit": 0},
-                                      "audio": {"codecs": ["G722"]}})  # nothing in common
+    from softphone.sip.negotiator import MediaPolicy
+
+    theirs.session.negotiator.policy = MediaPolicy(codecs=("G722",))  # nothing in common
     with pytest.raises(CallError, match="488"):
         await call.set_hold(True)
     assert not call.on_hold and not theirs.remote_hold and not call.ended
-    assert call.media.direction == "sendrecv" and not call.media.muted
+    assert call.media.direction == "sendrecv" and not call.media.rtp.muted
 
 
 # -- in-dialog digest against SIPp ---------------------------------------------------------------
@@ -141,10 +139,10 @@ async def test_challenged_reinvite_and_bye_are_answered(sipp):
         "accounts": [{"name": "a", "aor": "sip:alice@127.0.0.1", "password": "in-dialog-s3cret",
                       "register": False}],
         "network": {"listen": "127.0.0.1:0", "rate_limit": 0}, "audio": {"codecs": ["PCMU"]}})
-    ua = UserAgent(cfg, cfg.accounts[0], preload_media=False)
-    await ua.start()
+    ua = make_agent(cfg, cfg.accounts[0])
+    await ua.start(preload_media=False)
     try:
-        call = await ua.call(f"sip:uas@127.0.0.1:{port}")
+        call = await ua.dial(f"sip:uas@127.0.0.1:{port}")
         assert await call.wait_answered(10), call.end_info
         await call.set_hold(True)
         assert call.on_hold and call.media.direction == "sendonly"
@@ -172,12 +170,11 @@ async def test_hold_and_resume_with_baresip(kamailio, baresip, tmp_path):
     bob.wait_registered(timeout=10)
     cfg = load_config(write_config(tmp_path / "a.toml", kamailio, "1001"))
     wire: list[tuple[str, bytes]] = []
-    ua = UserAgent(cfg, cfg.accounts[0], preload_media=False,
-                   tracer=lambda direction, data, peer: wire.append((direction, data)))
-    await ua.start()
+    ua = make_agent(cfg, cfg.accounts[0], wire=wire)
+    await ua.start(preload_media=False)
     try:
-        assert await ua.register().wait(10)
-        call = await ua.call("sip:1002@127.0.0.1")
+        assert await register(ua, 10)
+        call = await ua.dial("sip:1002@127.0.0.1")
         assert await call.wait_answered(15), call.end_info
         await wait_for(lambda: call.stats()["received"] > 10, 10, "baresip's RTP")
         await call.set_hold(True)

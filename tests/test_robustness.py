@@ -23,9 +23,9 @@ from peers import LossyLink, PeerTimeout
 from peers.impair import ImpairRelay
 from peers.net import LOOPBACK, free_udp_port, sip_options_ping
 from softphone.config import Config
-from softphone.ratelimit import ALLOW, DROP, REFUSE, RateLimiter
+from softphone.ua.ratelimit import ALLOW, DROP, REFUSE, RateLimiter
 from softphone.sip.message import MAX_MESSAGE_SIZE
-from softphone.ua import UserAgent
+from agents import make_agent, port_of
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -145,23 +145,23 @@ async def test_transport_counts_oversized_and_closes_endless_stream():
     """The counters behind the test above, in-process: UDP > 64 KiB (only reachable in
     code: IPv4 cannot carry it) is counted ``oversized``; a stream without end of headers
     is a ``stream_errors`` and the connection is closed."""
-    ua = UserAgent(Config.from_dict({"network": {"listen": "127.0.0.1:0"}}),
-                   preload_media=False)
-    await ua.start()
+    ua = make_agent(Config.from_dict({"network": {"listen": "127.0.0.1:0"}}))
+    await ua.start(preload_media=False)
+    transport = ua.stack.transport
     try:
         seen: list[bytes] = []
-        ua.transport.on_message = lambda data, peer: seen.append(data)
+        transport.on_message = lambda data, peer: seen.append(data)
         from softphone.transport import Peer
 
-        ua.transport._received(b"OPTIONS " + b"x" * (64 * 1024 + 10), Peer("udp", LOOPBACK, 9))
-        assert ua.transport.stats["oversized"] == 1 and seen == []
-        reader, writer = await asyncio.open_connection(LOOPBACK, ua.transport.port)
+        transport._received(b"OPTIONS " + b"x" * (64 * 1024 + 10), Peer("udp", LOOPBACK, 9))
+        assert transport.stats["oversized"] == 1 and seen == []
+        reader, writer = await asyncio.open_connection(LOOPBACK, transport.port)
         writer.write(b"INVITE sip:a@b SIP/2.0\r\n" + b"X: " + b"y" * (70 * 1024))
         await writer.drain()
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the phone
         writer.close()
-        assert ua.transport.stats["stream_errors"] == 1
-        assert ua.transport._connections == {}
+        assert transport.stats["stream_errors"] == 1
+        assert transport._connections == {}
     finally:
         await ua.close(unregister=False)
 
@@ -185,9 +185,9 @@ def test_rate_limiter_token_bucket():
 
 
 async def test_rate_limit_per_source_answers_503_once_then_drops():
-    ua = UserAgent(Config.from_dict({"network": {"listen": "127.0.0.1:0", "rate_limit": 50,
-                                                 "rate_burst": 100}}), preload_media=False)
-    await ua.start()
+    ua = make_agent(Config.from_dict({"network": {"listen": "127.0.0.1:0", "rate_limit": 50,
+                                                  "rate_burst": 100}}))
+    await ua.start(preload_media=False)
     loop = asyncio.get_running_loop()
     got: dict[str, list[bytes]] = {"flood": [], "other": []}
 
@@ -203,7 +203,7 @@ async def test_rate_limit_per_source_answers_503_once_then_drops():
     other_t, _ = await loop.create_datagram_endpoint(lambda: Client("other"),
                                                      local_addr=("127.0.0.2", 0))
     try:
-        port = ua.transport.port
+        port = port_of(ua)
         fport = flood_t.get_extra_info("sockname")[1]
         for _ in range(300):  # far more than burst, faster than 50/s refills
             flood_t.sendto(sip_request("OPTIONS", f"sip:x@127.0.0.1:{port}", LOOPBACK, fport),
@@ -212,7 +212,7 @@ async def test_rate_limit_per_source_answers_503_once_then_drops():
         other_t.sendto(sip_request("OPTIONS", f"sip:x@127.0.0.1:{port}", "127.0.0.2", oport),
                        (LOOPBACK, port))
         deadline = loop.time() + 5
-        while loop.time() < deadline and (not got["other"] or ua.transport.stats["received"] < 301):
+        while loop.time() < deadline and (not got["other"] or ua.stack.transport.stats["received"] < 301):
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)  # let the last answers land
         codes = [status(d) for d in got["flood"]]
@@ -222,9 +222,9 @@ async def test_rate_limit_per_source_answers_503_once_then_drops():
         assert ok + refused < 300
         retry = re.search(rb"Retry-After: (\d+)", next(d for d in got["flood"] if status(d) == 503))
         assert retry and int(retry.group(1)) >= 1
-        assert ua.stats["rate_limited"] == 300 - ok
+        assert ua.stack.stats["rate_limited"] == 300 - ok
         assert [status(d) for d in got["other"]] == [200]  # another source is still served
-        assert len(ua._ctx) <= ok + 1                      # refused requests hold nothing
+        assert len(ua.stack._ctx) <= ok + 1                # refused requests hold nothing
     finally:
         flood_t.close()
         other_t.close()
@@ -303,12 +303,12 @@ async def test_register_503_retry_after_is_honoured():
         "accounts": [{"name": "a", "aor": "sip:1001@127.0.0.1", "password": "pw-503",
                       "registrar": f"sip:127.0.0.1:{rport}", "expires": 60}],
         "network": {"listen": "127.0.0.1:0"}})
-    ua = UserAgent(config, config.accounts[0], on_event=lambda n, d: events.append((n, d)),
-                   preload_media=False)
-    await ua.start()
+    ua = make_agent(config, config.accounts[0], events=events)
+    await ua.start(preload_media=False)
     try:
-        reg = ua.register()
-        assert not await reg.wait(5)  # the first attempt fails with the 503
+        reg = ua.account(None)
+        await reg.register()
+        assert not await reg.wait_registered(5)  # the first attempt fails with the 503
         assert reg.status == 503
         assert await reg.wait_next(8), events  # the retry, scheduled by Retry-After
         assert len(arrivals) == 2, arrivals

@@ -40,8 +40,8 @@ def make_app(tmp_path: Path, **kwargs) -> SoftphoneApp:
 
 
 async def started(pilot, app: SoftphoneApp):
-    await wait_for(pilot, lambda: app.phone is not None and app.phone.ready.is_set()
-                   and app.phone.uas, what="the UA to start")
+    await wait_for(pilot, lambda: app.ready.is_set() and app.phone is not None
+                   and app.phone.started, what="the phone to start")
     return app.phone
 
 
@@ -77,11 +77,10 @@ async def test_dial_echo_mute_dtmf_hangup(tmp_path):
         await pilot.press("m")
         await wait_for(pilot, lambda: not call.muted, what="unmuted")
         # DTMF over RFC 4733: the echo UA's call sees the digits
-        echo_ua = phone.echo.ua
-        echo_call = next(iter(echo_ua.calls.values()))
+        echo_call = next(iter(phone.echo.agent.calls.values()))
         await pilot.press("1", "number_sign")
-        await wait_for(pilot, lambda: call.media.stats().dtmf_sent >= 2, what="DTMF sent")
-        await wait_for(pilot, lambda: echo_call.media.stats().dtmf_received >= 2,
+        await wait_for(pilot, lambda: call.media.live_stats().dtmf_sent >= 2, what="DTMF sent")
+        await wait_for(pilot, lambda: echo_call.media.live_stats().dtmf_received >= 2,
                        what="DTMF received by the echo UA")
         assert view.dtmf_sent == "1#"
         # quality numbers arrive from the once-a-second poll
@@ -102,7 +101,7 @@ async def test_hold_and_resume_from_keyboard(tmp_path):
         phone = await started(pilot, app)
         view = await dial_echo(pilot, app)
         call = phone.call(view.call_id)
-        echo_call = next(iter(phone.echo.ua.calls.values()))
+        echo_call = next(iter(phone.echo.agent.calls.values()))
         await pilot.press("o")
         await wait_for(pilot, lambda: view.on_hold, what="on hold")
         await wait_for(pilot, lambda: "on hold" in table_text(app), what="row says on hold")
@@ -133,15 +132,32 @@ async def test_dial_error_is_shown(tmp_path):
         phone = app.phone
         await pilot.press("ctrl+q")  # quits from anywhere, the dial input included
         await wait_for(pilot, lambda: app.phone is None and app._exit, what="exit")
-        assert not phone.uas  # the UA was closed on the way out
+        assert phone.stopped.is_set()  # the phone was closed on the way out
 
 
-async def _second_ua(events: list):
-    from softphone.ua import UserAgent
+class Caller:
+    """A second phone in the process, calling the TUI's through its commands."""
 
-    caller = UserAgent(loopback_config(), None, listen="127.0.0.1:0",
-                       on_event=lambda name, data: events.append((name, data)), user="bob")
-    await caller.start()
+    def __init__(self, events: list) -> None:
+        from softphone.ua.phone import Phone, PhoneOptions
+
+        self.phone = Phone(loopback_config(), PhoneOptions(listen="127.0.0.1:0", user="bob",
+                                                           control=False, preload_media=False))
+        self.phone.bus.subscribe(lambda e: events.append((e.name, e.to_dict())))
+
+    async def call(self, uri: str) -> str:
+        return (await self.phone.execute("dial", {"uri": uri}))["call_id"]
+
+    async def hangup(self, call_id: str) -> None:
+        await self.phone.execute("hangup", {"call_id": call_id})
+
+    async def close(self, timeout: float) -> None:
+        await self.phone.close(timeout=timeout)
+
+
+async def _second_ua(events: list) -> Caller:
+    caller = Caller(events)
+    await caller.phone.start()
     return caller
 
 
@@ -151,10 +167,9 @@ async def test_incoming_answer_or_reject(tmp_path, key):
     events: list = []
     async with app.run_test(size=SIZE) as pilot:
         phone = await started(pilot, app)
-        ua = next(iter(phone.uas.values()))
         caller = await _second_ua(events)
         try:
-            out = await caller.call(f"sip:alice@127.0.0.1:{ua.transport.port}")
+            out = await caller.call(f"sip:alice@127.0.0.1:{phone.address[1]}")
             banner = app.query_one("#banner")
             await wait_for(pilot, lambda: banner.display, what="the incoming banner")
             assert "bob@127.0.0.1" in str(app.query_one("#banner-text").render())
@@ -164,9 +179,9 @@ async def test_incoming_answer_or_reject(tmp_path, key):
             if key == "a":
                 await wait_for(pilot, lambda: any(n == "answered" for n, _ in events),
                                what="the caller to see answered")
-                view = app.state.calls[out.call_id]
+                view = app.state.calls[out]
                 await wait_for(pilot, lambda: view.state == "connected", what="connected")
-                await out.hangup()
+                await caller.hangup(out)
                 await wait_for(pilot, lambda: view.state == "ended", what="remote hangup")
                 assert view.reason == "remote-hangup"
             else:
@@ -308,7 +323,7 @@ async def test_account_panel_shows_failure_and_retry(tmp_path):
             registrar.status = 200
             await pilot.press("ctrl+r")  # retry on demand
             await wait_for(pilot, lambda: "registered (" in row(), what="registered")
-            left = app.state.accounts["office"].seconds_left
+            left = app.state.accounts["office"].left()
             assert 50 < left <= 60
             assert "sip:1001@127.0.0.1" in str(app.identity_line.render())
             await app.action_quit()
@@ -334,7 +349,7 @@ async def test_settings_add_account_restarts_phone(tmp_path):
         screen.query_one("#acc-aor", Input).value = "sip:2001@127.0.0.1:5999"
         screen.query_one("#acc-register", Switch).value = False
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: "lab" in app.state.accounts and app.phone.ready.is_set(),
+        await wait_for(pilot, lambda: "lab" in app.state.accounts and app.ready.is_set(),
                        what="the restarted phone")
         assert app.state.accounts["lab"].describe() == "not registering"
         assert "sip:2001@127.0.0.1:5999" in app.state.identity
@@ -348,15 +363,14 @@ async def test_two_calls_listed_and_selectable(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         phone = await started(pilot, app)
         echo_view = await dial_echo(pilot, app)
-        ua = next(iter(phone.uas.values()))
         caller = await _second_ua(events)
         try:
-            out = await caller.call(f"sip:alice@127.0.0.1:{ua.transport.port}")
-            await wait_for(pilot, lambda: out.call_id in app.state.calls, what="incoming")
+            out = await caller.call(f"sip:alice@127.0.0.1:{phone.address[1]}")
+            await wait_for(pilot, lambda: out in app.state.calls, what="incoming")
             table = app.call_table
-            assert table.row_count == 2 and table.selected_call == out.call_id
+            assert table.row_count == 2 and table.selected_call == out
             await pilot.press("a")
-            incoming = app.state.calls[out.call_id]
+            incoming = app.state.calls[out]
             await wait_for(pilot, lambda: incoming.state == "connected", what="answered")
             # move the selection to the echo call and hang that one up only
             await pilot.press("up")
@@ -383,7 +397,8 @@ def test_first_frame_imports_no_media_stack(tmp_path):
         "import softphone.tui\n"
         "from softphone.config import Config\n"
         "from softphone.tui.app import SoftphoneApp\n"
-        "heavy = ('aiortc', 'av', 'numpy', 'softphone.ua', 'softphone.media.rtp')\n"
+        "heavy = ('aiortc', 'av', 'numpy', 'softphone.ua.phone', 'softphone.ua.stack',\n"
+        "         'softphone.media.rtp')\n"
         "class Probe(SoftphoneApp):\n"
         "    def _start_phone(self):\n"
         "        self.exit(result=[m for m in heavy if m in sys.modules])\n"

@@ -8,7 +8,7 @@ import pytest
 
 from softphone.config import Config, load_config
 from softphone.history import CallRecord, History
-from softphone.tui.controller import outcome_of, reason_text
+from softphone.tui.bridge import outcome_of, reason_text
 from softphone.tui.quality import (delay_impairment, effective_equipment_impairment,
                                    estimate_mos, mos_from_r, r_factor)
 from softphone.tui.state import TraceStore, call_id_of

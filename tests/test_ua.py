@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from softphone import ua as ua_module
+from agents import make_agent, port_of, register
 from softphone.config import Config
-from softphone.ua import UserAgent
+from softphone.ua import agent as agent_module
+from softphone.ua.agent import UserAgent
 
 
 def config(**network) -> Config:
@@ -16,11 +17,11 @@ def config(**network) -> Config:
 
 @pytest.fixture
 async def pair():
-    callee = UserAgent(config(max_calls=5), None, auto_answer=True, preload_media=False)
-    caller = UserAgent(config(), None, preload_media=False)
-    await callee.start()
-    await caller.start()
-    yield caller, callee, f"sip:b@127.0.0.1:{callee.transport.port}"
+    callee = make_agent(config(max_calls=5), auto_answer=True)
+    caller = make_agent(config())
+    await callee.start(preload_media=False)
+    await caller.start(preload_media=False)
+    yield caller, callee, f"sip:b@127.0.0.1:{port_of(callee)}"
     await caller.close(timeout=3)
     await callee.close(timeout=3)
 
@@ -29,32 +30,32 @@ async def test_ended_calls_do_not_count_against_new_ones(pair, monkeypatch):
     """Ended calls are kept a while to absorb retransmissions, in a bounded table that
     never refuses a new call (the first cap counted them and refused calls under load)."""
     caller, callee, target = pair
-    monkeypatch.setattr(ua_module, "MAX_ENDED_RECORDS", 3)
+    monkeypatch.setattr(agent_module, "MAX_ENDED_RECORDS", 3)
     for _ in range(6):
-        call = await caller.call(target)
+        call = await caller.dial(target)
         assert await call.wait_answered(5), call.end_info
         await call.hangup()
         assert call.end_info["reason"] == "hangup"
-    assert callee.active_calls() == 0 and caller.active_calls() == 0
+    assert callee.live_calls() == 0 and caller.live_calls() == 0
     assert len(callee.calls) <= 3 and len(caller.calls) <= 3
 
 
 async def test_live_call_limits(pair, monkeypatch):
     caller, callee, target = pair
-    first = await caller.call(target)
+    first = await caller.dial(target)
     assert await first.wait_answered(5)
-    assert callee.active_calls() == 1
-    monkeypatch.setattr(ua_module, "MAX_LIVE_CALLS", 1)
-    second = await caller.call(target)
+    assert callee.live_calls() == 1
+    monkeypatch.setattr(agent_module, "MAX_LIVE_CALLS", 1)
+    second = await caller.dial(target)
     assert not await second.wait_answered(5)
     assert second.end_info["status"] == 503
-    monkeypatch.setattr(ua_module, "MAX_LIVE_CALLS", 1024)
+    monkeypatch.setattr(agent_module, "MAX_LIVE_CALLS", 1024)
     callee.config = config(max_calls=1)
-    third = await caller.call(target)
+    third = await caller.dial(target)
     assert not await third.wait_answered(5)
     assert third.end_info["status"] == 486
     await first.hangup()
-    assert callee.active_calls() == 0
+    assert callee.live_calls() == 0
 
 
 async def test_the_outbound_proxy_is_not_rate_limited():
@@ -91,32 +92,32 @@ async def test_the_outbound_proxy_is_not_rate_limited():
                       "registrar": "sip:example.invalid",
                       "outbound_proxy": f"sip:127.0.0.1:{proxy_port};lr", "expires": 60}],
         "network": {"listen": "127.0.0.1:0", "rate_limit": 1, "rate_burst": 2}})
-    ua = UserAgent(cfg, cfg.accounts[0], preload_media=False)
-    ua._resolve_cache["example.invalid"] = "127.0.0.1"  # no DNS in tests: pin the name
-    await ua.start()
+    ua = make_agent(cfg, cfg.accounts[0])
+    ua.stack.resolver.pin("example.invalid", "127.0.0.1")  # no DNS in tests: pin the name
+    await ua.start(preload_media=False)
     try:
-        assert await ua.register().wait(5)
+        assert await register(ua)
 
         async def options_from(transport) -> int:
             """Send 6 OPTIONS at once; count the 200s that come back."""
             before = len(received)
             for _ in range(6):
-                msg = (f"OPTIONS sip:1001@127.0.0.1:{ua.transport.port} SIP/2.0\r\n"
+                msg = (f"OPTIONS sip:1001@127.0.0.1:{port_of(ua)} SIP/2.0\r\n"
                        f"Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK{uuid.uuid4().hex};rport\r\n"
                        f"From: <sip:x@h>;tag=1\r\nTo: <sip:1001@h>\r\n"
                        f"Call-ID: {uuid.uuid4()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-                transport.sendto(msg.encode(), ("127.0.0.1", ua.transport.port))
+                transport.sendto(msg.encode(), ("127.0.0.1", port_of(ua)))
             for _ in range(100):  # bounded: up to 2 s for the answers
                 await asyncio.sleep(0.02)
                 answers = received[before:]
-                if len(answers) >= 6 or (len(answers) >= 2 and ua.stats["rate_limited"]):
+                if len(answers) >= 6 or (len(answers) >= 2 and ua.stack.stats["rate_limited"]):
                     break
             await asyncio.sleep(0.1)  # stragglers
             return sum(1 for d in received[before:] if re.match(rb"SIP/2.0 200", d))
 
         assert await options_from(proxy_t) == 6
         assert await options_from(stranger_t) <= 2  # the burst, then 503 / silence
-        assert ua.stats["rate_limited"] > 0
+        assert ua.stack.stats["rate_limited"] > 0
     finally:
         await ua.close(unregister=False, timeout=2)
         proxy_t.close()
@@ -130,10 +131,10 @@ async def test_closing_ua_still_answers_a_resent_bye(pair):
     import asyncio
 
     caller, callee, target = pair
-    call = await caller.call(target)
+    call = await caller.dial(target)
     assert await call.wait_answered(5), call.end_info
     seen: list[bytes] = []
-    deliver = caller._on_message
+    deliver = caller.stack._on_message
 
     def lossy(data: bytes, peer) -> None:  # the first 200 to the BYE never arrives
         if data.startswith(b"SIP/2.0 200") and b" BYE\r\n" in data:
@@ -142,7 +143,7 @@ async def test_closing_ua_still_answers_a_resent_bye(pair):
                 return
         deliver(data, peer)
 
-    caller.transport.on_message = lossy
+    caller.stack.transport.on_message = lossy
     closed = asyncio.ensure_future(asyncio.wait_for(
         _close_after_bye(callee), timeout=10))
     await asyncio.wait_for(call.hangup(), timeout=10)  # returns on the 200 to the resent BYE
@@ -164,16 +165,15 @@ async def _close_after_bye(ua: UserAgent) -> None:
 async def test_180_only_when_the_phone_really_rings(delay, rings):
     """Auto-answer at once sends 100 then 200, no 180 (a 180 a moment before the 200 is
     often overtaken by it in a multi-process proxy); with a delay it rings first."""
-    seen: list[bytes] = []
-    callee = UserAgent(config(), None, auto_answer=True, answer_delay=delay,
-                       preload_media=False)
-    caller = UserAgent(config(), None, preload_media=False,
-                       tracer=lambda direction, data, peer: seen.append(data))
-    await callee.start()
-    await caller.start()
+    wire: list = []
+    callee = make_agent(config(), auto_answer=True, answer_delay=delay)
+    caller = make_agent(config(), wire=wire)
+    await callee.start(preload_media=False)
+    await caller.start(preload_media=False)
     try:
-        call = await caller.call(f"sip:b@127.0.0.1:{callee.transport.port}")
+        call = await caller.dial(f"sip:b@127.0.0.1:{port_of(callee)}")
         assert await call.wait_answered(5), call.end_info
+        seen = [data for _, data in wire]
         statuses = [d.split(b" ")[1] for d in seen if d.startswith(b"SIP/2.0 ")]
         assert statuses[-1] == b"200"
         assert (b"180" in statuses) is rings, statuses

@@ -454,10 +454,11 @@ class InviteSession:
         except sdp.SdpError as exc:
             actions.append(Emit(CallAnswered()))
             return actions + self._bye(now, "error", f"unusable SDP answer: {exc}")
-        actions.append(Emit(CallAnswered()))
         if neg is None:
+            actions.append(Emit(CallAnswered()))
             return actions + self._bye(now, "error", "no SDP answer")
-        actions.append(Emit(MediaAgreed(neg)))
+        # the agreement first: who hears "answered" knows the codec
+        actions += [Emit(MediaAgreed(neg)), Emit(CallAnswered())]
         return actions
 
     def _send_ack(self, tag: str, cseq: int, ack: Request) -> SendRequest:
@@ -564,9 +565,9 @@ class InviteSession:
         assert self.dialog is not None
         self.dialog.state = "confirmed"
         self.state = InviteState.CONNECTING
-        actions.append(Emit(CallAnswered()))
         if neg is not None:
             actions.append(Emit(MediaAgreed(neg, remote_hold=self.negotiator.remote_hold)))
+        actions.append(Emit(CallAnswered()))
         return actions
 
     def reject(self, now: float, status: int = 486, reason: str | None = None,
@@ -766,15 +767,17 @@ class InviteSession:
         return []
 
     # -------------------------------------------------------------------- ending
-    def hangup(self, now: float) -> list[Action]:
-        """End the call whatever its state: CANCEL, 486, or BYE."""
+    def hangup(self, now: float, reason: str = "hangup",
+               phrase: str | None = None) -> list[Action]:
+        """End the call whatever its state: CANCEL, 486, or BYE (``reason``/``phrase``
+        say why when it is not the user's doing: an RTP timeout …)."""
         if self.ended is not None:
             return []
         if self.role == "uac" and not self.answered:
-            return self.cancel(now, "cancelled")
+            return self.cancel(now, "cancelled" if reason == "hangup" else reason)
         if self.role == "uas" and not self._final_sent:
             return self.reject(now, 486)
-        return self._bye(now, "hangup")
+        return self._bye(now, reason, phrase)
 
     def _bye(self, now: float, reason: str, phrase: str | None = None) -> list[Action]:
         if self.dialog is None:

@@ -1,4 +1,7 @@
-"""The Textual application: layout, key bindings, and the glue to the phone controller.
+"""The Textual application: layout, key bindings, and the glue to the phone.
+
+The phone (``softphone.ua.phone.Phone``) is driven through its command table; its events
+come back as Textual messages (``bridge.py``) that update the one ``PhoneState``.
 
 Keys (DESIGN §3, fixed): the dial input has focus at start and Enter dials; after dialing
 the call list takes focus with the new call selected. In the call list: a answer,
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -18,6 +22,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from ..ua.commands import COMMANDS
+from .bridge import Bridge, LiveUpdate, PhoneEvent
 from .state import CallView, PhoneState
 from .widgets import (AccountTable, CallDetail, CallTable, DialInput, HistoryTable,
                       IncomingBanner, state_summary)
@@ -28,7 +34,7 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..history import History
-    from .controller import Phone
+    from ..ua.phone import Phone
 
 __all__ = ["SoftphoneApp"]
 
@@ -67,7 +73,7 @@ class SoftphoneApp(App):
         Binding("s", "settings", "Settings", show=False),
         Binding("f3", "log", "Events"),
         Binding("l", "log", "Events", show=False),
-        Binding("ctrl+r", "retry_registration", "Re-register"),
+        Binding(COMMANDS["register"].key, "retry_registration", COMMANDS["register"].key_label),
         Binding("slash", "focus_dial", "Dial", show=False),
     ]
 
@@ -88,6 +94,9 @@ class SoftphoneApp(App):
         self.state = state or PhoneState(audio_backend=audio)
         self._history = history
         self.phone: "Phone | None" = None
+        self.bridge: Bridge | None = None
+        self.ready = asyncio.Event()  # the phone is up (or failed to start)
+        self.start_error: str | None = None
         self._refresh_pending = False
         self._history_version = -1
         if config.ui.theme:
@@ -129,7 +138,6 @@ class SoftphoneApp(App):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.refresh_views()
         self.set_interval(1.0, self._tick)
-        self.set_interval(0.2, self._tick_levels)
         if self.live:
             # after the first frame: open history, import the UA, start listening
             self.call_after_refresh(self._start_phone)
@@ -167,45 +175,64 @@ class SoftphoneApp(App):
         return self._history
 
     async def _boot(self) -> None:
-        from .controller import Phone
-
         self.show_history()
-        self.phone = Phone(self.config, self.state, audio=self.audio, history=self.history,
-                           on_change=self.request_refresh, on_incoming=self._on_incoming,
-                           notify=self._notify)
+        self.bridge = Bridge(self, self.state, self.history, on_incoming=self._on_incoming)
+        await self._start(self.config)
+
+    async def _start(self, config: "Config") -> None:
+        """Make the phone for ``config``, feed its events to the state, start it."""
+        from ..ua.phone import MediaOptions, Phone, PhoneOptions
+
+        assert self.bridge is not None
+        self.ready.clear()
+        self.start_error = None
+        phone = Phone(config, PhoneOptions(media=MediaOptions(backend=self.audio)))
+        self.bridge.attach(phone.bus)
+        self.phone = phone
         if self.audio == "pyaudio":
-            self.run_worker(self._probe_audio, thread=True, name="audio-probe")
+            # probing PortAudio forks a child: not on the event loop
+            await asyncio.to_thread(phone.devices.check)
+            if phone.devices.backend != self.audio:
+                self._audio_fallback("no audio devices found")
         try:
-            await self.phone.start()
-        except Exception:
-            return
-
-    def _probe_audio(self) -> None:
-        """PyAudio with no devices → silence, with a notice (runs in a thread)."""
-        try:
-            from ..media.devices import list_devices
-
-            devices = list_devices()
-            ok = any(d.max_input_channels for d in devices) and \
-                any(d.max_output_channels for d in devices)
-            reason = "no audio devices found"
+            await phone.start()
         except Exception as exc:
-            ok, reason = False, str(exc)
-        if not ok:
-            self.call_from_thread(self._audio_fallback, reason)
+            self.start_error = str(exc)
+            self.state.identity = f"not listening: {exc}"
+            self.state.log_line(f"start failed: {exc}")
+            self.notify(f"cannot start the phone: {exc}", severity="error")
+            self.ready.set()
+            self.request_refresh()
+            return
+        self.bridge.seed_accounts(phone.account_info())
+        self.state.selected_account = phone.selected_account
+        self.state.identity = phone.identity()
+        self.state.log_line(f"listening on {self.state.identity}")
+        self.ready.set()
+        self.request_refresh()
 
     def _audio_fallback(self, reason: str) -> None:
         self.audio = "null"
-        if self.phone is not None:
-            self.phone.audio = "null"
         self.state.audio_backend = "null"
         self.state.notice = f"audio: {reason}; using silence (null audio)"
         self.state.log_line(self.state.notice)
         self.notify(self.state.notice, severity="warning")
         self.request_refresh()
 
-    def _notify(self, text: str, severity: str) -> None:
-        self.notify(text, severity=severity)  # type: ignore[arg-type]
+    def on_phone_event(self, message: PhoneEvent) -> None:
+        event = message.event
+        if self.bridge is not None:
+            self.bridge.apply(event)
+        if event.name == "notice":
+            self.notify(event.text, severity=event.severity)  # type: ignore[arg-type]
+        self.request_refresh()
+
+    def on_live_update(self, message: LiveUpdate) -> None:
+        if self.bridge is not None:
+            self.bridge.apply_live()
+        view = self.selected_view()
+        if view is not None and view.active:
+            self.detail.show(view, self.state.audio_backend)
 
     # -- refreshing ------------------------------------------------------------------------
     def request_refresh(self) -> None:
@@ -248,20 +275,12 @@ class SoftphoneApp(App):
                                                  if r.direction == "outgoing"][:50]
 
     def _tick(self) -> None:
-        if self.phone is not None:
-            self.phone.poll()
+        """Once a second: countdowns and durations move on the screen."""
+        now = time.monotonic()
+        for view in self.state.calls.values():
+            if view.state == "connected" and view.answered_at is not None:
+                view.duration = now - view.answered_at
         self.refresh_views()
-
-    def _tick_levels(self) -> None:
-        if self.phone is None:
-            return
-        self.phone.poll_levels()
-        view = self.selected_view()
-        if view is not None and view.active:
-            try:
-                self.detail.show(view, self.state.audio_backend)
-            except Exception:
-                pass
 
     # -- selection -----------------------------------------------------------------------
     def selected_call_id(self) -> str | None:
@@ -277,6 +296,9 @@ class SoftphoneApp(App):
         elif isinstance(event.data_table, AccountTable) and self.phone is not None:
             if event.row_key is not None:
                 self.phone.select_account(event.row_key.value)
+                self.state.selected_account = self.phone.selected_account
+                self.state.identity = self.phone.identity()
+                self.request_refresh()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if isinstance(event.data_table, HistoryTable):
@@ -301,29 +323,30 @@ class SoftphoneApp(App):
         self.run_worker(self._dial(target), name=f"dial {target}", group="dial")
 
     async def _dial(self, target: str) -> None:
-        from ..call import CallError
+        from ..ua.phone import CommandError
 
         dial_input = self.dial_input
-        if self.phone is None or not self.phone.ready.is_set():
-            for _ in range(100):  # ≤ 10 s for the UA to come up
-                if self.phone is not None and self.phone.ready.is_set():
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                self.notify("the phone is still starting", severity="error")
-                return
         try:
-            view = await self.phone.dial(target)
-        except CallError as exc:
-            self.state.log_line(f"call failed: {exc}")
-            self.notify(f"call failed: {exc}", severity="error")
+            await asyncio.wait_for(self.ready.wait(), 10)  # the phone is still starting
+        except asyncio.TimeoutError:
+            self.notify("the phone is still starting", severity="error")
             return
-        except OSError as exc:
-            self.notify(f"call failed: {exc}", severity="error")
+        if self.phone is None or not self.phone.started:
+            self.notify(f"the phone is not running: {self.start_error}", severity="error")
             return
+        try:
+            result = await self.phone.execute("dial", {"uri": target})
+        except CommandError as exc:
+            message = str(exc).removeprefix("dial: ")
+            self.state.log_line(f"call failed: {message}")
+            self.notify(f"call failed: {message}", severity="error")
+            return
+        call_id = result["call_id"]
+        if target.strip().lower() == "echo" and self.bridge is not None:
+            self.bridge.dialled(call_id, "echo")  # remember the name, not today's port
         dial_input.remember(target)
         dial_input.value = ""
-        self.focus_call(view.call_id)
+        self.focus_call(call_id)
 
     # -- incoming --------------------------------------------------------------------------
     def _on_incoming(self, view: CallView) -> None:
@@ -339,15 +362,10 @@ class SoftphoneApp(App):
                 table.focus()
 
     def on_incoming_banner_chosen(self, event: IncomingBanner.Chosen) -> None:
-        if self.phone is None:
-            return
-        if event.answer:
-            self.phone.answer(event.call_id)
-        else:
-            self.phone.reject(event.call_id)
+        self.run_command("answer" if event.answer else "reject", call_id=event.call_id)
         self.focus_call(event.call_id)
 
-    # -- call actions ----------------------------------------------------------------------
+    # -- commands (the phone's command table) ------------------------------------------------
     def _target_call(self, *, ringing: bool = False) -> str | None:
         """The selected call; for answer/reject a ringing call when none is selected."""
         call_id = self.selected_call_id()
@@ -359,45 +377,60 @@ class SoftphoneApp(App):
                 return ring[0].call_id
         return call_id
 
-    def action_answer(self) -> None:
-        call_id = self._target_call(ringing=True)
-        if self.phone is not None and call_id and self.phone.answer(call_id):
-            self.focus_call(call_id)
+    def action_command(self, name: str, digits: str | None = None) -> None:
+        """A key bound to a command of the phone's table: fill in what the screen knows
+        (the selected call; toggles for hold and mute) and run it."""
+        from ..ua.commands import COMMANDS
 
-    def action_reject(self) -> None:
-        call_id = self._target_call(ringing=True)
-        if self.phone is not None and call_id:
-            self.phone.reject(call_id)
+        command = COMMANDS[name]
+        args: dict[str, object] = {}
+        if command.selects_call:
+            call_id = self._target_call(ringing=name in ("answer", "reject"))
+            if call_id is None:
+                self.notify(f"{name}: select a call first", severity="warning", timeout=2)
+                return
+            args["call_id"] = call_id
+        if name in ("hold", "mute"):
+            args["toggle"] = True
+        if name == "dtmf":
+            args["digits"] = digits
+        self.run_command(name, **args)
 
-    def action_hangup(self) -> None:
-        call_id = self._target_call()
-        if self.phone is not None and call_id:
-            self.run_worker(self.phone.hangup(call_id), group="hangup")
+    def run_command(self, name: str, **args: object) -> None:
+        if self.phone is None:
+            return
+        if name == "hangup" and args.get("call_id") in self.state.calls:
+            view = self.state.calls[str(args["call_id"])]
+            if view.active and view.state != "connected":
+                view.state = "ending"  # feedback at once; the ended event follows
+                self.request_refresh()
+        self.run_worker(self._run_command(name, args), group=f"command-{name}")
 
-    def action_mute(self) -> None:
-        call_id = self._target_call()
-        if self.phone is not None and call_id:
-            muted = self.phone.toggle_mute(call_id)
-            if muted is not None:
-                self.notify("microphone muted" if muted else "microphone on", timeout=2)
+    async def _run_command(self, name: str, args: dict) -> None:
+        from ..ua.phone import CommandError
 
-    def action_hold(self) -> None:
-        call_id = self._target_call()
-        if self.phone is not None and call_id:
-            self.run_worker(self._toggle_hold(call_id), group="hold")
-
-    async def _toggle_hold(self, call_id: str) -> None:
         assert self.phone is not None
-        held = await self.phone.toggle_hold(call_id)
-        if held is None:
-            self.notify("hold needs a connected call", severity="warning", timeout=2)
-        else:
-            self.notify("call on hold" if held else "call resumed", timeout=2)
-
-    def action_dtmf(self, digit: str) -> None:
-        call_id = self._target_call()
-        if self.phone is not None and call_id and not self.phone.send_dtmf(call_id, digit):
-            self.notify("DTMF needs a connected call", severity="warning", timeout=2)
+        try:
+            result = await self.phone.execute(name, args)
+        except CommandError as exc:
+            self.notify(str(exc), severity="warning", timeout=3)
+            self.state.log_line(str(exc))
+            return
+        view = self.state.calls.get(str(result.get("call_id"))) if result else None
+        if name == "answer" and view is not None:
+            self.focus_call(view.call_id)
+        elif name in ("hold", "resume") and view is not None:
+            self.notify("call on hold" if result.get("on_hold") else "call resumed", timeout=2)
+        elif name in ("mute", "unmute"):
+            self.notify("microphone muted" if result.get("muted") else "microphone on",
+                        timeout=2)
+        elif name == "dtmf" and view is not None:
+            view.dtmf_sent = (view.dtmf_sent + str(result.get("digits", "")))[-24:]
+        elif name == "register":
+            self.notify("registering…", timeout=2)
+        elif name == "quit":
+            await self.action_quit()
+        self.request_refresh()
 
     def action_trace(self) -> None:
         from .screens import TraceScreen
@@ -457,22 +490,22 @@ class SoftphoneApp(App):
                 pass
         if self.phone is None:
             return
-        if self.phone.busy():
+        if self.phone.live_calls():
             self.state.notice = "settings saved; accounts and network apply after the calls end"
-            self.phone.config = config
             self.refresh_views()
             return
         self.state.notice = None
         self.run_worker(self._restart(config), name="restart", exclusive=True)
 
     async def _restart(self, config: "Config") -> None:
-        assert self.phone is not None
+        """Apply new settings: unregister, stop, start again with ``config``."""
         self.state.identity = "restarting…"
         self.refresh_views()
-        try:
-            await self.phone.restart(config)
-        except Exception:
-            return
+        old, self.phone = self.phone, None
+        if old is not None:
+            await old.close(timeout=3.0)
+        self.state.accounts.clear()
+        await self._start(config)
         self.refresh_views()
 
     def action_retry_registration(self) -> None:
@@ -481,8 +514,7 @@ class SoftphoneApp(App):
         if not self.state.accounts:
             self.notify("no account configured: add one in Settings (F2)", severity="warning")
             return
-        self.phone.register(self.state.selected_account)
-        self.notify("registering…", timeout=2)
+        self.run_command("register", account=self.state.selected_account)
 
     def action_focus_dial(self) -> None:
         self.dial_input.focus()
@@ -493,8 +525,10 @@ class SoftphoneApp(App):
     async def action_quit(self) -> None:
         if self.phone is not None:
             self.notify("hanging up and unregistering…", timeout=2)
-            await self.phone.close(timeout=3.0)
-            self.phone = None
+            phone, self.phone = self.phone, None
+            await phone.close(timeout=3.0)
+        if self.bridge is not None:
+            self.bridge.detach()
         if self._history is not None:
             self._history.close()
             self._history = None
@@ -502,24 +536,21 @@ class SoftphoneApp(App):
 
     # -- command palette -------------------------------------------------------------------
     def get_system_commands(self, screen: "Screen") -> Iterable[SystemCommand]:
+        from ..ua.commands import COMMANDS
+
         yield from super().get_system_commands(screen)
         yield SystemCommand("Dial", "Focus the dial input", self.action_focus_dial)
-        yield SystemCommand("Answer", "Answer the ringing call", self.action_answer)
-        yield SystemCommand("Reject", "Reject the ringing call (486 Busy Here)",
-                            self.action_reject)
-        yield SystemCommand("Hang up", "Hang up the selected call", self.action_hangup)
-        yield SystemCommand("Mute", "Mute or unmute the microphone", self.action_mute)
-        yield SystemCommand("Hold", "Put the selected call on hold, or resume it",
-                            self.action_hold)
+        for command in COMMANDS.values():
+            if command.palette and command.name != "dial":
+                yield SystemCommand(command.palette, command.help[:1].upper() + command.help[1:],
+                                    lambda name=command.name: self.action_command(name))
         yield SystemCommand("SIP trace", "Show the SIP messages of the selected call",
                             self.action_trace)
         yield SystemCommand("Echo test", "Call the built-in echo service",
                             lambda: self.dial("echo"))
-        yield SystemCommand("Re-register", "Register the selected account again",
-                            self.action_retry_registration)
         yield SystemCommand("Settings", "Audio devices, codecs, accounts",
                             self.action_settings)
         yield SystemCommand("Event log", "Every event the phone saw", self.action_log)
         for digit in "0123456789*#":
             yield SystemCommand(f"DTMF {digit}", f"Send DTMF {digit} to the selected call",
-                                lambda d=digit: self.action_dtmf(d))
+                                lambda d=digit: self.action_command("dtmf", d))

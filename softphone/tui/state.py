@@ -1,7 +1,7 @@
 """The TUI's state in one place: what the widgets show, nothing they compute.
 
-The controller writes it (from UA events and a once-a-second poll of live calls); the
-widgets read it. Snapshot tests fill it by hand, which is why it holds plain values
+The bridge writes it (from the phone's events, posted as Textual messages); the widgets
+read it. Snapshot tests fill it by hand, which is why it holds plain values
 (durations, timestamps) rather than live objects.
 """
 
@@ -23,11 +23,21 @@ class AccountView:
     state: str = "unregistered"  # registering | registered | failed | unregistered
     status: int | None = None
     reason: str | None = None
-    seconds_left: float | None = None
+    expires_at: float | None = None  # time.monotonic() when the registration runs out
+    seconds_left: float | None = None  # a fixed value (snapshot tests) when no expires_at
+
+    def left(self) -> float | None:
+        """Seconds until the registration runs out (counts down by itself)."""
+        if self.state != "registered":
+            return None
+        if self.expires_at is not None:
+            return max(0.0, self.expires_at - time.monotonic())
+        return self.seconds_left
 
     def describe(self) -> str:
         if self.state == "registered":
-            left = f" ({int(self.seconds_left)} s)" if self.seconds_left is not None else ""
+            seconds = self.left()
+            left = f" ({int(seconds)} s)" if seconds is not None else ""
             return f"registered{left}"
         if self.state == "failed":
             code = f"{self.status} " if self.status else ""
@@ -62,6 +72,8 @@ class CallView:
     started_at: float = field(default_factory=time.time)
     account: str | None = None
     target: str | None = None  # what was dialled when it is not the URI ("echo")
+    called: str | None = None  # incoming: the address they called (which account)
+    answered_at: float | None = None
     dtmf_sent: str = ""
     dtmf_received: str = ""
     input_dbfs: float | None = None

@@ -11,6 +11,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Static
 
+from ..ua.commands import COMMANDS
 from .state import AccountView, CallView, PhoneState
 
 if TYPE_CHECKING:
@@ -139,15 +140,12 @@ class CallTable(DataTable):
     """One row per dialog; keys act on the selected call (DESIGN §3)."""
 
     BINDINGS = [
-        Binding("a", "app.answer", "Answer"),
-        Binding("r", "app.reject", "Reject"),
-        Binding("h", "app.hangup", "Hang up"),
-        Binding("m", "app.mute", "Mute"),
-        Binding("o", "app.hold", "Hold"),
+        *(Binding(c.key, f"app.command('{c.name}')", c.key_label or c.name)
+          for c in COMMANDS.values() if c.key and c.selects_call),
         Binding("t", "app.trace", "SIP trace"),
         Binding("q", "app.quit", "Quit", show=False),  # ctrl+q is in the footer
         Binding("d", "app.focus_dial", "Dial", show=False),
-    ] + [Binding(key, f"app.dtmf('{digit}')", f"DTMF {digit}", show=False)
+    ] + [Binding(key, f"app.command('dtmf', '{digit}')", f"DTMF {digit}", show=False)
          for key, digit in [(str(n), str(n)) for n in range(10)]
          + [("asterisk", "*"), ("number_sign", "#")]]
 

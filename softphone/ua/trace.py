@@ -12,7 +12,7 @@ import struct
 import time
 from typing import BinaryIO
 
-from .transport import Peer
+from ..transport import Peer
 
 __all__ = ["SipTrace", "open_trace"]
 

@@ -1,0 +1,207 @@
+"""The user agent: one stack, every account on it, the calls, and what to do with new
+requests (the policy of an endpoint: busy, overload, merged requests, capabilities).
+
+The Phone (``phone.py``) is the public face; this is the engine under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, Callable
+
+from ..config import Account as AccountSettings, Config
+from ..sip.caps import Capabilities
+from ..sip.message import Request
+from ..sip.uri import NameAddr, SipUri
+from ..transport import Peer
+from . import events as ev
+from .account import Account
+from .call import Call, CallError
+from .stack import Stack, Tracer, host_literal
+from .target import TargetError, parse_target
+
+__all__ = ["UserAgent", "MAX_LIVE_CALLS", "MAX_ENDED_RECORDS"]
+
+log = logging.getLogger(__name__)
+
+MAX_LIVE_CALLS = 1024     # calls not yet ended: beyond this, new INVITEs get 503
+MAX_ENDED_RECORDS = 4096  # ended calls kept (64·T1) to absorb retransmissions; oldest go first
+_OUT_OF_DIALOG_ONLY_IN_DIALOG = ("BYE", "INFO", "NOTIFY", "PRACK", "UPDATE")
+_KNOWN_UNSUPPORTED = ("REGISTER", "REFER", "MESSAGE", "PUBLISH")
+
+Devices = Callable[[Call], tuple[Any, Any]]
+
+
+def base_capabilities() -> Capabilities:
+    caps = Capabilities()
+    caps.add_method("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO")
+    caps.add_accept("application/sdp")
+    return caps
+
+
+class UserAgent:
+    def __init__(self, config: Config, *, listen: str | None = None,
+                 accounts: list[AccountSettings] | None = None,
+                 publish: Callable[[ev.Event], None] = lambda event: None,
+                 tracer: Tracer | None = None, devices: Devices | None = None,
+                 auto_answer: bool = False, answer_delay: float = 0.0,
+                 user: str | None = None) -> None:
+        self.config = config
+        self.publish = publish
+        self.devices = devices
+        self.auto_answer = auto_answer
+        self.answer_delay = answer_delay
+        self.caps = base_capabilities()
+        self.stack = Stack(config, listen=listen, tracer=tracer, on_request=self._on_new_request,
+                           caps=self.caps)
+        self.accounts: dict[str, Account] = {
+            a.name: Account(self.stack, a, publish) for a in (accounts or [])}
+        self.calls: dict[str, Call] = {}
+        self.call_count = 0
+        self._live = 0
+        self._ended: deque[Call] = deque()
+        first = next(iter(self.accounts.values()), None)
+        self.user = user or (first.user if first else None) or "softphone"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    async def start(self, *, preload_media: bool = True) -> None:
+        if preload_media:
+            # aiortc/PyAV take 0.5-1.7 s to import, holding the GIL: do it before we listen,
+            # so no request ever waits behind it (and the first call does not either)
+            try:
+                from ..media import rtp
+
+                await rtp.preload()
+            except Exception:  # the first call will import (and report) it again
+                log.debug("media preload failed", exc_info=True)
+        await self.stack.start()
+
+    async def close(self, *, unregister: bool = True, timeout: float = 5.0) -> None:
+        """Hang up every call, unregister every account, stop; bounded by ``timeout``."""
+        if self.stack.closing:
+            return
+        self.stack.closing = True
+        deadline = self.loop.time() + timeout
+        waits = [call.hangup() for call in list(self.calls.values()) if not call.ended]
+        if waits:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waits],
+                               timeout=max(0.1, deadline - self.loop.time()))
+        if unregister:
+            jobs = [acc.unregister(max(0.1, deadline - self.loop.time()))
+                    for acc in self.accounts.values()]
+            if jobs:
+                await asyncio.wait([asyncio.ensure_future(j) for j in jobs],
+                                   timeout=max(0.1, deadline - self.loop.time()))
+        await self.stack.close(deadline)
+
+    # -- addressing -------------------------------------------------------------------------
+    def local_identity(self, peer: Peer | None = None) -> NameAddr:
+        """Our From address when no account is used: user@our-address."""
+        host = self.stack.local_ip_for(peer.host) if peer else "127.0.0.1"
+        return NameAddr(SipUri(user=self.user, host=host_literal(host),
+                               port=self.stack.transport.port))
+
+    def account(self, name: str | None) -> Account | None:
+        """The named account; None → the first (None when there are none)."""
+        if name is None:
+            return next(iter(self.accounts.values()), None)
+        found = self.accounts.get(name)
+        if found is None:
+            have = ", ".join(repr(n) for n in self.accounts) or "none configured"
+            raise CallError(f"no account named {name!r} (accounts: {have})")
+        return found
+
+    def account_for(self, request: Request) -> Account | None:
+        """The account an incoming request is for: by Request-URI, then To; else the first."""
+        best, score = None, 0
+        for account in self.accounts.values():
+            s = account.match(request)
+            if s > score:
+                best, score = account, s
+        return best or next(iter(self.accounts.values()), None)
+
+    # -- calls ------------------------------------------------------------------------------
+    async def dial(self, target: str | SipUri, *, account: str | None = None,
+                   timeout: float | None = None) -> Call:
+        acc = self.account(account)
+        if isinstance(target, SipUri):
+            ruri = target
+        else:
+            try:
+                ruri = parse_target(target, acc.aor.hostport if acc else None)
+            except TargetError as exc:
+                raise CallError(str(exc)) from None
+        return await Call.outgoing(self, ruri, account=acc, timeout=timeout)
+
+    def media_devices(self, call: Call) -> tuple[Any, Any]:
+        """(source, sink) for a call: from the factory the phone gave, else silence."""
+        if self.devices is not None:
+            return self.devices(call)
+        from ..media.devices import NullSink, NullSource
+
+        return NullSource(), NullSink()
+
+    def live_calls(self) -> int:
+        return self._live
+
+    def add_call(self, call: Call) -> None:
+        self.calls[call.call_id] = call
+        self._live += 1
+
+    def discard_call(self, call: Call) -> None:
+        """A call that never got going (no RTP port): forget it at once."""
+        if self.calls.get(call.call_id) is call and not call.ended:
+            del self.calls[call.call_id]
+            self._live -= 1
+            self.stack.detach(call.session)
+
+    def call_ended(self, call: Call) -> None:
+        """Kept until its session stops absorbing retransmissions (64·T1), in a bounded
+        table that never refuses a new call."""
+        self._live -= 1
+        self._ended.append(call)
+        while len(self._ended) > MAX_ENDED_RECORDS:
+            self.release_call(self._ended.popleft())
+
+    def release_call(self, call: Call) -> None:
+        self.stack.detach(call.session)
+        if self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
+
+    # -- new requests -------------------------------------------------------------------------
+    def _on_new_request(self, request: Request, peer: Peer) -> None:
+        method = request.method
+        stack = self.stack
+        if method == "INVITE":
+            if stack.closing:
+                stack.answer(request, 503, extra=[("Retry-After", "5")])
+            elif request.call_id in self.calls:  # a merged request (§8.2.2.2)
+                stack.answer(request, 482, "Loop Detected")
+            elif self._live >= self.config.network.max_calls:
+                stack.answer(request, 486)
+            elif self._live >= MAX_LIVE_CALLS:
+                stack.answer(request, 503, extra=[("Retry-After", "5")])
+            else:
+                Call.incoming(self, request, peer, self.account_for(request))
+            return
+        if method == "OPTIONS":
+            stack.answer(request, 200, extra=self.caps.options_headers())
+            return
+        if method in _OUT_OF_DIALOG_ONLY_IN_DIALOG:
+            stack.answer(request, 481, "Call/Transaction Does Not Exist")
+            return
+        if method == "SUBSCRIBE" and self.caps.allows("SUBSCRIBE"):
+            # we take subscriptions, but not to that package (RFC 6665 §4.2.1.1)
+            stack.answer(request, 489, "Bad Event",
+                         extra=[("Allow-Events", self.caps.allow_events)])
+            return
+        if method in _KNOWN_UNSUPPORTED or method == "SUBSCRIBE":
+            stack.answer(request, 405, extra=[("Allow", self.caps.allow)])
+            return
+        stack.answer(request, 501, extra=[("Allow", self.caps.allow)])

@@ -1,0 +1,427 @@
+"""One call: an INVITE session bound to a media session, plus the policy around them.
+
+The protocol is the pure :class:`~softphone.sip.invite.InviteSession`; this turns its
+events into the call's state and the phone's public events, applies each media agreement,
+and owns what is policy: auto-answer (at once: no 180, as ``pjsua --auto-answer``), the
+set-up timeout, the RTP timeout, waiting for outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..sip import events as sev
+from ..sip.ids import new_call_id, new_tag
+from ..sip.invite import InviteSession, SessionError, SessionOptions
+from ..sip.message import Request
+from ..sip.negotiator import MediaPolicy, SdpNegotiator
+from ..sip.uri import NameAddr, SipUri
+from ..transport import Peer
+from . import events as ev
+from .media_session import MediaSession
+
+if TYPE_CHECKING:
+    from .account import Account
+    from .agent import UserAgent
+
+__all__ = ["Call", "CallError"]
+
+log = logging.getLogger(__name__)
+
+
+class CallError(Exception):
+    """A call command that cannot be done (bad target, unreachable, wrong state …)."""
+
+
+class Call:
+    def __init__(self, agent: "UserAgent", session: InviteSession, direction: str,
+                 account: "Account | None", remote: NameAddr, local: NameAddr) -> None:
+        agent.call_count += 1
+        self.agent = agent
+        self.session = session
+        self.index = agent.call_count
+        self.direction = direction  # outgoing | incoming
+        self.account = account
+        self.call_id = session.call_id
+        self.remote = remote
+        self.local = local
+        self.state = "calling" if direction == "outgoing" else "incoming"
+        self.codec: str | None = None
+        self.created_at = time.monotonic()
+        self.answered_at: float | None = None
+        self.ended_at: float | None = None
+        self.ended = False
+        self.end_info: dict[str, Any] = {}
+        self.on_hold = False        # we hold the call
+        self.remote_hold = False    # the far end holds us
+        self.rtp_timeout_hit = False
+        self.announced = False      # the user heard of it (incoming/calling published)
+        loop = asyncio.get_running_loop()
+        self._answered = loop.create_future()
+        self._finished = loop.create_future()
+        self._waiters: dict[type, asyncio.Future] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._hold_busy = False
+        self._answer_requested = False  # answer() came while the media was still opening
+        self.media = MediaSession(lambda: agent.media_devices(self),
+                                  rtp_timeout=float(agent.config.network.rtp_timeout or 0),
+                                  on_dtmf=self._on_dtmf, on_timeout=self._on_rtp_timeout)
+
+    def __repr__(self) -> str:
+        return f"<Call {self.index} {self.direction} {self.state} {self.call_id}>"
+
+    # ======================================================================== creation
+    @classmethod
+    async def outgoing(cls, agent: "UserAgent", ruri: SipUri, *, account: "Account | None",
+                       timeout: float | None = None) -> "Call":
+        stack = agent.stack
+        if ruri.scheme == "tel":
+            if account is None:
+                raise CallError("a tel: URI needs an account to route it")
+            ruri = SipUri(user=ruri.user, host=account.aor.host, port=account.aor.port,
+                          params={"user": "phone"})
+        if account is not None:
+            hop, routes = account.route(ruri)
+            transport = account.transport
+        else:
+            hop, routes, transport = ruri, [], None
+        try:
+            peer = await stack.resolve(hop, transport)
+        except OSError as exc:
+            raise CallError(f"cannot reach {hop.hostport}: {exc}") from None
+        if hop is not ruri:  # the account's proxy or registrar: its requests are trusted
+            stack.trust(peer)
+        user = account.user if account is not None else agent.user
+        contact = f"<{stack.contact_uri(peer, user)}>"
+        local = account.identity() if account is not None else agent.local_identity(peer)
+        remote = NameAddr(ruri.with_(params={k: v for k, v in ruri.params.items() if k == "user"},
+                                     headers={}))
+        negotiator = cls._negotiator(agent, stack.local_ip_for(peer.host))
+        session = InviteSession.outgoing(
+            request_uri=ruri, local=local, remote=remote, target=hop, call_id=new_call_id(),
+            local_tag=new_tag(), negotiator=negotiator, routes=routes,
+            options=cls._options(agent, contact, peer.proto),
+            authenticator=account.authenticator if account is not None else None)
+        call = cls(agent, session, "outgoing", account, remote, local)
+        agent.add_call(call)
+        try:
+            port = await call.media.open(stack.transport.host, agent.config.network.rtp_ports)
+        except OSError as exc:
+            agent.discard_call(call)
+            raise CallError(f"no RTP port available: {exc}") from None
+        negotiator.port = port
+        stack.attach(session, call._on_session_event)
+        call.announced = True
+        agent.publish(ev.Calling(call.call_id, str(remote.uri), call.account_name))
+        call._run(session.start(stack.now()))
+        if timeout:
+            call._timers["setup"] = agent.loop.call_later(timeout, call._setup_timeout, peer)
+        return call
+
+    @classmethod
+    def incoming(cls, agent: "UserAgent", request: Request, peer: Peer,
+                 account: "Account | None") -> "Call":
+        stack = agent.stack
+        response_peer = stack.response_peer(request, peer)
+        user = account.user if account is not None else agent.user
+        contact = f"<{stack.contact_uri(response_peer, user)}>"
+        negotiator = cls._negotiator(agent, stack.local_ip_for(response_peer.host))
+        session = InviteSession.incoming(
+            request, local_tag=new_tag(), negotiator=negotiator,
+            options=cls._options(agent, contact, peer.proto),
+            authenticator=account.authenticator if account is not None else None)
+        from_ = request.from_
+        to = request.to
+        call = cls(agent, session, "incoming", account,
+                   NameAddr(from_.uri.with_(params={}, headers={}), from_.display_name),
+                   NameAddr(to.uri, to.display_name))
+        agent.add_call(call)
+        stack.attach(session, call._on_session_event)
+        stack.adopt(request, session)
+        call._run(session.start(stack.now()))
+        if not call.ended:
+            call._spawn(call._prepare_incoming())
+        return call
+
+    @staticmethod
+    def _negotiator(agent: "UserAgent", address: str) -> SdpNegotiator:
+        audio = agent.config.audio
+        return SdpNegotiator(MediaPolicy(codecs=tuple(audio.codecs), ptime=audio.ptime,
+                                         dtmf=audio.dtmf), address=address)
+
+    @staticmethod
+    def _options(agent: "UserAgent", contact: str, transport: str) -> SessionOptions:
+        return SessionOptions(contact=contact, transport=transport, timers=agent.stack.timers,
+                              caps=agent.stack.caps, user_agent=agent.stack.user_agent)
+
+    async def _prepare_incoming(self) -> None:
+        agent, session = self.agent, self.session
+        try:
+            port = await self.media.open(agent.stack.transport.host,
+                                         agent.config.network.rtp_ports)
+        except OSError:
+            self._run(session.reject(agent.stack.now(), 503, "No RTP Port Available"))
+            return
+        if self.ended:  # cancelled while we opened the socket
+            return
+        session.negotiator.port = port
+        self._run(session.media_ready(agent.stack.now()))
+        if self.ended:  # 488: nothing in common
+            return
+        self.state = "ringing"
+        immediate = agent.auto_answer and agent.answer_delay <= 0
+        if not immediate:
+            self._run(session.ring(agent.stack.now()))
+        self.announced = True
+        agent.publish(ev.Incoming(self.call_id, str(self.remote.uri), str(self.local.uri),
+                                  self.remote.display_name, self.account_name))
+        if immediate or self._answer_requested:
+            self.answer()
+        elif agent.auto_answer:
+            self._timers["auto-answer"] = agent.loop.call_later(agent.answer_delay, self.answer)
+
+    # ======================================================================== helpers
+    @property
+    def account_name(self) -> str | None:
+        return self.account.name if self.account is not None else None
+
+    @property
+    def muted(self) -> bool:
+        return self.media.muted
+
+    @property
+    def duration(self) -> float:
+        if self.answered_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        return max(0.0, end - self.answered_at)
+
+    def _run(self, actions: list) -> None:
+        self.agent.stack.run(self.session, actions)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = self.agent.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call %s task failed", self.call_id, exc_info=task.exception())
+            if not self.ended:
+                self._run(self.session.hangup(self.agent.stack.now()))
+
+    def stats(self) -> dict[str, Any]:
+        return self.media.stats()
+
+    async def wait_answered(self, timeout: float | None = None) -> bool:
+        await asyncio.wait([self._answered, self._finished], timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        return self._answered.done() and not self._answered.cancelled()
+
+    async def wait_ended(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(asyncio.shield(self._finished), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _expect(self, kind: type) -> asyncio.Future:
+        fut = self.agent.loop.create_future()
+        self._waiters[kind] = fut
+        return fut
+
+    # ======================================================================== session events
+    def _on_session_event(self, event: object) -> None:
+        agent = self.agent
+        if isinstance(event, sev.CallProgress):
+            if event.status in (180, 183) and self.state == "calling":
+                self.state = "ringing"
+                agent.publish(ev.Ringing(self.call_id))
+        elif isinstance(event, sev.MediaAgreed):
+            self._on_media(event)
+        elif isinstance(event, sev.CallAnswered):
+            self._connected()
+        elif isinstance(event, sev.CallEnded):
+            self._end(event)
+        elif isinstance(event, sev.InfoReceived):
+            self._on_info(event)
+        elif isinstance(event, (sev.ReinviteResult, sev.RequestResult)):
+            fut = self._waiters.pop(type(event), None)
+            if fut is not None and not fut.done():
+                fut.set_result(event)
+        elif isinstance(event, sev.SessionReleased):
+            agent.release_call(self)
+
+    def _on_media(self, event: sev.MediaAgreed) -> None:
+        if self.ended:
+            return
+        self.media.apply(event.media)
+        self.codec = self.media.codec
+        if event.early and self.state in ("calling", "ringing"):
+            self.state = "early"
+            self.agent.publish(ev.EarlyMedia(self.call_id, self.codec))
+        if event.remote_hold != self.remote_hold and not event.early:
+            self.remote_hold = event.remote_hold
+            self.agent.publish(ev.Hold(self.call_id, self.on_hold, self.remote_hold))
+
+    def _connected(self) -> None:
+        if self.ended:
+            return
+        self.state = "connected"
+        self.answered_at = time.monotonic()
+        self._cancel_timer("setup")
+        if not self._answered.done():
+            self._answered.set_result(True)
+        self.agent.publish(ev.Answered(self.call_id, self.codec, self.account_name))
+
+    def _on_dtmf(self, digit: str) -> None:
+        self.agent.publish(ev.Dtmf(self.call_id, digit))
+
+    def _on_info(self, event: sev.InfoReceived) -> None:
+        if event.content_type == "application/dtmf-relay":
+            for line in event.body.decode("utf-8", "replace").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip().lower() == "signal" and value.strip():
+                    self._on_dtmf(value.strip()[0])
+
+    def _on_rtp_timeout(self) -> None:
+        if self.ended or self.state != "connected":
+            return
+        self.rtp_timeout_hit = True
+        seconds = self.agent.config.network.rtp_timeout
+        log.warning("call %s: no RTP for %s s, hanging up", self.call_id, seconds)
+        self._run(self.session.hangup(self.agent.stack.now(), "timeout",
+                                      f"no RTP for {seconds} s"))
+
+    def _setup_timeout(self, peer: Peer) -> None:
+        self._timers.pop("setup", None)
+        if self.ended or self.state == "connected":
+            return
+        self._run(self.session.abandon(self.agent.stack.now(), "timeout",
+                                       f"no response from {peer}"))
+
+    def _cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _end(self, event: sev.CallEnded) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.ended_at = time.monotonic()
+        self.state = "ended"
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        info: dict[str, Any] = {"call_id": self.call_id, "reason": event.reason}
+        if event.status is not None:
+            info["status"] = event.status
+        if event.phrase:
+            info["phrase"] = event.phrase
+        info["duration"] = round(self.duration, 3)
+        info["rtp"] = self.media.stats()
+        self.end_info = info
+        log.info("call %s ended: %s %s %s", self.call_id, event.reason, event.status or "",
+                 event.phrase or "")
+        if self.announced:
+            self.agent.publish(ev.Ended(self.call_id, event.reason, event.status, event.phrase,
+                                        info["duration"], info["rtp"], self.account_name))
+        if not self._answered.done():
+            self._answered.cancel()
+        self.agent.loop.create_task(self.media.close())
+        if not self._finished.done():
+            self._finished.set_result(info)
+        self.agent.call_ended(self)
+
+    # ======================================================================== commands
+    def answer(self) -> None:
+        """Accept an incoming call: 200 with our answer, resent until the ACK."""
+        if self.direction != "incoming" or self.ended:
+            return
+        self._cancel_timer("auto-answer")
+        if self.state == "incoming":  # still opening media: answer as soon as it is ready
+            self._answer_requested = True
+            return
+        self._run(self.session.answer(self.agent.stack.now()))
+
+    def reject(self, status: int = 486, reason: str | None = None) -> None:
+        """Refuse an incoming call (486 Busy Here, 603 Decline …)."""
+        if self.direction != "incoming" or self.ended:
+            return
+        self._cancel_timer("auto-answer")
+        self._run(self.session.reject(self.agent.stack.now(), status, reason))
+
+    async def hangup(self) -> None:
+        """End the call whatever its state: CANCEL, 486 or BYE; returns when it has
+        ended and a BYE was answered (bounded)."""
+        if self.ended:
+            return
+        t1 = self.agent.stack.timers.t1
+        if self.session.confirmed:  # a BYE: wait (bounded) for its answer
+            done = self._expect(sev.RequestResult)
+            self.state = "ending"
+            self._run(self.session.hangup(self.agent.stack.now()))
+            if not done.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(done), 64 * t1 + 1)
+                except asyncio.TimeoutError:
+                    pass
+            return
+        self.state = "ending"
+        self._run(self.session.hangup(self.agent.stack.now()))
+        await self.wait_ended(timeout=64 * t1 + 1)
+
+    async def set_hold(self, hold: bool) -> None:
+        """Hold (offer sendonly and send silence) or resume (sendrecv) with a re-INVITE.
+
+        A refused re-INVITE leaves the session as it was (§14.1) and raises CallError; a
+        491 is retried after §14.1's wait by the session.
+        """
+        if self.ended or self.state != "connected":
+            raise CallError("hold needs a connected call")
+        if hold == self.on_hold:
+            return
+        if self._hold_busy:
+            raise CallError("a hold or resume is already in progress")
+        self._hold_busy = True
+        try:
+            done = self._expect(sev.ReinviteResult)
+            try:
+                self._run(self.session.reinvite(self.agent.stack.now(),
+                                                "sendonly" if hold else "sendrecv"))
+            except SessionError as exc:
+                raise CallError(str(exc)) from None
+            try:
+                result = await asyncio.wait_for(asyncio.shield(done),
+                                                64 * self.agent.stack.timers.t1 + 15)
+            except asyncio.TimeoutError:
+                raise CallError("no answer to the re-INVITE") from None
+            if not result.ok:
+                if self.ended:
+                    raise CallError("the call ended")
+                raise CallError(f"{result.status} {result.reason}".rstrip())
+        finally:
+            self._hold_busy = False
+        self.on_hold = hold
+        self.media.set_held(hold)
+        self.agent.publish(ev.Hold(self.call_id, self.on_hold, self.remote_hold))
+
+    def set_muted(self, muted: bool) -> None:
+        if muted != self.media.muted:
+            self.media.set_muted(muted)
+            self.agent.publish(ev.Mute(self.call_id, muted))
+
+    def send_dtmf(self, digits: str) -> None:
+        if self.ended or self.state != "connected":
+            raise CallError("DTMF needs a connected call")
+        try:
+            self.media.send_dtmf(digits)
+        except ValueError as exc:
+            raise CallError(f"cannot send DTMF: {exc}") from None

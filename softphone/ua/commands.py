@@ -1,0 +1,176 @@
+"""The command table every face draws from (as baresip's ``struct cmd``).
+
+One entry per thing a user can ask the phone to do: its name, arguments (typed, checked
+here once), help, TUI key and palette title. ``softphone ctl NAME ARGS`` sends it over the
+control socket, the TUI binds its key and lists it in the command palette, the CLI's
+``call`` takes its flags from ``dial``. The Phone implements each one as a method of the
+same name; a wrong argument is a :class:`CommandError` saying which and why, never a crash.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["Param", "Command", "CommandError", "COMMANDS", "check_args", "check_digits",
+           "DTMF_DIGITS"]
+
+DTMF_DIGITS = "0123456789*#ABCD"
+_DIGITS_RE = re.compile(r"[0-9*#A-Da-d,]+")
+
+
+class CommandError(Exception):
+    """A command that cannot run: unknown, bad arguments, or not possible now."""
+
+
+def check_digits(text: str) -> str:
+    """DTMF digits 0-9 * # A-D, with ',' for a pause (as pjsua and linphone)."""
+    if not isinstance(text, str) or not text:
+        raise CommandError("digits: give at least one of 0-9 * # A-D (',' pauses)")
+    if not _DIGITS_RE.fullmatch(text):
+        bad = next(ch for ch in text if not _DIGITS_RE.fullmatch(ch))
+        raise CommandError(f"digits: {bad!r} is not a DTMF digit (use 0-9 * # A-D, ',' "
+                           f"for a pause)")
+    return text.upper()
+
+
+def _status(value: Any) -> int:
+    try:
+        status = int(value)
+    except (TypeError, ValueError):
+        raise CommandError(f"status: not a number: {value!r}") from None
+    if not 300 <= status <= 699:
+        raise CommandError(f"status: must be a final status 300-699 (got {status})")
+    return status
+
+
+def _seconds(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise CommandError(f"not a number of seconds: {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise CommandError(f"must be 0 or more seconds (got {value!r})")
+    return number
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise CommandError("must not be empty")
+    return value.strip()
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise CommandError(f"must be true or false (got {value!r})")
+
+
+KINDS: dict[str, Callable[[Any], Any]] = {
+    "text": _text, "digits": check_digits, "status": _status, "seconds": _seconds,
+    "flag": _flag,
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # a key of KINDS
+    help: str
+    required: bool = False
+    default: Any = None
+    positional: bool = False  # on the ctl command line: a bare word, not --name
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    params: tuple[Param, ...] = ()
+    key: str | None = None        # TUI key binding
+    key_label: str | None = None  # footer text (None: not shown in the footer)
+    palette: str | None = None    # command palette title (None: not listed)
+    selects_call: bool = False    # the TUI fills call_id from the selected call
+    returns: str = ""             # what the reply holds, for --help
+
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+
+_CALL = Param("call_id", "text", "the call (default: the only live call, or the newest)")
+_ACCOUNT = Param("account", "text", "account name (default: the selected/first one)")
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("dial", "place a call", (
+        Param("uri", "text", "sip:user@host[:port], user@host, a number, or echo",
+              required=True, positional=True),
+        _ACCOUNT,
+        Param("timeout", "seconds", "give up when no final answer came S seconds after the "
+                                    "INVITE"),
+    ), palette="Dial", returns="call_id"),
+    Command("answer", "answer a ringing call", (_CALL,), key="a", key_label="Answer",
+            palette="Answer", selects_call=True),
+    Command("reject", "reject a ringing call", (
+        _CALL, Param("status", "status", "final status to send", default=486),
+    ), key="r", key_label="Reject", palette="Reject", selects_call=True),
+    Command("hangup", "hang up a call (CANCEL, reject or BYE, as its state needs)", (_CALL,),
+            key="h", key_label="Hang up", palette="Hang up", selects_call=True),
+    Command("mute", "mute the microphone of a call; toggle: unmute if muted", (
+        _CALL, Param("toggle", "flag", "unmute when already muted", default=False),
+    ), key="m", key_label="Mute", palette="Mute", selects_call=True),
+    Command("unmute", "unmute the microphone of a call", (_CALL,), selects_call=True),
+    Command("hold", "put a call on hold (re-INVITE sendonly); toggle: resume if held", (
+        _CALL, Param("toggle", "flag", "resume when the call is already held", default=False),
+    ), key="o", key_label="Hold", palette="Hold", selects_call=True),
+    Command("resume", "take a call off hold", (_CALL,), palette="Resume", selects_call=True),
+    Command("dtmf", "send DTMF digits (RFC 4733); ',' pauses", (
+        Param("digits", "digits", "0-9 * # A-D, ',' for a pause", required=True,
+              positional=True), _CALL,
+    ), selects_call=True),
+    Command("calls", "list the calls", returns="calls"),
+    Command("accounts", "list the accounts and their registration state",
+            returns="accounts"),
+    Command("register", "register an account again now (all when none is named)", (_ACCOUNT,),
+            key="ctrl+r", key_label="Re-register", palette="Re-register"),
+    Command("quit", "hang up every call, unregister and stop the phone"),
+)}
+
+
+def check_args(command: Command, args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments checked and converted per the declaration; defaults filled in."""
+    if not isinstance(args, dict):
+        raise CommandError(f"{command.name}: arguments must be an object")
+    known = {p.name for p in command.params}
+    extra = sorted(set(args) - known)
+    if extra:
+        hint = ", ".join(sorted(known)) or "none"
+        raise CommandError(f"{command.name}: unknown argument {extra[0]!r} (takes: {hint})")
+    out: dict[str, Any] = {}
+    for p in command.params:
+        value = args.get(p.name)
+        if value is None:
+            if p.required:
+                raise CommandError(f"{command.name}: missing {p.name} ({p.help})")
+            out[p.name] = p.default
+            continue
+        try:
+            out[p.name] = KINDS[p.kind](value)
+        except CommandError as exc:
+            message = str(exc)
+            prefix = "" if message.startswith(f"{p.name}:") else f"{p.name}: "
+            raise CommandError(f"{command.name}: {prefix}{message}") from None
+    return out
+
+
+@dataclass
+class CommandResult:
+    """What a command returns to a face (JSON-ready)."""
+
+    ok: bool = True
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None

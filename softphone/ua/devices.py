@@ -1,0 +1,178 @@
+"""Which audio each call gets: files to play and record, the echo bridge, PyAudio, silence.
+
+Checked before anything starts (:meth:`DeviceFactory.check`): a file to play must decode,
+a recording path must be creatable, PortAudio must have a device (else silence, with a
+notice). During a call a recording that cannot be written stops with a ``notice`` and
+marks the job failed — never a traceback in the middle of the audio path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ..config import AudioSettings
+
+__all__ = ["MediaOptions", "DeviceFactory", "MediaOptionError", "record_path"]
+
+log = logging.getLogger(__name__)
+
+
+class MediaOptionError(ValueError):
+    """A --play/--record/--audio choice that cannot work; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class MediaOptions:
+    backend: str = "null"      # pyaudio | null
+    play: str | None = None    # loop this file into each call
+    record: str | None = None  # record each call ({n}: the call's number)
+    echo: bool = False         # send the received audio back
+
+
+def record_path(template: str, n: int) -> str:
+    """``{n}`` → the call's 1-based index; else ``-2``, ``-3`` … before the extension."""
+    if "{n}" in template:
+        return template.replace("{n}", str(n))
+    if n == 1:
+        return template
+    path = Path(template)
+    return str(path.with_name(f"{path.stem}-{n}{path.suffix}"))
+
+
+class _Recorder:
+    """A WAV sink that, when the disk says no, stops recording and says so once."""
+
+    def __init__(self, path: str, on_error: Callable[[str, str], None]) -> None:
+        from ..media.devices import WavSink
+
+        self.path = path
+        self.sink = WavSink(path)
+        self.on_error = on_error
+        self.failed: str | None = None
+
+    @property
+    def level_dbfs(self) -> float:
+        return self.sink.level_dbfs
+
+    def write(self, pcm: bytes, rate: int) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self.sink.write(pcm, rate)
+        except OSError as exc:
+            self.failed = exc.strerror or str(exc)
+            try:
+                self.sink.close()
+            except OSError:
+                pass
+            self.on_error(self.path, self.failed)
+
+    def close(self) -> None:
+        if self.failed is None:
+            try:
+                self.sink.close()
+            except OSError as exc:
+                self.failed = exc.strerror or str(exc)
+                self.on_error(self.path, self.failed)
+
+
+class DeviceFactory:
+    """Builds each call's (source, sink) from the options."""
+
+    def __init__(self, options: MediaOptions, audio: "AudioSettings | None" = None, *,
+                 notice: Callable[[str], None] = lambda text: None) -> None:
+        self.options = options
+        self.audio = audio
+        self.backend = options.backend
+        self.notice = notice
+        self.recording_errors: list[str] = []
+
+    def check(self) -> None:
+        """Probe every choice now; raises MediaOptionError naming the flag."""
+        o = self.options
+        if o.play:
+            self._check_play(o.play)
+        if o.record:
+            self._check_record(record_path(o.record, 1))
+        if self.backend == "pyaudio" and not (o.echo or (o.play and o.record)):
+            # start PortAudio now, not in the middle of a call's set-up
+            from ..media import devices as dev
+
+            try:
+                if not any(d.max_input_channels or d.max_output_channels
+                           for d in dev.list_devices()):
+                    raise dev.AudioUnavailable("no sound devices found")
+            except dev.AudioUnavailable as exc:
+                self.notice(f"audio: {exc}; using silence")
+                self.backend = "null"
+
+    @staticmethod
+    def _check_play(path: str) -> None:
+        from ..media.devices import WavSource
+
+        if not os.path.exists(path):
+            raise MediaOptionError(f"--play: no such file: {path}")
+        if not os.path.isfile(path):
+            raise MediaOptionError(f"--play: not a file: {path}")
+        try:
+            source = WavSource(path)
+            source.prepare(8000)  # decodes it: a file that is not audio fails here
+        except Exception as exc:  # PyAV's InvalidDataError, PermissionError …
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise MediaOptionError(f"--play: cannot read {path} as audio: {reason}") from None
+        if not len(source._cache[8000]):
+            raise MediaOptionError(f"--play: {path} holds no audio")
+
+    @staticmethod
+    def _check_record(path: str) -> None:
+        target = Path(path)
+        if target.is_dir():
+            raise MediaOptionError(f"--record: {path} is a directory; give a file name "
+                                   f"such as {target / 'call-{n}.wav'}")
+        parent = target.parent
+        if not parent.is_dir():
+            raise MediaOptionError(f"--record: no such directory: {parent}")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise MediaOptionError(f"--record: cannot create files in {parent} "
+                                   f"(permission denied)")
+        if target.exists() and not os.access(target, os.W_OK):
+            raise MediaOptionError(f"--record: cannot overwrite {path} (permission denied)")
+
+    def _recording_failed(self, path: str, reason: str) -> None:
+        message = f"recording to {path} stopped: {reason}"
+        self.recording_errors.append(message)
+        log.warning("%s", message)
+        self.notice(message)
+
+    def __call__(self, call: Any) -> tuple[Any, Any]:
+        from ..media import devices as dev
+
+        o = self.options
+        source: Any = None
+        sink: Any = None
+        if o.echo:
+            bridge = dev.EchoBridge()
+            source, sink = bridge.source, bridge.sink
+        if o.play:
+            source = dev.WavSource(o.play, loop=True)
+        if self.backend == "pyaudio" and (source is None or sink is None):
+            try:
+                mic, speaker = dev.open_pyaudio(
+                    self.audio.input_device if self.audio else None,
+                    self.audio.output_device if self.audio else None)
+                source = source or mic
+                sink = sink or speaker
+            except dev.AudioUnavailable as exc:
+                self.notice(f"audio: {exc}; using silence")
+                self.backend = "null"
+        source = source or dev.NullSource()
+        sink = sink or dev.NullSink()
+        if o.record:
+            sink = dev.TeeSink(sink, _Recorder(record_path(o.record, call.index),
+                                               self._recording_failed))
+        return source, sink

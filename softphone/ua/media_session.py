@@ -1,0 +1,155 @@
+"""A call's audio: the RTP session, its devices, and each negotiated agreement applied.
+
+The INVITE session says *what* was agreed (:class:`~softphone.sip.sdp.NegotiatedMedia`);
+this starts the RTP stream on the first agreement, updates it on later ones (codec,
+address, direction), and keeps mute and hold apart: silence goes out while muted or while
+we hold the call, and the user's mute survives a resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from ..sip.sdp import NegotiatedMedia
+
+__all__ = ["MediaSession", "canonical_codec"]
+
+log = logging.getLogger(__name__)
+
+_CANONICAL = {"pcmu": "PCMU", "pcma": "PCMA", "g722": "G722", "opus": "opus"}
+
+Devices = Callable[[], tuple[Any, Any]]
+
+
+def canonical_codec(name: str) -> str:
+    """The SDP encoding name as the events spell it: PCMU, PCMA, G722, opus."""
+    return _CANONICAL.get(name.lower(), name)
+
+
+class MediaSession:
+    def __init__(self, devices: Devices, *, rtp_timeout: float = 0.0,
+                 on_dtmf: Callable[[str], None] | None = None,
+                 on_timeout: Callable[[], None] | None = None) -> None:
+        self.devices_factory = devices
+        self.rtp_timeout = rtp_timeout
+        self.on_dtmf = on_dtmf
+        self.on_timeout = on_timeout
+        self.rtp: Any = None          # media.rtp.RtpSession once open
+        self.devices: tuple[Any, Any] = ()
+        self.negotiated: NegotiatedMedia | None = None
+        self.codec: str | None = None
+        self.started = False
+        self.muted = False            # the user's mute
+        self.held = False             # we hold the call
+        self._closed = False
+        self._final: dict[str, Any] | None = None  # the counters, kept after close
+
+    async def open(self, host: str, port_range: tuple[int, int]) -> int:
+        """Bind the RTP/RTCP port pair; returns the RTP port (raises OSError)."""
+        from ..media.rtp import RtpSession
+
+        self.rtp = await RtpSession.open(host=host, port_range=port_range)
+        return self.rtp.local_port
+
+    @property
+    def local_port(self) -> int:
+        return self.rtp.local_port if self.rtp is not None else 0
+
+    @property
+    def direction(self) -> str | None:
+        return self.rtp.direction if self.rtp is not None else None
+
+    def apply(self, neg: NegotiatedMedia) -> None:
+        """Start the stream with the first agreement; later ones update it."""
+        if self.rtp is None or self._closed:
+            return
+        from ..media.rtp import MediaFormat
+
+        self.negotiated = neg
+        self.codec = canonical_codec(neg.codec.name)
+        fmtp = neg.codec.fmtp
+        if isinstance(fmtp, str):
+            fmtp = dict(item.split("=", 1) if "=" in item else (item, "")
+                        for item in (p.strip() for p in fmtp.split(";")) if item)
+        fmt = MediaFormat(
+            name=self.codec, payload_type=neg.codec.payload_type,
+            clock_rate=neg.codec.clock_rate, channels=neg.codec.channels, fmtp=dict(fmtp or {}),
+            ptime=neg.ptime, dtmf_payload_type=neg.dtmf.payload_type if neg.dtmf else None,
+            dtmf_clock_rate=neg.dtmf.clock_rate if neg.dtmf else 8000)
+        remote = (neg.remote_host, neg.remote_port)
+        remote_rtcp = (neg.remote_rtcp_host, neg.remote_rtcp_port)
+        if self.started:
+            self.rtp.update(fmt, remote, remote_rtcp, rtcp_mux=neg.rtcp_mux)
+            self.rtp.set_hold(neg.direction)
+            return
+        source, sink = self.devices_factory()
+        self.devices = (source, sink)
+        self.rtp.start(fmt, remote, remote_rtcp, rtcp_mux=neg.rtcp_mux, source=source,
+                       sink=sink, on_dtmf=self.on_dtmf, on_timeout=self.on_timeout,
+                       rtp_timeout=self.rtp_timeout)
+        if neg.direction != "sendrecv":
+            self.rtp.set_hold(neg.direction)
+        self.started = True
+        self._apply_mute()
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+        self._apply_mute()
+
+    def set_held(self, held: bool) -> None:
+        self.held = held
+        self._apply_mute()
+
+    def _apply_mute(self) -> None:
+        """Silence goes out while muted or while we hold (the held party must not hear
+        the room)."""
+        if self.rtp is not None and self.started:
+            self.rtp.set_muted(self.muted or self.held)
+
+    def send_dtmf(self, digits: str) -> None:
+        """RFC 4733 digits; ',' pauses (raises ValueError when no telephone-event)."""
+        if self.rtp is None or not self.started:
+            raise ValueError("no media yet")
+        self.rtp.send_dtmf(digits)
+
+    def stats(self) -> dict[str, Any]:
+        """The ``rtp`` counters of the ``ended`` event, plus what explains audio quality."""
+        if self._final is not None:
+            return dict(self._final)
+        if self.rtp is None:
+            return {"sent": 0, "received": 0, "lost": 0, "jitter_ms": 0.0}
+        stats = self.rtp.stats()
+        return {**stats.as_event(), "concealed": stats.concealed,
+                "playout_ms": round(stats.playout_ms, 1)}
+
+    def live_stats(self) -> Any:
+        return self.rtp.stats() if self.rtp is not None and self.started else None
+
+    def levels(self) -> tuple[float | None, float | None]:
+        if len(self.devices) != 2:
+            return None, None
+        try:
+            return float(self.devices[0].level_dbfs), float(self.devices[1].level_dbfs)
+        except Exception:
+            return None, None
+
+    async def close(self) -> None:
+        """RTCP BYE and sockets, then the devices (files flushed, PortAudio streams closed)."""
+        if self._closed:
+            return
+        self._final = self.stats()
+        self._closed = True
+        # an ended call is kept a while to absorb retransmissions: keep it light
+        rtp, devices, self.rtp, self.devices = self.rtp, self.devices, None, ()
+        try:
+            if rtp is not None:
+                await rtp.close()
+        finally:
+            for device in devices:
+                close = getattr(device, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:
+                        log.debug("closing %r failed", device, exc_info=True)

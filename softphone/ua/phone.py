@@ -1,0 +1,351 @@
+"""The Phone: the one object the CLI, the TUI and the control socket talk to.
+
+Commands (``commands.COMMANDS``) go in through :meth:`Phone.execute` or the method of the
+same name; events (``events``) come out on :attr:`Phone.bus`. Under it, one user agent
+carries every account on one stack and socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..config import Config
+from ..transport import Peer
+from . import events as ev
+from .agent import UserAgent
+from .bus import EventBus, JsonLines
+from .call import Call, CallError
+from .commands import COMMANDS, CommandError, check_args, check_digits
+from .devices import DeviceFactory, MediaOptionError, MediaOptions, record_path
+from .echo import EchoService
+from .target import ECHO_TARGET, TargetError, parse_target
+
+__all__ = ["Phone", "PhoneOptions", "CallError", "CommandError", "TargetError",
+           "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",
+           "parse_target", "check_digits", "record_path", "ev"]
+
+log = logging.getLogger(__name__)
+
+LIVE_STATES = ("calling", "ringing", "early", "incoming", "connected", "ending")
+
+
+@dataclass(frozen=True)
+class PhoneOptions:
+    listen: str | None = None                 # default: [network] listen
+    media: MediaOptions = field(default_factory=MediaOptions)
+    auto_answer: bool = False
+    answer_delay: float = 0.0
+    accounts: tuple[str, ...] | None = None   # accounts to bring up (None: all)
+    register: bool = True                     # register those with register = true
+    trace_path: str | None = None             # --sip-trace FILE
+    preload_media: bool = True
+    control: bool | None = None               # None: [control] enabled
+    control_path: str | None = None           # None: [control] socket, else the default
+    user: str | None = None                   # our user part when no account is used
+
+
+class Phone:
+    def __init__(self, config: Config, options: PhoneOptions | None = None) -> None:
+        self.config = config
+        self.options = options or PhoneOptions()
+        self.bus = EventBus()
+        self.devices = DeviceFactory(self.options.media, config.audio, notice=self._notice)
+        self.agent: UserAgent | None = None
+        self.echo = EchoService(config)
+        self.control: Any = None
+        self.selected_account: str | None = None
+        self.started = False
+        self.stopped = asyncio.Event()  # set by the quit command (and close)
+        self._trace_file: Any = None
+        self._tickers: list[asyncio.TimerHandle] = []
+
+    # ======================================================================== lifecycle
+    def check(self) -> None:
+        """Everything that can be checked before starting (raises MediaOptionError,
+        ConfigError): files to play and record, audio devices, account passwords."""
+        self.devices.check()
+        for account in self._account_settings():
+            account.secret()  # password_env unset, keyring locked …: say so now
+
+    def _account_settings(self) -> list:
+        wanted = self.options.accounts
+        accounts = list(self.config.accounts)
+        if wanted is not None:
+            accounts = [a for a in accounts if a.name in wanted]
+        return accounts
+
+    async def start(self) -> None:
+        """Listen, open the control socket, register the accounts that ask for it."""
+        from .trace import SipTrace
+
+        o = self.options
+        if o.trace_path:
+            self._trace_file = SipTrace(o.trace_path)
+        self.agent = UserAgent(self.config, listen=o.listen, accounts=self._account_settings(),
+                               publish=self.bus.publish, tracer=self._trace,
+                               devices=self.devices, auto_answer=o.auto_answer,
+                               answer_delay=o.answer_delay, user=o.user)
+        await self.agent.start(preload_media=o.preload_media)
+        stack = self.agent.stack
+        if self._trace_file is not None:
+            self._trace_file.local = (stack.transport.host, stack.transport.port)
+        self.selected_account = next(iter(self.agent.accounts), None)
+        control_path = None
+        settings = getattr(self.config, "control", None)
+        enabled = (settings.enabled if settings is not None else True) if o.control is None \
+            else o.control
+        if enabled:
+            from .control import ControlServer
+
+            self.control = ControlServer(self, o.control_path or
+                                         (settings.socket if settings is not None else None))
+            try:
+                control_path = await self.control.start()
+            except OSError as exc:
+                self._notice(f"control socket: {exc}")
+                self.control = None
+        self.started = True
+        self.bus.publish(ev.Listening(stack.transport.host, stack.transport.port,
+                                      control_path))
+        self._tickers = [self.agent.loop.call_later(1.0, self._tick_stats),
+                         self.agent.loop.call_later(0.2, self._tick_levels)]
+        if o.register:
+            for account in self.agent.accounts.values():
+                if account.settings.register:
+                    await account.register()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Hang up, unregister, stop (bounded by ``timeout``)."""
+        for handle in self._tickers:
+            handle.cancel()
+        self._tickers = []
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
+        if self.agent is not None:
+            await self.agent.close(timeout=timeout)
+        await self.echo.close()
+        if self._trace_file is not None:
+            self._trace_file.close()
+            self._trace_file = None
+        self.stopped.set()
+
+    # ======================================================================== introspection
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.agent is not None
+        return self.agent.stack.transport.host, self.agent.stack.transport.port
+
+    def call(self, call_id: str) -> Call | None:
+        return self.agent.calls.get(call_id) if self.agent is not None else None
+
+    def live_calls(self) -> list[Call]:
+        if self.agent is None:
+            return []
+        return [c for c in self.agent.calls.values() if not c.ended]
+
+    def identity(self) -> str:
+        """What the phone is, for a status line: the selected account's AOR, else our
+        address, and where we listen."""
+        if self.agent is None:
+            return "not started"
+        host, port = self.address
+        account = self.agent.accounts.get(self.selected_account or "")
+        who = account.settings.aor if account is not None else str(self.agent.local_identity().uri)
+        return f"{who} (listening on {host}:{port})"
+
+    def call_info(self, call: Call) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "call_id": call.call_id, "index": call.index, "direction": call.direction,
+            "state": call.state, "account": call.account_name, "remote": str(call.remote.uri),
+            "display_name": call.remote.display_name, "codec": call.codec,
+            "duration": round(call.duration, 1), "muted": call.muted, "on_hold": call.on_hold,
+            "remote_hold": call.remote_hold}
+        if call.ended:
+            info["ended"] = {k: v for k, v in call.end_info.items() if k != "call_id"}
+        return info
+
+    def account_info(self) -> list[dict[str, Any]]:
+        assert self.agent is not None
+        out = []
+        for account in self.agent.accounts.values():
+            left = account.seconds_left()
+            out.append({"name": account.name, "aor": account.settings.aor,
+                        "register": account.settings.register, "state": account.state,
+                        "status": account.status, "reason": account.reason,
+                        "expires_in": None if left is None else int(left),
+                        "selected": account.name == self.selected_account})
+        return out
+
+    # ======================================================================== commands
+    async def execute(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run one command of the table; raises CommandError with what went wrong."""
+        command = COMMANDS.get(name)
+        if command is None:
+            close = [n for n in COMMANDS if n.startswith(name[:2])] if name else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CommandError(f"unknown command {name!r}{hint}; commands: "
+                               f"{', '.join(COMMANDS)}")
+        if self.agent is None:
+            raise CommandError("the phone is not started")
+        checked = check_args(command, args or {})
+        try:
+            result = await getattr(self, f"cmd_{name}")(**checked)
+        except (CallError, TargetError) as exc:
+            raise CommandError(f"{name}: {exc}") from None
+        return result or {}
+
+    def _pick(self, call_id: str | None, *, ringing: bool = False) -> Call:
+        """The call a command means: the named one; else a ringing incoming call (for
+        answer/reject), the only live call, or the newest live call."""
+        if call_id is not None:
+            call = self.call(call_id)
+            if call is None:
+                raise CallError(f"no call {call_id!r}")
+            return call
+        live = self.live_calls()
+        if ringing:
+            for call in live:
+                if call.direction == "incoming" and call.state in ("incoming", "ringing"):
+                    return call
+            raise CallError("no incoming call is ringing")
+        if not live:
+            raise CallError("no call in progress")
+        return live[-1]
+
+    async def cmd_dial(self, uri: str, account: str | None = None,
+                       timeout: float | None = None) -> dict[str, Any]:
+        assert self.agent is not None
+        account = account or self.selected_account
+        target: Any = uri
+        if uri.strip().lower() == ECHO_TARGET:
+            target = await self.echo.uri()
+            account = None
+        if account is not None:
+            self.agent.account(account)  # a wrong name is an error, not the first account
+        call = await self.agent.dial(target, account=account,
+                                     timeout=timeout if timeout else None)
+        return {"call_id": call.call_id}
+
+    async def cmd_answer(self, call_id: str | None = None) -> dict[str, Any]:
+        call = self._pick(call_id, ringing=True)
+        if call.direction != "incoming" or call.state not in ("incoming", "ringing"):
+            raise CallError(f"call {call.call_id} is not ringing ({call.state})")
+        call.answer()
+        return {"call_id": call.call_id}
+
+    async def cmd_reject(self, call_id: str | None = None, status: int = 486) -> dict[str, Any]:
+        call = self._pick(call_id, ringing=True)
+        if call.direction != "incoming" or call.state not in ("incoming", "ringing"):
+            raise CallError(f"call {call.call_id} is not ringing ({call.state})")
+        call.reject(status)
+        return {"call_id": call.call_id}
+
+    async def cmd_hangup(self, call_id: str | None = None) -> dict[str, Any]:
+        call = self._pick(call_id)
+        if call.ended:
+            raise CallError(f"call {call.call_id} has already ended")
+        await call.hangup()
+        return {"call_id": call.call_id, "reason": call.end_info.get("reason")}
+
+    async def cmd_hold(self, call_id: str | None = None, toggle: bool = False) -> dict[str, Any]:
+        call = self._pick(call_id)
+        await call.set_hold(not call.on_hold if toggle else True)
+        return {"call_id": call.call_id, "on_hold": call.on_hold}
+
+    async def cmd_resume(self, call_id: str | None = None) -> dict[str, Any]:
+        call = self._pick(call_id)
+        await call.set_hold(False)
+        return {"call_id": call.call_id, "on_hold": call.on_hold}
+
+    async def cmd_mute(self, call_id: str | None = None, toggle: bool = False) -> dict[str, Any]:
+        call = self._pick(call_id)
+        if call.ended:
+            raise CallError(f"call {call.call_id} has ended")
+        call.set_muted(not call.muted if toggle else True)
+        return {"call_id": call.call_id, "muted": call.muted}
+
+    async def cmd_unmute(self, call_id: str | None = None) -> dict[str, Any]:
+        call = self._pick(call_id)
+        call.set_muted(False)
+        return {"call_id": call.call_id, "muted": call.muted}
+
+    async def cmd_dtmf(self, digits: str, call_id: str | None = None) -> dict[str, Any]:
+        call = self._pick(call_id)
+        call.send_dtmf(digits)
+        return {"call_id": call.call_id, "digits": digits}
+
+    async def cmd_calls(self) -> dict[str, Any]:
+        assert self.agent is not None
+        return {"calls": [self.call_info(c) for c in self.agent.calls.values()]}
+
+    async def cmd_accounts(self) -> dict[str, Any]:
+        return {"accounts": self.account_info()}
+
+    async def cmd_register(self, account: str | None = None) -> dict[str, Any]:
+        assert self.agent is not None
+        if not self.agent.accounts:
+            raise CallError("no account configured")
+        names = [account] if account else list(self.agent.accounts)
+        for name in names:
+            self.agent.account(name)  # unknown → CallError
+        for name in names:
+            await self.agent.accounts[name].register()
+        return {"accounts": names}
+
+    async def cmd_quit(self) -> dict[str, Any]:
+        self.stopped.set()
+        return {}
+
+    def select_account(self, name: str | None) -> None:
+        if self.agent is not None and (name is None or name in self.agent.accounts):
+            self.selected_account = name
+
+    # ======================================================================== waiting (CLI)
+    async def wait_registered(self, name: str, timeout: float) -> bool:
+        assert self.agent is not None
+        return await self.agent.accounts[name].wait_registered(timeout)
+
+    # ======================================================================== events
+    def _notice(self, text: str, severity: str = "warning") -> None:
+        self.bus.publish(ev.Notice(text, severity))
+
+    def _trace(self, direction: str, data: bytes, peer: Peer) -> None:
+        if self._trace_file is not None:
+            self._trace_file(direction, data, peer)
+        if self.bus.wants_high_rate:
+            self.bus.publish(ev.SipMessage(direction, peer.proto, str(peer), data))
+
+    def _tick_stats(self) -> None:
+        """Once a second: what the call list shows (only while someone listens)."""
+        if self.agent is None:
+            return
+        self._tickers[0] = self.agent.loop.call_later(1.0, self._tick_stats)
+        if not self.bus.wants_high_rate:
+            return
+        for call in self.live_calls():
+            stats = call.media.live_stats()
+            if stats is None:
+                continue
+            expected = stats.received + stats.lost
+            self.bus.publish(ev.CallStats(
+                call.call_id, round(call.duration, 1), stats.sent, stats.received, stats.lost,
+                100.0 * stats.lost / expected if expected else 0.0, float(stats.jitter_ms),
+                stats.rtt_ms, float(stats.playout_ms), call.codec))
+
+    def _tick_levels(self) -> None:
+        if self.agent is None:
+            return
+        self._tickers[1] = self.agent.loop.call_later(0.2, self._tick_levels)
+        if not self.bus.wants_high_rate:
+            return
+        for call in self.live_calls():
+            if call.media.started:
+                level_in, level_out = call.media.levels()
+                self.bus.publish(ev.Levels(call.call_id, level_in, level_out))
+
+
+Listener = Callable[[ev.Event], None]
