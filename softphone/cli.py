@@ -403,7 +403,7 @@ def _ctl(args: argparse.Namespace) -> int:
     import socket as socketlib
 
     from .ua.commands import COMMANDS
-    from .ua.control import default_socket_path
+    from .ua.phone import default_socket_path
 
     name = args.ctl_command
     payload: dict[str, Any] = {}

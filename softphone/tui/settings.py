@@ -137,7 +137,7 @@ class SettingsScreen(Screen[Config | None]):
     def _load_devices(self) -> None:
         """PortAudio's device list (a thread: PyAudio may take a moment)."""
         try:
-            from ..media.devices import list_devices
+            from ..ua.phone import audio_devices as list_devices
 
             devices = list_devices()
         except Exception as exc:

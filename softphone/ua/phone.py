@@ -25,11 +25,27 @@ from .target import ECHO_TARGET, TargetError, parse_target
 
 __all__ = ["Phone", "PhoneOptions", "CallError", "CommandError", "TargetError",
            "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",
-           "parse_target", "check_digits", "record_path", "ev"]
+           "parse_target", "check_digits", "record_path", "ev", "default_socket_path",
+           "audio_devices"]
 
 log = logging.getLogger(__name__)
 
 LIVE_STATES = ("calling", "ringing", "early", "incoming", "connected", "ending")
+
+
+def default_socket_path():
+    """Where a running phone's control socket is, unless [control] socket says otherwise."""
+    from .control import default_socket_path as path
+
+    return path()
+
+
+def audio_devices() -> list:
+    """The sound devices PortAudio sees (name, index, channels), for pickers; raises
+    AudioUnavailable when PortAudio cannot start."""
+    from ..media.devices import list_devices
+
+    return list_devices()
 
 
 @dataclass(frozen=True)
