@@ -9,8 +9,6 @@ falls back to the null devices.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import sys
 import threading
@@ -24,6 +22,9 @@ def _silence_native_audio_logs() -> None:
     if getattr(_silence_native_audio_logs, "done", False):
         return
     _silence_native_audio_logs.done = True  # type: ignore[attr-defined]
+    import ctypes  # here, not at import: ctypes.util pulls in subprocess, shutil, tempfile
+    import ctypes.util
+
     try:
         asound = ctypes.cdll.LoadLibrary(ctypes.util.find_library("asound") or "libasound.so.2")
         handler_t = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
