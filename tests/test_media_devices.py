@@ -99,14 +99,16 @@ def test_tee_and_echo_bridge():
 
 
 def test_no_device_raises_audio_unavailable(monkeypatch):
-    monkeypatch.setattr(devices, "list_devices", lambda: [])
+    from softphone.media.devices import pyaudio as portaudio  # where device lookup lives
+
+    monkeypatch.setattr(portaudio, "list_devices", lambda: [])
     with pytest.raises(AudioUnavailable, match="no audio input device"):
-        devices._find_device(None, True)
-    monkeypatch.setattr(devices, "list_devices", lambda: [
+        portaudio._find_device(None, True)
+    monkeypatch.setattr(portaudio, "list_devices", lambda: [
         devices.DeviceInfo(0, "pulse", 32, 32, 44100.0, True, True)])
-    assert devices._find_device("pul", False) == 0
+    assert portaudio._find_device("pul", False) == 0
     with pytest.raises(AudioUnavailable, match="named 'nope'"):
-        devices._find_device("nope", True)
+        portaudio._find_device("nope", True)
 
 
 @pytest.mark.parametrize("codec,pt,rate", [("PCMU", 0, 8000), ("G722", 9, 16000)])

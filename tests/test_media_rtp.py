@@ -115,7 +115,7 @@ async def test_rfc4733_packets_and_marker_bits():
                 sink=RecordingSink())
         await wait_for(lambda: len(raw.received) >= 5, 2, "audio")
         a.send_dtmf("7", duration_ms=100)
-        await wait_for(lambda: a._dtmf_tx.pending is False and len(raw.received) > 20, 3, "dtmf")
+        await wait_for(lambda: a.sender.dtmf.pending is False and len(raw.received) > 20, 3, "dtmf")
         await wait_for(lambda: sum(1 for d, _ in raw.received
                                    if d[1] & 0x7F == 0 and not (192 <= d[1] <= 223)) > 12,
                        2, "audio after")
@@ -161,12 +161,12 @@ async def test_latching_answers_the_source_address(pair):
 
 async def test_sequence_and_timestamp_wrap(pair):
     a, b = pair
-    a._seq, a._ts = 0xFFF0, 0xFFFFFC00  # both wrap within the first second
+    a.sender.seq, a.sender.timestamp = 0xFFF0, 0xFFFFFC00  # both wrap within the first second
     _, sink_b = start_pair(a, b, FORMATS["PCMU"], src_a=ToneSource(1000))
     await wait_for(lambda: b.stats().received > 60, 5, "packets across the wraps")
     st = b.stats()
     assert st.lost == 0 and st.late == 0
-    assert b._rx.cycles == 1 << 16
+    assert b.receiver.source_stats.cycles == 1 << 16
     x = sink_b.samples()
     assert longest_gap_ms(x, 8000) <= 10
     assert abs(dominant_hz(x[-4000:], 8000) - 1000) < 5
@@ -178,7 +178,7 @@ async def test_ssrc_change_resets_the_stream(pair):
     await wait_for(lambda: b.stats().received > 20, 5, "first stream")
     first = b.remote_ssrc
     # the far end restarts: new SSRC, sequence and timestamp base, new tone
-    a.ssrc, a._seq, a._ts = (first ^ 0x5A5A5A5A) or 1, 7, 123456
+    a.ssrc, a.sender.seq, a.sender.timestamp = (first ^ 0x5A5A5A5A) or 1, 7, 123456
     a.source = ToneSource(1000)
     await wait_for(lambda: b.remote_ssrc == a.ssrc, 2, "new SSRC seen")
     n = len(sink_b.samples())

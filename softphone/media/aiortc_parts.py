@@ -15,7 +15,7 @@ import sys
 import threading
 import types
 
-__all__ = ["load"]
+__all__ = ["load", "rtp_loaded", "rtp_module"]
 
 _lock = threading.Lock()
 
@@ -43,3 +43,21 @@ def load() -> None:
                     del sys.modules[name]
         importlib.import_module("aiortc.rtp")
         importlib.import_module("aiortc.codecs")
+
+
+_rtp = None
+
+
+def rtp_loaded() -> bool:
+    return _rtp is not None
+
+
+def rtp_module():
+    """aiortc.rtp (its packet classes), imported on first use: importing aiortc takes ~1.7 s."""
+    global _rtp
+    if _rtp is None:
+        load()
+        import aiortc.rtp as mod
+
+        _rtp = mod
+    return _rtp

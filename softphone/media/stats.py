@@ -1,4 +1,9 @@
-"""RTP reception statistics (RFC 3550 A.1, A.3, A.8) and the stats snapshot."""
+"""RTP statistics: a session's counters, per-source reception statistics (RFC 3550
+A.1, A.3, A.8) and the `RtpStats` snapshot made from both.
+
+The sender, receiver and RTCP reporter each bump their own fields of one shared
+`Counters`, so a snapshot is read from one place and no part reaches into another.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +45,48 @@ class RtpStats:
         return asdict(self)
 
 
+class Counters:
+    """Every counter of one RTP session (plain slots: they are bumped per packet)."""
+
+    __slots__ = ("sent", "bytes_sent", "octets_sent", "dtmf_sent",
+                 "received", "bytes_received", "lost_prior", "malformed", "unknown_pt",
+                 "dtmf_received", "rtcp_sent", "rtcp_received")
+
+    def __init__(self) -> None:
+        self.sent = 0            # RTP packets, audio and telephone-event
+        self.bytes_sent = 0      # whole datagrams
+        self.octets_sent = 0     # payload only (the SR's octet count)
+        self.dtmf_sent = 0       # events, not packets
+        self.received = 0        # valid, in-sequence packets of the negotiated types
+        self.bytes_received = 0
+        self.lost_prior = 0      # loss of earlier remote sources (SSRC or clock changes)
+        self.malformed = 0       # RTP and RTCP that did not parse
+        self.unknown_pt = 0      # RTP of a payload type not negotiated (comfort noise aside)
+        self.dtmf_received = 0
+        self.rtcp_sent = 0
+        self.rtcp_received = 0
+
+    def snapshot(self, source: ReceiveStats | None, playout, *, rtt_ms: float | None,
+                 codec: str, remote: tuple[str, int] | None) -> RtpStats:
+        """An `RtpStats` of these counters, the current source's loss and jitter, and the
+        playout buffer's depth and concealment (`playout` may be None: not started)."""
+        return RtpStats(
+            sent=self.sent, received=self.received,
+            lost=self.lost_prior + (source.lost if source else 0),
+            jitter_ms=source.jitter_ms if source else 0.0, rtt_ms=rtt_ms,
+            bytes_sent=self.bytes_sent, bytes_received=self.bytes_received,
+            playout_ms=playout.depth_ms if playout else 0.0,
+            concealed=playout.concealed_frames if playout else 0,
+            late=playout.late_dropped if playout else 0,
+            malformed=self.malformed + self.unknown_pt,
+            dtmf_sent=self.dtmf_sent, dtmf_received=self.dtmf_received,
+            rtcp_sent=self.rtcp_sent, rtcp_received=self.rtcp_received,
+            codec=codec, remote=f"{remote[0]}:{remote[1]}" if remote else "")
+
+
 class ReceiveStats:
-    """Sequence tracking, loss and interarrival jitter for one remote SSRC."""
+    """Sequence tracking, loss and interarrival jitter for one remote SSRC, and the last
+    sender report it sent (for LSR/DLSR in our report block about it)."""
 
     def __init__(self, clock_rate: int) -> None:
         self.clock_rate = clock_rate
@@ -54,6 +99,8 @@ class ReceiveStats:
         self.received_prior = 0
         self.jitter = 0.0  # in RTP timestamp units
         self._transit: float | None = None
+        self.last_sr = 0           # middle 32 bits of its last SR's NTP time; 0: none yet
+        self.last_sr_arrival = 0.0  # loop time that SR arrived
 
     def update_seq(self, seq: int) -> bool:
         """RFC 3550 A.1 without probation; False for a packet to ignore."""

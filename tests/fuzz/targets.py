@@ -219,9 +219,11 @@ class RtpHarness:
 
     def __init__(self) -> None:
         from softphone.media import rtp
+        from softphone.media.aiortc_parts import rtp_module
         from softphone.media.devices import NullSink, NullSource
+        from softphone.media.rtcp import is_rtcp
 
-        self.rtp = rtp
+        self.rtp_module, self.is_rtcp = rtp_module, is_rtcp
         self.loop = asyncio.new_event_loop()
         self.session = self.loop.run_until_complete(
             rtp.RtpSession.open(host="127.0.0.1", port_range=(40000, 60000)))
@@ -231,6 +233,8 @@ class RtpHarness:
         self.session.start(fmt, ("127.0.0.1", 9), None, rtcp_mux=False, source=NullSource(),
                            sink=NullSink(), on_dtmf=lambda d: None, on_timeout=self._timeout,
                            rtp_timeout=0)
+        self.rtp_port = self.session._rtp_transport.get_protocol()
+        self.rtcp_port = self.session._rtcp_transport.get_protocol()
         self.n = 0
 
     def _timeout(self) -> None:
@@ -241,8 +245,7 @@ class RtpHarness:
         self.loop.close()
 
     def malformed(self) -> int:
-        s = self.session
-        return s._malformed + s._unknown_pt
+        return self.session.stats().malformed  # unparsable + unknown payload types
 
     def feed(self, data: bytes) -> None:
         """Byte 0: even = RTP port (RTCP demuxed by type), odd = RTCP port."""
@@ -250,22 +253,21 @@ class RtpHarness:
         if not data:
             counters["rtp.empty"] += 1
             return
-        mod = self.rtp._aiortc_rtp()
+        mod = self.rtp_module()
         s = self.session
         to_rtcp_port, packet = bool(data[0] & 1), data[1:]
-        rtcp = to_rtcp_port or self.rtp._is_rtcp(packet)
+        rtcp = to_rtcp_port or self.is_rtcp(packet)
         try:  # the independent oracle
             parsed = mod.RtcpPacket.parse(packet) if rtcp else mod.RtpPacket.parse(packet)
             bad = not parsed if rtcp else not parsed.payload and parsed.payload_type in (
                 s.fmt.payload_type, s.fmt.dtmf_payload_type)
         except Exception:  # noqa: BLE001 - whatever aiortc raises means "malformed"
             bad = True
-        before = (self.malformed(), s._received_total, s._rtcp_received)
-        if to_rtcp_port:
-            s._on_rtcp(packet, ("127.0.0.1", 9))
-        else:
-            s._on_rtp_socket(packet, ("127.0.0.1", 9))
-        after = (self.malformed(), s._received_total, s._rtcp_received)
+        before = (self.malformed(), s.counters.received, s.counters.rtcp_received)
+        # delivered as the event loop does: to the socket's protocol
+        port = self.rtcp_port if to_rtcp_port else self.rtp_port
+        port.datagram_received(packet, ("127.0.0.1", 9))
+        after = (self.malformed(), s.counters.received, s.counters.rtcp_received)
         moved = [b - a for a, b in zip(before, after)]
         assert sum(moved) <= 1 and min(moved) >= 0, (moved, packet)
         if bad:
@@ -281,7 +283,9 @@ class RtpHarness:
             counters["rtp.ignored"] += 1  # comfort noise, or out of sequence (RFC 3550 A.1)
         self.n += 1
         if self.n % 16 == 0:  # let the playout side decode what arrived
-            s._on_tick(self.loop.time() + self.n * 0.02)
+            now = self.loop.time() + self.n * 0.02
+            s.send_tick(now)  # what the shared ticker runs: send phase, then play phase
+            s.receiver.play_tick(now)
 
 
 _rtp: RtpHarness | None = None
