@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..sip.uri import SipUri, parse_uri
 from . import validators as v
 from .common import AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS, ConfigError, Secret
 from .declare import setting, table, tables
@@ -64,13 +65,13 @@ class Account:
     def __post_init__(self) -> None:
         if isinstance(self.password, str):
             object.__setattr__(self, "password", Secret(self.password))
-        uri = v.split_sip_uri(self.aor)
+        uri = self.aor_uri
         if self.username is None:
-            object.__setattr__(self, "username", _unescape(uri.user or ""))
+            object.__setattr__(self, "username", uri.user or "")
         if self.registrar is None:
             object.__setattr__(self, "registrar", f"{uri.scheme}:{uri.hostport}")
         if self.transport is None:  # by scheme, else the aor's ;transport= parameter
-            param = (v.uri_param(uri.params, "transport") or "").lower()
+            param = (uri.params.get("transport") or "").lower()
             if uri.scheme == "sips":
                 default = "tls"  # sips: means TLS on every hop, whatever the parameter says
             else:
@@ -79,26 +80,27 @@ class Account:
 
     # -- derived views of the aor
     @property
-    def aor_uri(self):
-        """The address of record as a parsed SipUri."""
-        from ..sip.uri import parse_uri
-
+    def aor_uri(self) -> SipUri:
+        """The address of record as a parsed SipUri (a new one each time: it is mutable)."""
         return parse_uri(self.aor)
 
     @property
     def user(self) -> str:
         """The user part of the address of record (as written, %-escapes kept)."""
-        return v.split_sip_uri(self.aor).user or ""
+        if self.aor_uri.user is None:
+            return ""
+        # parse_uri's split: the userinfo runs from the scheme's ':' to the first '@'
+        return self.aor.partition(":")[2].partition("@")[0].partition(":")[0]
 
     @property
     def domain(self) -> str:
         """The host of the address of record, without port or brackets."""
-        return v.split_sip_uri(self.aor).host
+        return self.aor_uri.host_bare
 
     @property
     def hostport(self) -> str:
         """host[:port] of the address of record, IPv6 in brackets."""
-        return v.split_sip_uri(self.aor).hostport
+        return self.aor_uri.hostport
 
     @property
     def secret_source(self) -> str:
@@ -155,12 +157,6 @@ class Account:
                 reason, source=self._origin.source, key=f"accounts[{self._origin.index}].{key}"
             )
         return ConfigError(reason, key=f"account {self.name!r}: {key}")
-
-
-def _unescape(user: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(user)
 
 
 @dataclass(frozen=True)

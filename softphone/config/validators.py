@@ -10,15 +10,16 @@ import importlib.util
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..sip.errors import SipParseError
+from ..sip.uri import SipUri, parse_uri
 from .common import CODECS, TRANSPORTS, Secret
 from .declare import Invalid, check_range, choices_text, read_int, read_str, type_name
 
 __all__ = [
-    "KEYRING_MISSING", "RTP_PORT_RANGE", "aor", "ca_file", "codec_list", "device",
+    "KEYRING_MISSING", "RTP_PORT_RANGE", "aor", "check_host", "redact", "sip_uri", "ca_file", "codec_list", "device",
     "env_var_name", "keyring_installed", "listen_address", "one_secret_source",
     "outbound_proxy", "parse_listen", "password", "port_pair", "public_host", "registrar",
     "sips_needs_tls", "t2_not_below_t1", "unique_names",
@@ -110,78 +111,25 @@ def public_host(text: str) -> str:
 # --------------------------------------------------------------------------- SIP URIs
 
 
-@dataclass(frozen=True)
-class _SipUri:
-    scheme: str  # lower case
-    user: str | None
-    host: str  # without brackets
-    port: int | None
-    params: str  # ';…' as written, may be empty
+# RFC 3261 §25.1: what the user part and a parameter may hold unescaped ('%' starts an
+# escape, which parse_uri checks); anything else must be %-escaped.
+_USER_CHAR = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]")
+_PARAM_CHAR = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]")
 
-    @property
-    def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port is None else f"{host}:{self.port}"
-
-
-_USER = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
-_PARAMS = re.compile(r"(?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$%\"]*)?)*")
-
-
-def split_sip_uri(text: str) -> _SipUri:
-    """Just enough SIP-URI syntax (RFC 3261 §19.1) to validate config values.
-    Reasons never quote the text (it might hold a password)."""
-    scheme, colon, rest = text.partition(":")
-    scheme = scheme.lower()
-    if not colon or scheme not in ("sip", "sips"):
-        raise ValueError("must be a sip: or sips: URI")
-    user: str | None = None
-    if "@" in rest:
-        userinfo, _, rest = rest.rpartition("@")
-        if ":" in userinfo:
-            raise ValueError(
-                "must not contain a password; use password, password_env or keyring"
-            )
-        if not _USER.fullmatch(userinfo):
-            raise ValueError("has an empty or invalid user part")
-        user = userinfo
-    rest, qmark, _headers = rest.partition("?")
-    if qmark:
-        raise ValueError("must not contain headers ('?…')")
-    hostport, _, params = rest.partition(";")
-    if params:
-        params = ";" + params
-        if not _PARAMS.fullmatch(params):
-            raise ValueError("has invalid parameters")
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        host, after = hostport[: end + 1], hostport[end + 1 :]
-        if end < 0 or (after and not after.startswith(":")):
-            raise ValueError("has an invalid host")
-        has_port, port_text = bool(after), after[1:]
-    else:
-        host, sep, port_text = hostport.partition(":")
-        has_port = bool(sep)
-    if not host:
-        raise ValueError("has no host")
-    port: int | None = None
-    if has_port:
-        if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-            raise ValueError("has an invalid port (must be 1..65535)")
-        port = int(port_text)
-    try:
-        bare_host = check_host(host, brackets=True)
-    except ValueError as exc:
-        raise ValueError(f"has an invalid host: {exc}") from None
-    return _SipUri(scheme, user, bare_host, port, params)
-
-
-def uri_param(params: str, name: str) -> str | None:
-    for item in params.split(";")[1:]:
-        key, _, value = item.partition("=")
-        if key.lower() == name:
-            return value
-    return None
+# softphone.sip.uri.parse_uri's reasons (the start of SipParseError.reason) → ours. Ours
+# never quote the text: theirs do, and the text may hold a password.
+_PARSE_REASONS = (
+    ("missing host", "has no host"),
+    ("bad host", "has an invalid host (not a host name, IPv4 or [IPv6] address)"),
+    ("bad IPv6 reference", "has an invalid host (not an IPv6 address)"),
+    ("unterminated IPv6 reference", "has an invalid host ('[' without ']')"),
+    ("bad port", "has an invalid port (must be 1..65535)"),
+    ("port out of range", "has an invalid port (must be 1..65535)"),
+    ("empty user part", "has an empty user part"),
+    ("bad %-escape", "has a bad %-escape ('%' must start two hex digits)"),
+    ("%-escape is not UTF-8", "has a %-escape that is not UTF-8"),
+    ("empty parameter name", "has a parameter without a name"),
+)
 
 
 def redact(text: str) -> str:
@@ -195,16 +143,47 @@ def redact(text: str) -> str:
     return f"{head[:len(prefix)]}{user}:***@{tail}" if colon else text
 
 
-def _sip_uri(text: str, *, user: bool | None) -> _SipUri:
-    """A SIP URI; `user` True = must have one, False = must not, None = either."""
+def sip_uri(text: str, *, user: bool | None) -> SipUri:
+    """A SIP URI as `softphone.sip.uri.parse_uri` reads it, plus what a config value
+    must also be (RFC 3261 §19.1 to the letter, where the wire parser is lenient):
+    sip: or sips:, no password, no headers, no empty parameter, nothing unescaped in the
+    user part or a parameter that must be escaped, a valid host name or address.
+    `user` True = must have a user part, False = must not, None = either. Reasons never
+    quote a password."""
     example = "sip:1001@pbx.example.com" if user else "sip:pbx.example.com"
+
+    def bad(reason: str) -> Invalid:
+        return Invalid(f"{reason}, like {example!r} (got {redact(text)!r})")
+
+    scheme, colon, _ = text.partition(":")
+    if not colon or scheme.lower() not in ("sip", "sips"):
+        raise bad("must be a sip: or sips: URI")
+    if text != text.strip():  # parse_uri forgives it; a config value should not hide it
+        raise bad("must not start or end with white space")
     try:
-        uri = split_sip_uri(text)
+        uri = parse_uri(text)
+    except SipParseError as exc:
+        reason = next((ours for theirs, ours in _PARSE_REASONS if exc.reason.startswith(theirs)),
+                      "is not a valid SIP URI")
+        raise bad(reason) from None
+    if uri.password is not None:  # checked first: the reasons below quote the text
+        raise Invalid("must not contain a password; use password, password_env or keyring")
+    # parse_uri's own split: the userinfo ends at the first '@', headers follow a '?'
+    rest = text.partition(":")[2]
+    if uri.user is not None:
+        userinfo, _, rest = rest.partition("@")
+        _escaped_only(userinfo, _USER_CHAR, "the user part", bad)
+    rest, qmark, _ = rest.partition("?")
+    if qmark:
+        raise bad("must not contain headers ('?…')")
+    for param in rest.split(";")[1:]:
+        if not param:
+            raise bad("has an empty parameter (';;' or a trailing ';')")
+        _escaped_only(param.replace("=", "", 1), _PARAM_CHAR, "a parameter", bad)
+    try:
+        check_host(uri.host, brackets=True)
     except ValueError as exc:
-        reason = str(exc)
-        if "password" in reason:  # never quote a URI that holds one
-            raise Invalid(reason) from None
-        raise Invalid(f"{reason}, like {example!r} (got {redact(text)!r})") from None
+        raise bad(f"has an invalid host: {exc}") from None
     if user and uri.user is None:
         raise Invalid(f"must have a user part, like {example!r} (got {text!r})")
     if user is False and uri.user is not None:
@@ -212,11 +191,18 @@ def _sip_uri(text: str, *, user: bool | None) -> _SipUri:
     return uri
 
 
+def _escaped_only(part: str, allowed: re.Pattern[str], where: str, bad: Any) -> None:
+    for ch in part:
+        if not allowed.fullmatch(ch):
+            escaped = "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+            raise bad(f"must not contain {ch!r} unescaped in {where} (write {escaped})")
+
+
 def aor(text: str) -> str:
     """accounts[].aor: a SIP URI with a user part; a ;transport= must be one we speak."""
-    uri = _sip_uri(text, user=True)
-    param = uri_param(uri.params, "transport")
-    if param is not None and param.lower() not in TRANSPORTS:
+    uri = sip_uri(text, user=True)
+    if "transport" in uri.params and (param := uri.params["transport"] or "").lower() \
+            not in TRANSPORTS:
         raise Invalid(f"transport parameter must be one of {choices_text(TRANSPORTS)} "
                       f"(got {param!r})")
     return text
@@ -224,13 +210,13 @@ def aor(text: str) -> str:
 
 def registrar(text: str) -> str:
     """accounts[].registrar: a SIP URI without a user part."""
-    _sip_uri(text, user=False)
+    sip_uri(text, user=False)
     return text
 
 
 def outbound_proxy(text: str) -> str:
     """accounts[].outbound_proxy: any SIP URI (with or without a user part)."""
-    _sip_uri(text, user=None)
+    sip_uri(text, user=None)
     return text
 
 
