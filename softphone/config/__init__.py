@@ -27,8 +27,8 @@ from .edit import set_config_value
 from .load import load_config, loads
 from .save import config_to_dict, dumps_toml, save_config
 from .save import toml_string as _toml_string  # noqa: F401  (tests)
-from .schema import (Account, AudioSettings, Config, NetworkSettings, SipSettings,
-                     UiSettings)
+from .schema import (Account, AudioSettings, Config, ControlSettings, NetworkSettings,
+                     SipSettings, UiSettings)
 from .validators import parse_listen
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "AudioSettings",
     "Config",
     "ConfigError",
+    "ControlSettings",
     "NetworkSettings",
     "Secret",
     "SipSettings",
@@ -64,4 +65,5 @@ _NETWORK_KEYS = keys_of(NetworkSettings)
 _AUDIO_KEYS = keys_of(AudioSettings)
 _SIP_KEYS = keys_of(SipSettings)
 _UI_KEYS = keys_of(UiSettings)
+_CONTROL_KEYS = keys_of(ControlSettings)
 _TOP_KEYS = tuple(tables_of(Config))

@@ -14,11 +14,11 @@ from typing import Any, Mapping
 
 from ..sip.uri import SipUri, parse_uri
 from . import validators as v
-from .common import AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS, ConfigError, Secret
+from .common import APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS, ConfigError, Secret
 from .declare import setting, table, tables
 
-__all__ = ["Account", "AudioSettings", "Config", "NetworkSettings", "SipSettings",
-           "UiSettings"]
+__all__ = ["Account", "AudioSettings", "Config", "ControlSettings", "NetworkSettings",
+           "SipSettings", "UiSettings"]
 
 EXPIRES_RANGE = (10, 86400)
 
@@ -219,6 +219,23 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class ControlSettings:
+    enabled: bool = setting(True, doc="a running phone listens on a local control socket")
+    socket: str | None = setting(None, doc="control socket path; default: "
+                                           "$XDG_RUNTIME_DIR/softphone/control.sock",
+                                 check=v.socket_path)
+
+    @property
+    def socket_path(self) -> Path:
+        """Where the control socket lives: `socket`, else the user's runtime dir."""
+        if self.socket is not None:
+            return Path(self.socket)
+        import platformdirs
+
+        return platformdirs.user_runtime_path(APP_NAME) / "control.sock"
+
+
+@dataclass(frozen=True)
 class Config:
     accounts: tuple[Account, ...] = tables(
         Account, doc="SIP identities, one [[accounts]] each; the first is the default",
@@ -227,6 +244,7 @@ class Config:
     audio: AudioSettings = table(AudioSettings, doc="sound devices and codecs")
     sip: SipSettings = table(SipSettings, doc="SIP protocol details")
     ui: UiSettings = table(UiSettings, doc="the TUI")
+    control: ControlSettings = table(ControlSettings, doc="the local control socket")
     source: Path | None = field(default=None, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 

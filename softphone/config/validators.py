@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ __all__ = [
     "KEYRING_MISSING", "RTP_PORT_RANGE", "aor", "check_host", "redact", "sip_uri", "ca_file", "codec_list", "device",
     "env_var_name", "keyring_installed", "listen_address", "one_secret_source",
     "outbound_proxy", "parse_listen", "password", "port_pair", "public_host", "registrar",
-    "sips_needs_tls", "t2_not_below_t1", "unique_names",
+    "sips_needs_tls", "socket_path", "t2_not_below_t1", "unique_names",
 ]
 
 RTP_PORT_RANGE = (1024, 65535)
@@ -289,6 +290,23 @@ def ca_file(text: str) -> str:
     path = Path(text).expanduser()
     if not path.is_file():
         raise Invalid(f"no such file: {text}")
+    return str(path)
+
+
+# Linux's sockaddr_un holds 108 bytes, the last a NUL (macOS: 104)
+SOCKET_PATH_MAX = 107
+
+
+def socket_path(text: str) -> str:
+    """[control] socket: an absolute path (~ expanded) short enough for AF_UNIX."""
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise Invalid(f"must be an absolute path, like '/run/user/1000/softphone/control.sock' "
+                      f"(got {text!r})")
+    size = len(os.fsencode(path))
+    if size > SOCKET_PATH_MAX:
+        raise Invalid(f"is {size} bytes long; a Unix socket path holds at most "
+                      f"{SOCKET_PATH_MAX}")
     return str(path)
 
 
