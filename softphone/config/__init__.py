@@ -23,7 +23,7 @@ import importlib.util  # noqa: F401  (tests patch importlib.util.find_spec throu
 from .common import (APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS,
                      ConfigError, Secret, default_config_path)
 from .declare import keys_of, tables_of
-from .edit import set_config_value
+from .edit import AddAccount, Change, Remove, RemoveAccount, Set, edit_config, set_config_value
 from .load import load_config, loads
 from .save import config_to_dict, dumps_toml, save_config
 from .save import toml_string as _toml_string  # noqa: F401  (tests)
@@ -33,10 +33,15 @@ from .validators import parse_listen
 
 __all__ = [
     "APP_NAME",
+    "AddAccount",
+    "Change",
     "AUDIO_BACKENDS",
     "CODECS",
     "KEYRING_SERVICE",
     "PTIMES",
+    "Remove",
+    "RemoveAccount",
+    "Set",
     "TRANSPORTS",
     "Account",
     "AudioSettings",
@@ -50,6 +55,7 @@ __all__ = [
     "config_to_dict",
     "default_config_path",
     "dumps_toml",
+    "edit_config",
     "keys_of",
     "load_config",
     "loads",
