@@ -150,8 +150,9 @@ def test_changes_apply_in_order(conf):
                   AddAccount({"name": "b", "aor": "sip:b@h"}), Remove("accounts[1].name"))
     assert [(a.name, a.expires) for a in load_config(conf).accounts] == \
         [("lab", 120), ("account2", 600)]
-    assert text.startswith("# my phone\n\n# the lab account, below\n[[accounts]]\n")
-    assert text.endswith("\n# ---- network\n" + BASE.partition("# ---- network\n")[2])
+    assert text == ("# my phone\n\n# the lab account, below\n" + LAB + "expires = 120\n"
+                    '\n[[accounts]]\naor = "sip:b@h"\n'
+                    "\n# ---- network\n" + BASE.partition("# ---- network\n")[2])
 
 
 def test_inline_array_of_accounts(tmp_path):
@@ -258,6 +259,18 @@ def test_a_broken_file_is_reported_like_the_loader_does(tmp_path):
         edit_config(path, [Set("ui.theme", "nord")])
     assert str(info.value) == f"{path}: line 2, column 10: invalid TOML: Invalid value"
     assert path.read_text() == '[network]\nlisten = \n'
+
+
+def test_a_file_tomlkit_would_reorder_is_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    text = '[[accounts]]\naor = "sip:a@h"\n\n[audio]\nptime = 30\n\n[[accounts]]\naor = "sip:b@h"\n'
+    path.write_text(text)
+    assert len(load_config(path).accounts) == 2  # valid TOML and a valid config, but
+    with pytest.raises(ConfigError) as info:  # tomlkit would move the second block up
+        edit_config(path, [Set("audio.ptime", 40)])
+    assert str(info.value) == (f"{path}: cannot edit this file without changing other "
+                               "lines; edit it by hand")
+    assert path.read_text() == text
 
 
 def test_crlf_line_ends_are_kept(tmp_path):

@@ -85,13 +85,13 @@ def edit_config(path: str | os.PathLike[str] | None, changes: Iterable[Change]) 
 
     import tomlkit  # only now: editing is rare, start-up is not
 
-    doc = tomlkit.parse(text)
-    if doc.as_string() != text:  # would not keep the file as it is: refuse
-        raise ConfigError("cannot edit this file without changing other lines; "
-                          "edit it by hand", source=file)
+    doc = _parse(text, file)
     for change in changes:
         try:
             _apply(doc, change, file)
+            # parse what it now reads as: what was moved by hand (comments kept from a
+            # removed block) becomes ordinary comments again for the next change
+            doc = _parse(doc.as_string(), file)
         except ConfigError:
             raise
         except (tomlkit.exceptions.TOMLKitError, TypeError, KeyError) as exc:
@@ -124,6 +124,16 @@ def set_config_value(path: str | os.PathLike[str] | None, table: str, key: str,
 
 
 # --------------------------------------------------------------------------- applying
+
+
+def _parse(text: str, file: Path) -> Any:
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    if doc.as_string() != text:  # tomlkit would not keep the file as it is: refuse
+        raise ConfigError("cannot edit this file without changing other lines; "
+                          "edit it by hand", source=file)
+    return doc
 
 
 def _apply(doc: Any, change: Change, file: Path) -> None:
