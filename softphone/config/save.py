@@ -20,7 +20,8 @@ __all__ = ["config_to_dict", "dumps_toml", "save_config", "write_atomic"]
 
 def config_to_dict(config: Config) -> dict[str, Any]:
     """A TOML-ready dict holding what differs from the defaults (account names
-    always), with each password kept in the form the user chose."""
+    always, and the account keys the file set), with each password kept in the form
+    the user chose."""
     out: dict[str, Any] = {}
     for name, decl in tables_of(Config).items():
         value = getattr(config, name)
@@ -35,13 +36,16 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 
 def _account_to_dict(account: Account) -> dict[str, Any]:
+    """Name and aor always; the other keys when the file set them (even to what they
+    would be anyway) or when they differ from what the aor implies."""
     derived = Account(aor=account.aor)
+    given = account._origin.keys if account._origin is not None else frozenset()
     out: dict[str, Any] = {"name": account.name, "aor": account.aor}
     for f in dataclasses.fields(Account):
         if f.name in ("name", "aor", "_origin"):
             continue
         value = getattr(account, f.name)
-        if value == getattr(derived, f.name):
+        if value is None or (value == getattr(derived, f.name) and f.name not in given):
             continue
         out[f.name] = toml_ready(value)
     return out
