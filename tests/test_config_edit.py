@@ -221,6 +221,13 @@ def test_password_never_in_an_edit_error(conf):
     assert conf.read_text() == BASE
 
 
+def test_changes_do_not_show_a_password():
+    for change in (Set("accounts[0].password", PASSWORD),
+                   AddAccount({"aor": "sip:a@h", "password": PASSWORD})):
+        assert PASSWORD not in repr(change) and PASSWORD not in str(change)
+    assert repr(Set("audio.ptime", 30)) == "Set('audio.ptime', 30)"
+
+
 def test_backup_holds_the_previous_content(conf):
     edited(conf, Set("network.max_calls", 4))
     backup = conf.with_name("config.toml.bak")

@@ -42,6 +42,10 @@ class Set:
     key: str
     value: Any
 
+    def __repr__(self) -> str:  # a password set here must not show in a log
+        value = "***" if "password" in self.key and self.value is not None else repr(self.value)
+        return f"Set({self.key!r}, {value})"
+
 
 @dataclass(frozen=True)
 class Remove:
@@ -55,6 +59,10 @@ class AddAccount:
     """Append an [[accounts]] block with these keys."""
 
     values: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        shown = {k: "***" if k == "password" else v for k, v in self.values.items()}
+        return f"AddAccount({shown!r})"
 
 
 @dataclass(frozen=True)
