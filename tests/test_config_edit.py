@@ -221,6 +221,17 @@ def test_password_never_in_an_edit_error(conf):
     assert conf.read_text() == BASE
 
 
+def test_a_value_tomlkit_cannot_write(conf):
+    with pytest.raises(ConfigError) as info:
+        edit_config(conf, [Set("audio.ptime", object())])
+    assert info.value.key == "audio.ptime"
+    assert "cannot edit: ConvertError: Unable to convert" in str(info.value)
+    with pytest.raises(ConfigError) as info:  # with a password about: tomlkit's text goes
+        edit_config(conf, [AddAccount({"aor": "sip:a@h", "password": PASSWORD, "x": object()})])
+    assert str(info.value) == f"{conf}: accounts: cannot edit: ConvertError"
+    assert conf.read_text() == BASE
+
+
 def test_changes_do_not_show_a_password():
     for change in (Set("accounts[0].password", PASSWORD),
                    AddAccount({"aor": "sip:a@h", "password": PASSWORD})):

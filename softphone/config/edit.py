@@ -74,7 +74,8 @@ class RemoveAccount:
 
 Change = Set | Remove | AddAccount | RemoveAccount
 
-_KEY = re.compile(r"(?:(?P<table>[A-Za-z0-9_-]+)|accounts\[(?P<index>\d+)\])\.(?P<key>[A-Za-z0-9_-]+)")
+_KEY = re.compile(r"(?:(?P<table>[A-Za-z0-9_-]+)|accounts\[(?P<index>\d+)\])"
+                  r"\.(?P<key>[A-Za-z0-9_-]+)")
 
 
 def edit_config(path: str | os.PathLike[str] | None, changes: Iterable[Change]) -> Config:

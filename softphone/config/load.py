@@ -134,7 +134,8 @@ class _Reader:
         for key in value:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {choices_text(allowed)}"
+                hint = (f"did you mean {close[0]!r}?" if close
+                        else f"known keys: {choices_text(allowed)}")
                 raise self.error(path, f"unknown key {key!r} ({hint})")
         return value
 

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 from ..sip.uri import SipUri, parse_uri
 from . import validators as v
-from .common import APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS, ConfigError, Secret
+from .common import (APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS,
+                     ConfigError, Secret)
 from .declare import setting, table, tables
 
 __all__ = ["Account", "AudioSettings", "Config", "ControlSettings", "NetworkSettings",
@@ -167,7 +168,8 @@ class NetworkSettings:
                                          parse=v.port_pair)
     public_address: str | None = setting(None, doc="address for Contact and SDP behind NAT",
                                          check=v.public_host)
-    rtp_timeout: float = setting(30.0, doc="end a call after this many seconds without RTP; 0 = never",
+    rtp_timeout: float = setting(30.0, doc="end a call after this many seconds without RTP; "
+                                           "0 = never",
                                  range=(0, None))
     max_calls: int = setting(8, doc="most calls at once; more INVITEs get 486", range=(1, 10000))
     rate_limit: float = setting(50.0, doc="new out-of-dialog requests per second per source IP; "

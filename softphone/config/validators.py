@@ -1,4 +1,4 @@
-"""The named validators that settings refer to (``check=``/``parse=``/``checks``).
+"""The named validators that settings refer to (``check=``, ``parse=``, ``_checks``).
 
 Each takes the value (or a table's values), returns it normalised, or raises `Invalid`
 with a reason that quotes no secret.
@@ -20,10 +20,11 @@ from .common import CODECS, TRANSPORTS, Secret
 from .declare import Invalid, check_range, choices_text, read_int, read_str, type_name
 
 __all__ = [
-    "KEYRING_MISSING", "RTP_PORT_RANGE", "aor", "check_host", "redact", "sip_uri", "ca_file", "codec_list", "device",
-    "env_var_name", "keyring_installed", "listen_address", "one_secret_source",
-    "outbound_proxy", "parse_listen", "password", "port_pair", "public_host", "registrar",
-    "sips_needs_tls", "socket_path", "t2_not_below_t1", "unique_names",
+    "KEYRING_MISSING", "RTP_PORT_RANGE", "SOCKET_PATH_MAX", "aor", "ca_file", "check_host",
+    "codec_list", "device", "env_var_name", "keyring_installed", "listen_address",
+    "one_secret_source", "outbound_proxy", "parse_listen", "password", "port_pair",
+    "public_host", "redact", "registrar", "sip_uri", "sips_needs_tls", "socket_path",
+    "t2_not_below_t1", "unique_names",
 ]
 
 RTP_PORT_RANGE = (1024, 65535)
@@ -347,7 +348,7 @@ def unique_names(items: tuple[Any, ...]) -> None:
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         if item.name in seen:
-            raise Invalid(f"duplicate account name {item.name!r} (also accounts[{seen[item.name]}])",
-                          key=f"[{index}].name")
+            raise Invalid(f"duplicate account name {item.name!r} "
+                          f"(also accounts[{seen[item.name]}])", key=f"[{index}].name")
         seen[item.name] = index
 
