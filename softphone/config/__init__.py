@@ -19,17 +19,21 @@ generic readers), validators (the named validators), schema (the settings), load
 from __future__ import annotations
 
 import importlib.util  # noqa: F401  (tests patch importlib.util.find_spec through here)
+from typing import TYPE_CHECKING, Any
 
 from .common import (APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS,
                      ConfigError, Secret, default_config_path)
 from .declare import keys_of, tables_of
-from .edit import AddAccount, Change, Remove, RemoveAccount, Set, edit_config, set_config_value
 from .load import load_config, loads
 from .save import config_to_dict, dumps_toml, save_config
 from .save import toml_string as _toml_string  # noqa: F401  (tests)
 from .schema import (Account, AudioSettings, Config, ControlSettings, NetworkSettings,
                      SipSettings, UiSettings)
 from .validators import parse_listen
+
+if TYPE_CHECKING:
+    from .edit import (AddAccount, Change, Remove, RemoveAccount, Set, edit_config,
+                       set_config_value)
 
 __all__ = [
     "APP_NAME",
@@ -73,3 +77,15 @@ _SIP_KEYS = keys_of(SipSettings)
 _UI_KEYS = keys_of(UiSettings)
 _CONTROL_KEYS = keys_of(ControlSettings)
 _TOP_KEYS = tuple(tables_of(Config))
+
+# edit.py (and through it tomlkit) loads on first use: start-up never needs it
+_EDIT_NAMES = frozenset({"AddAccount", "Change", "Remove", "RemoveAccount", "Set",
+                         "edit_config", "set_config_value"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EDIT_NAMES:
+        from . import edit
+
+        return getattr(edit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

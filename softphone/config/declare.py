@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
@@ -47,28 +46,49 @@ class Invalid(ValueError):
         self.key = key
 
 
-@dataclass(frozen=True)
-class Setting:
-    """The declaration of one key (what `setting()` stores in the field's metadata)."""
+class _Plain:
+    """A small record (plain slots: a dataclass per record type costs start-up time)."""
 
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any) -> None:
+        for name, value in zip(self.__slots__, args, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Setting(_Plain):
+    """The declaration of one key (what `setting()` stores in the field's metadata):
+    doc, range, choices, check, parse, secret (a password: no check may quote it),
+    allow_empty."""
+
+    __slots__ = ("doc", "range", "choices", "check", "parse", "secret", "allow_empty")
     doc: str
-    range: tuple[float | None, float | None] | None = None
-    choices: tuple[Any, ...] | None = None
-    check: Callable[[Any], Any] | None = None
-    parse: Callable[[Any], Any] | None = None
-    secret: bool = False  # the value is a password: no checks that could quote it
-    allow_empty: bool = False
+    range: tuple[float | None, float | None] | None
+    choices: tuple[Any, ...] | None
+    check: Callable[[Any], Any] | None
+    parse: Callable[[Any], Any] | None
+    secret: bool
+    allow_empty: bool
 
 
-@dataclass(frozen=True)
-class Table:
-    """The declaration of a table (``[network]``) or array of tables (``[[accounts]]``)."""
+class Table(_Plain):
+    """The declaration of a table (``[network]``) or array of tables (``[[accounts]]``):
+    its class, doc, whether it is an array, a check of the whole array, and defaults
+    that depend on the position (arrays only)."""
 
+    __slots__ = ("cls", "doc", "array", "check", "defaults")
     cls: type
     doc: str
-    array: bool = False
-    check: Callable[[tuple[Any, ...]], None] | None = None  # on the whole array
-    defaults: Callable[[int], dict[str, Any]] | None = None  # per-position, arrays only
+    array: bool
+    check: Callable[[tuple[Any, ...]], None] | None
+    defaults: Callable[[int], dict[str, Any]] | None
 
 
 def setting(default: Any = REQUIRED, *, doc: str, range: tuple[float | None, float | None]
@@ -84,7 +104,7 @@ def setting(default: Any = REQUIRED, *, doc: str, range: tuple[float | None, flo
 
 def table(cls: type, *, doc: str) -> Any:
     """Declare a table of the file, read into an instance of `cls`."""
-    return dataclasses.field(default_factory=cls, metadata={META: Table(cls, doc)})
+    return dataclasses.field(default_factory=cls, metadata={META: Table(cls, doc, False, None, None)})
 
 
 def tables(cls: type, *, doc: str, check: Callable[[tuple[Any, ...]], None] | None = None,
@@ -98,10 +118,10 @@ def tables(cls: type, *, doc: str, check: Callable[[tuple[Any, ...]], None] | No
 # --------------------------------------------------------------------------- the specs
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(_Plain):
     """One declared key with what its annotation says: the spec the loader walks."""
 
+    __slots__ = ("name", "setting", "kind", "optional", "default")
     name: str
     setting: Setting
     kind: str  # bool | int | float | str | custom

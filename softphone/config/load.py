@@ -7,7 +7,6 @@ declarations in schema.py (see declare.py), so no key is listed twice.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import stat
@@ -133,6 +132,8 @@ class _Reader:
             raise self.error(path, f"must be a table (got {type_name(value)})")
         for key in value:
             if key not in allowed:
+                import difflib  # only for the hint
+
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = (f"did you mean {close[0]!r}?" if close
                         else f"known keys: {choices_text(allowed)}")

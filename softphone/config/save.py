@@ -6,7 +6,6 @@ import dataclasses
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -82,6 +81,8 @@ def save_config(config: Config, path: str | os.PathLike[str] | None = None) -> P
 def write_atomic(file: Path, data: bytes) -> None:
     """Replace `file` in one step, mode 0600 (it may hold a password): a temporary file
     in the same directory, flushed to disk, renamed over it."""
+    import tempfile  # only when writing (it pulls in shutil, random, bz2, lzma)
+
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
     try:
