@@ -587,15 +587,18 @@ def test_set_value_adds_key_or_table_and_creates_file(tmp_path):
 
 
 def test_set_value_refuses_what_would_not_load(tmp_path):
-    dotted = 'ui.theme = "nord"\n'  # a [ui] table added next to it would be a duplicate
+    dotted = 'ui.theme = "nord"\n'  # edited where it stands (tomlkit knows dotted keys)
     path = write(tmp_path, dotted)
+    set_config_value(path, "ui", "theme", "gruvbox")
+    assert path.read_text() == 'ui.theme = "gruvbox"\n'
+    before = path.read_text()
     with pytest.raises(ConfigError) as err:
-        set_config_value(path, "ui", "theme", "gruvbox")
-    assert str(path) in str(err.value)
-    assert path.read_text() == dotted  # untouched
+        set_config_value(path, "audio", "ptime", 25)
+    assert str(path) in str(err.value) and err.value.key == "audio.ptime"
+    assert path.read_text() == before  # untouched
     with pytest.raises(ConfigError) as err:
         set_config_value(path, "ui", "colour", "red")
-    assert path.read_text() == dotted
+    assert path.read_text() == before
 
 
 @settings(max_examples=200, deadline=None)

@@ -208,7 +208,9 @@ def _parse_uri_slow(text: str) -> SipUri:
         port = int(after[1:])
         if not 0 < port < 65536:
             raise SipParseError(f"port out of range in {text[:80]!r}")
-    if not host or not _HOST_RE.fullmatch(host):
+    if not host:
+        raise SipParseError(f"missing host in {text[:80]!r}")
+    if not _HOST_RE.fullmatch(host):
         raise SipParseError(f"bad host in {text[:80]!r}")
     if host.startswith("["):
         try:

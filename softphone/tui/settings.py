@@ -1,7 +1,11 @@
-"""Settings: audio devices, codec order, accounts — validated by config.py, saved as TOML.
+"""Settings: audio devices, codec order, accounts — validated by the config loader.
 
 Nothing is written unless ``Config.from_dict`` accepts the whole result; its error
-(naming the key and the reason) is shown in place. The screen returns the new Config.
+(naming the key and the reason) is shown in place. An existing file is edited, not
+rewritten: only the keys the user changed are set or removed (`edit_config`), so the
+file's comments, layout and explicitly written defaults stay, and the old content is
+kept as ``<name>.bak``. A file that does not exist yet is written whole. The screen
+returns the new Config.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from textual.screen import Screen
 from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Select, Static,
                              Switch)
 
-from ..config import CODECS, TRANSPORTS, Config, ConfigError, save_config
+from ..config import (CODECS, TRANSPORTS, AddAccount, Change, Config, ConfigError, Remove,
+                      RemoveAccount, Set, default_config_path, edit_config, keys_of,
+                      save_config, tables_of)
 
-__all__ = ["SettingsScreen", "build_config"]
+__all__ = ["SettingsScreen", "build_config", "changes_between"]
 
 ACCOUNT_TEXT_FIELDS = ("name", "aor", "username", "display_name", "password", "password_env",
                        "registrar", "outbound_proxy", "expires")
@@ -45,6 +51,45 @@ def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
     return Config.from_dict(data, source=source)
 
 
+def changes_between(old: Config, new: Config, *, initial: list[dict[str, Any]],
+                    accounts: list[dict[str, Any]], origins: list[int | None]) -> list[Change]:
+    """The edits that turn the file `old` was loaded from into `new`, and nothing more.
+
+    Tables are compared key by key (typed, so ``"pcmu"`` in the file and ``PCMU`` on
+    screen are the same). Accounts are compared as the screen holds them: `initial`
+    are the loaded accounts' dicts, `accounts` the edited ones, `origins[i]` the index
+    in `initial` that ``accounts[i]`` started as (None: added on this screen)."""
+    changes: list[Change] = []
+    for name, decl in tables_of(Config).items():
+        if decl.array:
+            continue
+        before, after = getattr(old, name), getattr(new, name)
+        for key in keys_of(decl.cls):
+            a, b = getattr(before, key), getattr(after, key)
+            if a != b:
+                changes.append(Remove(f"{name}.{key}") if b is None else Set(f"{name}.{key}", b))
+    kept = [o for o in origins if o is not None]
+    changes += [RemoveAccount(i) for i in reversed(range(len(initial))) if i not in kept]
+    position = 0
+    for origin, acc in zip(origins, accounts):
+        if origin is None:
+            continue
+        before = initial[origin]
+        for key in dict.fromkeys([*before, *acc]):
+            if key not in acc:
+                changes.append(Remove(f"accounts[{position}].{key}"))
+            elif key not in before or before[key] != acc[key]:
+                changes.append(Set(f"accounts[{position}].{key}", acc[key]))
+        loaded = old.accounts[origin]
+        if position != origin and "name" in acc and loaded._origin is not None \
+                and "name" not in loaded._origin.keys:
+            # its name was derived from its place (account2), which just changed
+            changes.append(Set(f"accounts[{position}].name", acc["name"]))
+        position += 1
+    changes += [AddAccount(acc) for origin, acc in zip(origins, accounts) if origin is None]
+    return changes
+
+
 class SettingsScreen(Screen[Config | None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
@@ -67,8 +112,10 @@ class SettingsScreen(Screen[Config | None]):
         self.config = config
         self.path = path
         self.live = live
-        self.accounts: list[dict[str, Any]] = [dict(a) for a in
-                                               config.to_dict().get("accounts", [])]
+        self.initial: list[dict[str, Any]] = config.to_dict().get("accounts", [])
+        self.accounts: list[dict[str, Any]] = [dict(a) for a in self.initial]
+        # which loaded account each row started as (None: added here), for the diff
+        self.origins: list[int | None] = list(range(len(self.accounts)))
         self.editing: int | None = 0 if self.accounts else None
         self.saved_to: Path | None = None
 
@@ -189,13 +236,16 @@ class SettingsScreen(Screen[Config | None]):
             if value:
                 acc[key] = int(value) if key == "expires" and value.lstrip("-").isdigit() \
                     else value
+        current = self.accounts[self.editing]  # keys it has stay, even at their defaults
         transport = self.query_one("#acc-transport", Select).value
-        if transport != "udp" or "transport" in self.accounts[self.editing]:
+        if transport != "udp" or "transport" in current:
             acc["transport"] = transport
-        if self.query_one("#acc-keyring", Switch).value:
-            acc["keyring"] = True
-        if not self.query_one("#acc-register", Switch).value:
-            acc["register"] = False
+        keyring = self.query_one("#acc-keyring", Switch).value
+        if keyring or "keyring" in current:
+            acc["keyring"] = keyring
+        register = self.query_one("#acc-register", Switch).value
+        if not register or "register" in current:
+            acc["register"] = register
         self.accounts[self.editing] = acc
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -222,7 +272,11 @@ class SettingsScreen(Screen[Config | None]):
     def add_account(self) -> None:
         self._store_form()
         n = len(self.accounts) + 1
+        names = {a.get("name") for a in self.accounts}
+        while f"account{n}" in names:  # after a removal, account<N> may be taken
+            n += 1
         self.accounts.append({"name": f"account{n}", "aor": ""})
+        self.origins.append(None)
         self.editing = len(self.accounts) - 1
         self._show_accounts()
         self._load_form()
@@ -232,6 +286,7 @@ class SettingsScreen(Screen[Config | None]):
         if self.editing is None:
             return
         del self.accounts[self.editing]
+        del self.origins[self.editing]
         self.editing = (min(self.editing, len(self.accounts) - 1)
                         if self.accounts else None)
         self._show_accounts()
@@ -248,7 +303,15 @@ class SettingsScreen(Screen[Config | None]):
                 input_device=self.query_one("#input-device", Select).value,
                 output_device=self.query_one("#output-device", Select).value,
                 source=self.path)
-            self.saved_to = save_config(config, self.path)
+            target = Path(self.path) if self.path is not None else \
+                (self.config.source or default_config_path())
+            if target.exists():  # edit just what changed; comments and layout stay
+                config = edit_config(target, changes_between(
+                    self.config, config, initial=self.initial, accounts=self.accounts,
+                    origins=self.origins))
+            else:
+                save_config(config, target)
+            self.saved_to = target
         except ConfigError as exc:
             error.update(f"Not saved: {exc}")
             self.notify(str(exc), title="Invalid settings", severity="error")
