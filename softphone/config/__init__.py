@@ -24,12 +24,23 @@ from typing import TYPE_CHECKING, Any
 from .common import (APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS,
                      ConfigError, Secret, default_config_path)
 from .declare import keys_of, tables_of
-from .load import load_config, loads
+from .load import load_config, loads, read_config
 from .save import config_to_dict, dumps_toml, save_config
 from .save import toml_string as _toml_string  # noqa: F401  (tests)
 from .schema import (Account, AudioSettings, Config, ControlSettings, NetworkSettings,
                      SipSettings, UiSettings)
 from .validators import parse_listen
+
+
+def _from_dict(cls: type[Config], data: Any, source: Any = None) -> Config:
+    """Validate a parsed TOML document (or an equivalent dict)."""
+    return read_config(data, source)
+
+
+# declared in schema.py, implemented in load.py / save.py (which read schema.py): bound
+# here, where both are known, so no module imports another in a circle
+Config.from_dict = classmethod(_from_dict)  # type: ignore[attr-defined]
+Config.to_dict = config_to_dict  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from .edit import (AddAccount, Change, Remove, RemoveAccount, Set, edit_config,

@@ -255,17 +255,8 @@ class Config:
         """No config at all: no accounts, any free UDP port, default audio."""
         return cls()
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: Path | None = None) -> Config:
-        """Validate a parsed TOML document (or an equivalent dict)."""
-        from .load import read_config
-
-        return read_config(data, source)
-
-    def to_dict(self) -> dict[str, Any]:
-        from .save import config_to_dict
-
-        return config_to_dict(self)
+    # from_dict / to_dict are bound in the package's __init__: they live in load.py and
+    # save.py, which read this module (a method importing them would close a cycle)
 
     def account(self, name: str | None = None) -> Account | None:
         """The named account; None → the first one (None if there are none)."""

@@ -110,14 +110,11 @@ class Phone:
             self._trace_file.local = (stack.transport.host, stack.transport.port)
         self.selected_account = next(iter(self.agent.accounts), None)
         control_path = None
-        settings = getattr(self.config, "control", None)
-        enabled = (settings.enabled if settings is not None else True) if o.control is None \
-            else o.control
+        enabled = self.config.control.enabled if o.control is None else o.control
         if enabled:
             from .control import ControlServer
 
-            self.control = ControlServer(self, o.control_path or
-                                         (settings.socket if settings is not None else None))
+            self.control = ControlServer(self, o.control_path or self.config.control.socket)
             try:
                 control_path = await self.control.start()
             except OSError as exc:
