@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
 
 from ..sip.uri import SipUri, parse_uri
 from . import validators as v

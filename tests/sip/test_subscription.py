@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from harness import Endpoint, Wire
-from softphone.sip.actions import Emit
 from softphone.sip.caps import Capabilities
 from softphone.sip.events import NotifyReceived, SubscriptionState
 from softphone.sip.message import make_response
 from softphone.sip.subscription import (EventPackage, Notifier, PackageRegistry, Subscriber,
                                         SubscriptionOptions, event_of, parse_subscription_state)
-from softphone.sip.uri import NameAddr, SipUri
+from softphone.sip.uri import NameAddr
 
 A, B = "10.0.0.1", "10.0.0.2"
 MWI = EventPackage("message-summary", accept=("application/simple-message-summary",),

@@ -30,7 +30,7 @@ from softphone.config import (
     set_config_value,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 PASSWORD = "hunter2-Sup3rSecret"
 
 

@@ -11,7 +11,7 @@ import pytest
 from softphone.config import Config, load_config
 from softphone.config.declare import Table, keys_of, tables_of
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 _HEADER = re.compile(r"^\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(?:#.*)?$")
 
 

@@ -322,7 +322,7 @@ def test_any_password_survives_an_edit(tmp_path_factory, password):
 
 
 def test_importing_and_loading_config_does_not_import_tomlkit():
-    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
     code = ("import sys; from softphone.config import load_config; "
             f"load_config({str(example)!r}); print('tomlkit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

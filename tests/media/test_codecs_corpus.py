@@ -15,7 +15,7 @@ import pytest
 
 from softphone.media.codecs import make_decoder, make_encoder
 
-CORPUS = Path(__file__).resolve().parent.parent / "codecs"
+CORPUS = Path(__file__).resolve().parents[2] / "codecs"
 MANIFEST = tomllib.loads((CORPUS / "manifest.toml").read_text())
 SIGNALS = MANIFEST["signals"]
 

@@ -7,10 +7,12 @@ import hashlib
 import json
 import re
 import select
+import selectors
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
@@ -18,6 +20,9 @@ import pytest
 
 from peers import (Kamailio, PeerTimeout, SoftphoneProcess, free_udp_port, sip_options_ping,
                    wav_tone)
+from peers.impair import ImpairRelay
+from peers.net import LOOPBACK
+from peers.sipmsg import responses
 
 pytestmark = pytest.mark.peers
 
@@ -337,3 +342,79 @@ def test_sipp_runs_inside_namespaces_across_the_link(lossy_link, sipp) -> None:
     assert uac.rc == 0, uac.explain()
     assert uas.wait().rc == 0
     assert f"INVITE sip:uas@{link.addr_b}:5080" in uac.messages()
+
+
+def test_impair_relay_delays_duplicates_reorders_and_maps_replies():
+    """The relay itself: both directions, delay 300 ± 100 ms per hop, duplicates and
+    reordering happen, replies reach the sender they belong to, the queue is bounded."""
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind((LOOPBACK, 0))
+    stop = False
+
+    def serve():
+        echo.settimeout(0.1)
+        while not stop:
+            try:
+                data, addr = echo.recvfrom(2048)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            echo.sendto(b"echo:" + data, addr)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    relay = ImpairRelay(echo.getsockname(), delay=0.3, jitter=0.1, duplicate=0.2, seed=11,
+                        max_queue=500).start()
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        sent_at = {}
+        for i in range(40):
+            for n, c in enumerate(clients):
+                sent_at[(n, i)] = time.monotonic()
+                c.sendto(f"{n}:{i}".encode(), (LOOPBACK, relay.port))
+        got: dict[int, list[tuple[str, float]]] = {0: [], 1: []}
+        sel = selectors.DefaultSelector()
+        for n, c in enumerate(clients):
+            sel.register(c, selectors.EVENT_READ, n)
+        deadline = time.monotonic() + 2.0  # > 2 hops of at most 0.4 s, plus slack
+        while (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(left):
+                data = key.fileobj.recv(2048)
+                got[key.data].append((data.decode(), time.monotonic()))
+        sel.close()
+        stats = relay.snapshot()
+    finally:
+        relay.stop()
+        stop = True
+        t.join(2)
+        echo.close()
+        for c in clients:
+            c.close()
+    for n in (0, 1):
+        texts = [text for text, _ in got[n]]
+        assert all(text.startswith(f"echo:{n}:") for text in texts)  # replies go home
+        assert {int(text.split(":")[2]) for text in texts} == set(range(40))  # no loss set
+        assert len(texts) > 40  # duplicates (in either direction) arrived
+        for text, when in got[n]:  # two hops of 300 ± 100 ms each
+            latency = when - sent_at[(n, int(text.split(":")[2]))]
+            assert 0.39 <= latency <= 1.0, (text, latency)
+    assert stats["up.duplicated"] > 0 and stats["down.duplicated"] > 0
+    assert stats["up.reordered"] > 0 and stats["down.reordered"] > 0, stats
+    assert stats.get("up.overflow", 0) == 0
+
+
+def test_impair_relay_queue_is_bounded():
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind((LOOPBACK, 0))
+    relay = ImpairRelay(sink.getsockname(), delay=0.3, jitter=0.0, max_queue=10).start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            for i in range(30):
+                c.sendto(b"x%d" % i, (LOOPBACK, relay.port))
+            got = responses(sink, 1.5)
+        stats = relay.snapshot()
+    finally:
+        relay.stop()
+        sink.close()
+    assert len(got) == 10 and stats["up.overflow"] == 20, stats

@@ -11,7 +11,7 @@ import pytest
 from softphone.config import Config
 from softphone.tui.app import SoftphoneApp
 from softphone.tui.state import AccountView, CallView, PhoneState
-from softphone.tui.widgets import CallTable, DialInput
+from softphone.tui.widgets import DialInput
 
 pytestmark = pytest.mark.timeout(60)
 
