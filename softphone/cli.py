@@ -56,7 +56,8 @@ def _common(parser: argparse.ArgumentParser, *, tui: bool = False) -> None:
     if tui:
         return
     parser.add_argument("--account", metavar="NAME", default=argparse.SUPPRESS,
-                        help="account to use (default: the first)")
+                        help="account to use (default: the first); register and answer take "
+                             "a comma-separated list, or all")
     parser.add_argument("--listen", metavar="HOST:PORT", default=argparse.SUPPRESS,
                         help="SIP listen address (default: config, else a free port)")
     parser.add_argument("--events", choices=("jsonl",), default=argparse.SUPPRESS,
@@ -219,7 +220,23 @@ def _backend(args: argparse.Namespace) -> str:
     return "null"
 
 
-def _options(args: argparse.Namespace, config: Config, account) -> Any:
+def _accounts(args: argparse.Namespace, config: Config) -> list:
+    """The accounts the job uses: ``--account NAME`` (``call``), or for ``register`` and
+    ``answer`` a comma-separated list or ``all``; default: the first account."""
+    wanted = getattr(args, "account", None)
+    if wanted is None:
+        first = config.account(None)
+        return [first] if first is not None else []
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    if args.command in ("register", "answer"):
+        if names == ["all"]:
+            return list(config.accounts)
+    elif len(names) != 1:
+        raise UsageError(f"{args.command}: --account takes one account name")
+    return [config.account(name) for name in names]
+
+
+def _options(args: argparse.Namespace, config: Config, accounts: list) -> Any:
     from .ua.phone import MediaOptions, PhoneOptions
 
     listen = getattr(args, "listen", None) or config.network.listen
@@ -238,7 +255,7 @@ def _options(args: argparse.Namespace, config: Config, account) -> Any:
     return PhoneOptions(
         listen=listen, media=media, auto_answer=auto,
         answer_delay=float(getattr(args, "delay", None) or 0.0),
-        accounts=(account.name,) if account is not None else (),
+        accounts=tuple(a.name for a in accounts),
         trace_path=getattr(args, "sip_trace", None),
         preload_media=command != "register",
         control=None if command == "answer" else False)
@@ -247,7 +264,8 @@ def _options(args: argparse.Namespace, config: Config, account) -> Any:
 async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) -> int:
     from .ua.phone import MediaOptionError, Phone, TargetError, parse_target
 
-    account = config.account(getattr(args, "account", None))
+    accounts = _accounts(args, config)
+    account = accounts[0] if accounts else None
     if args.command == "register" and account is None:
         raise UsageError("register: no account configured (add [[accounts]] to the config)")
     if args.command == "call" and args.uri.strip().lower() != "echo":
@@ -255,7 +273,7 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
             parse_target(args.uri, account.aor_uri.hostport if account else None)
         except TargetError as exc:
             raise UsageError(f"call: {exc}") from None
-    options = _options(args, config, account)
+    options = _options(args, config, accounts)
     phone = Phone(config, options)
     phone.bus.subscribe(printer)
     try:
@@ -279,8 +297,12 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         await phone.close(timeout=1.0)
         raise Failure(f"cannot listen: {exc}") from None
     try:
-        if account is not None and account.register:
-            await _wait_registration(phone, account.name)
+        # every account registers at once; a failure of any fails the job
+        results = await asyncio.gather(*(_wait_registration(phone, a.name) for a in accounts
+                                         if a.register), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         if args.command == "register":
             await _wait_stop(stop, phone, args.duration)
             return 0
@@ -304,17 +326,20 @@ def _answer_hint(event: Any) -> None:
 async def _wait_registration(phone, name: str) -> None:
     t1 = phone.config.sip.t1_ms / 1000
     ok = await phone.wait_registered(name, timeout=64 * t1 + 5)
-    account = phone.agent.accounts[name]
     for _ in range(3):  # 503 + Retry-After: the registrar asked us to come back soon
-        retry = account.retry_after
-        if ok or account.status != 503 or not retry or retry > 60:
+        info = phone.account(name)
+        retry = info["retry_after"]
+        if ok or info["status"] != 503 or not retry or retry > 60:
             break
-        print(f"registration: 503 {account.reason}, retrying in {retry} s", file=sys.stderr)
-        ok = await account.wait_next(timeout=retry + 64 * t1 + 5)
+        print(f"registration: 503 {info['reason']}, retrying in {retry} s", file=sys.stderr)
+        ok = await phone.wait_registered(name, timeout=retry + 64 * t1 + 5, next_attempt=True)
     if not ok:
-        if account.status:
-            raise Failure(f"registration failed: {account.status} {account.reason}")
-        raise Failure(f"registration failed: {account.reason or 'no answer'}")
+        info = phone.account(name)
+        prefix = f"registration of {name} failed" if len(phone.account_info()) > 1 \
+            else "registration failed"
+        if info["status"]:
+            raise Failure(f"{prefix}: {info['status']} {info['reason']}")
+        raise Failure(f"{prefix}: {info['reason'] or 'no answer'}")
 
 
 async def _wait_stop(stop: asyncio.Event, phone, duration: float | None) -> None:

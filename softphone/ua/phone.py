@@ -190,15 +190,22 @@ class Phone:
                         "register": account.settings.register, "state": account.state,
                         "status": account.status, "reason": account.reason,
                         "expires_in": None if left is None else int(left),
+                        "retry_after": account.retry_after,
                         "selected": account.name == self.selected_account})
         return out
+
+    def account(self, name: str) -> dict[str, Any]:
+        """One account's entry of :meth:`account_info`."""
+        return next(a for a in self.account_info() if a["name"] == name)
 
     # ======================================================================== commands
     async def execute(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run one command of the table; raises CommandError with what went wrong."""
         command = COMMANDS.get(name)
         if command is None:
-            close = [n for n in COMMANDS if n.startswith(name[:2])] if name else []
+            import difflib
+
+            close = difflib.get_close_matches(str(name), list(COMMANDS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise CommandError(f"unknown command {name!r}{hint}; commands: "
                                f"{', '.join(COMMANDS)}")
@@ -232,13 +239,13 @@ class Phone:
     async def cmd_dial(self, uri: str, account: str | None = None,
                        timeout: float | None = None) -> dict[str, Any]:
         assert self.agent is not None
+        if account is not None:
+            self.agent.account(account)  # a wrong name is an error, not the first account
         account = account or self.selected_account
         target: Any = uri
         if uri.strip().lower() == ECHO_TARGET:
             target = await self.echo.uri()
             account = None
-        if account is not None:
-            self.agent.account(account)  # a wrong name is an error, not the first account
         call = await self.agent.dial(target, account=account,
                                      timeout=timeout if timeout else None)
         return {"call_id": call.call_id}
@@ -318,9 +325,15 @@ class Phone:
             self.selected_account = name
 
     # ======================================================================== waiting (CLI)
-    async def wait_registered(self, name: str, timeout: float) -> bool:
+    async def wait_registered(self, name: str, timeout: float, *,
+                              next_attempt: bool = False) -> bool:
+        """Wait (bounded) for the outcome of the registration attempt under way, or of
+        the next one (a retry after 503); True when registered."""
         assert self.agent is not None
-        return await self.agent.accounts[name].wait_registered(timeout)
+        account = self.agent.accounts[name]
+        if next_attempt:
+            return await account.wait_next(timeout)
+        return await account.wait_registered(timeout)
 
     # ======================================================================== events
     def _notice(self, text: str, severity: str = "warning") -> None:

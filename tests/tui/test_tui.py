@@ -408,3 +408,76 @@ def test_first_frame_imports_no_media_stack(tmp_path):
                          timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+async def test_ctl_drives_the_running_tui(tmp_path):
+    """``softphone ctl`` (a real process) talks to the TUI's phone over its socket: dial,
+    list, hang up, and an unknown command answered with an error."""
+    import json
+    import sys
+
+    sock = tmp_path / "tui.sock"
+    config = loopback_config(control={"socket": str(sock)})
+    app = SoftphoneApp(config, audio="null", data_path=tmp_path / "data")
+
+    async def ctl(*args: str) -> tuple[int, dict]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "softphone", "ctl", "--socket", str(sock), *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode, json.loads(out.splitlines()[0])
+
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        rc, reply = await ctl("dial", "echo")
+        assert rc == 0 and reply["ok"], reply
+        call_id = reply["result"]["call_id"]
+        view = await wait_for(pilot, lambda: app.state.calls.get(call_id), what="the row")
+        await wait_for(pilot, lambda: view.state == "connected", what="connected")
+        await wait_for(pilot, lambda: "connected" in table_text(app), what="the row says so")
+        rc, reply = await ctl("calls")
+        assert [c["state"] for c in reply["result"]["calls"]] == ["connected"]
+        rc, reply = await ctl("hangup")
+        assert rc == 0 and reply["result"] == {"call_id": call_id, "reason": "hangup"}
+        await wait_for(pilot, lambda: view.state == "ended", what="ended in the TUI")
+        rc, reply = await ctl("redial")
+        assert rc == 1 and "unknown command 'redial'" in reply["error"]
+        assert app.phone is not None and app.phone.started  # unharmed
+        await app.action_quit()
+    assert not sock.exists()
+
+
+async def test_two_accounts_each_show_their_state(tmp_path):
+    """One stack carries both accounts; the panel shows each one's own state."""
+    loop = asyncio.get_running_loop()
+    transports = []
+    registrars = []
+    for status in (200, 403):
+        transport, registrar = await loop.create_datagram_endpoint(
+            FakeRegistrar, local_addr=("127.0.0.1", 0))
+        registrar.status = status
+        transports.append(transport)
+        registrars.append(registrar)
+    ports = [t.get_extra_info("sockname")[1] for t in transports]
+    try:
+        config = loopback_config(accounts=[
+            {"name": "home", "aor": f"sip:1001@127.0.0.1:{ports[0]}", "password": "pw"},
+            {"name": "work", "aor": f"sip:2002@127.0.0.1:{ports[1]}", "password": "pw"}])
+        app = SoftphoneApp(config, audio="null", data_path=tmp_path / "data")
+        async with app.run_test(size=SIZE) as pilot:
+            phone = await started(pilot, app)
+            table = app.account_table
+
+            def row(name: str) -> str:
+                return " ".join(str(c) for c in table.get_row(name)) \
+                    if name in [k.value for k in table.rows] else ""
+
+            await wait_for(pilot, lambda: "registered (" in row("home"), what="home registered")
+            await wait_for(pilot, lambda: "failed: 403 Forbidden" in row("work"),
+                           what="work refused")
+            assert phone.address[1] > 0 and len(phone.agent.accounts) == 2  # one stack
+            await app.action_quit()
+        assert registrars[0].requests >= 2 and registrars[1].requests >= 1
+    finally:
+        for transport in transports:
+            transport.close()

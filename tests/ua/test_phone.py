@@ -1,0 +1,193 @@
+"""The Phone API in-process: the command table, its checks, the events, the JSON lines.
+
+Two phones on loopback (and the built-in echo service), driven only through ``execute``
+and the bus, as the faces drive them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from media_helpers import wait_for
+from softphone.config import Config
+from softphone.ua.bus import JsonLines
+from softphone.ua.commands import COMMANDS, CommandError, check_args
+from softphone.ua.phone import Phone, PhoneOptions
+
+
+def config() -> Config:
+    return Config.from_dict({"network": {"listen": "127.0.0.1:0", "rate_limit": 0},
+                             "audio": {"codecs": ["PCMU"]}})
+
+
+class Recorder:
+    def __init__(self, phone: Phone) -> None:
+        self.events: list = []
+        phone.bus.subscribe(self.events.append)
+
+    def names(self, call_id: str | None = None) -> list[str]:
+        return [e.name for e in self.events
+                if call_id is None or getattr(e, "call_id", None) == call_id]
+
+    def first(self, name: str):
+        return next(e for e in self.events if e.name == name)
+
+
+@pytest.fixture
+async def phones():
+    a = Phone(config(), PhoneOptions(control=False, preload_media=False, user="alice"))
+    b = Phone(config(), PhoneOptions(control=False, preload_media=False, user="bob"))
+    await a.start()
+    await b.start()
+    yield a, b
+    await a.close(timeout=3)
+    await b.close(timeout=3)
+
+
+def test_every_command_has_its_method_and_checked_arguments():
+    for name, command in COMMANDS.items():
+        assert callable(getattr(Phone, f"cmd_{name}", None)), name
+        for param in command.params:
+            assert param.help, (name, param.name)
+    assert check_args(COMMANDS["reject"], {}) == {"call_id": None, "status": 486}
+    assert check_args(COMMANDS["dtmf"], {"digits": "1,2#"})["digits"] == "1,2#"
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("dtmf", {"digits": "12Z"}, "'Z' is not a DTMF digit"),
+    ("dtmf", {}, "missing digits"),
+    ("reject", {"status": 200}, "must be a final status 300-699"),
+    ("reject", {"status": "busy"}, "not a number"),
+    ("dial", {"uri": "sip:x@127.0.0.1", "timeout": "soon"}, "not a number of seconds"),
+    ("hangup", {"callid": "x"}, "unknown argument 'callid'"),
+    ("dial", {"uri": "   "}, "uri: must not be empty"),
+])
+def test_bad_arguments_say_which_and_why(name, args, message):
+    with pytest.raises(CommandError, match=message):
+        check_args(COMMANDS[name], args)
+
+
+async def test_unknown_and_impossible_commands_are_errors_not_crashes(phones):
+    a, _ = phones
+    with pytest.raises(CommandError, match="unknown command 'dail'.*did you mean 'dial'"):
+        await a.execute("dail", {"uri": "echo"})
+    with pytest.raises(CommandError, match="no call in progress"):
+        await a.execute("hangup")
+    with pytest.raises(CommandError, match="no incoming call is ringing"):
+        await a.execute("answer")
+    with pytest.raises(CommandError, match="no call 'nope'"):
+        await a.execute("mute", {"call_id": "nope"})
+    with pytest.raises(CommandError, match="needs a host"):
+        await a.execute("dial", {"uri": "bob"})
+    with pytest.raises(CommandError, match="no account named 'x'"):
+        await a.execute("dial", {"uri": "echo", "account": "x"})
+    with pytest.raises(CommandError, match="no account configured"):
+        await a.execute("register")
+    assert (await a.execute("calls")) == {"calls": []}  # still fine after all that
+
+
+async def test_ring_answer_dtmf_mute_hold_hangup_through_commands(phones):
+    a, b = phones
+    seen_a, seen_b = Recorder(a), Recorder(b)
+    call_id = (await a.execute("dial", {"uri": f"sip:bob@127.0.0.1:{b.address[1]}"}))["call_id"]
+    await wait_for(lambda: "incoming" in seen_b.names(call_id), 5, "bob's phone to ring")
+    incoming = seen_b.first("incoming")
+    assert incoming.to_dict()["from"].startswith("sip:alice@")
+    listed = (await b.execute("calls"))["calls"]
+    assert [(c["call_id"], c["direction"], c["state"]) for c in listed] == [
+        (call_id, "incoming", "ringing")]
+    await b.execute("answer")  # the only ringing call
+    await wait_for(lambda: "answered" in seen_a.names(call_id), 5, "answered")
+    assert seen_a.names(call_id)[:3] == ["calling", "ringing", "answered"]
+    assert seen_a.first("answered").codec == "PCMU"
+    await a.execute("dtmf", {"digits": "4#"})
+    await wait_for(lambda: [e.digit for e in seen_b.events if e.name == "dtmf"] == ["4", "#"],
+                   5, "bob to hear the digits")
+    assert (await a.execute("mute", {"toggle": True}))["muted"] is True
+    assert (await a.execute("mute", {"toggle": True}))["muted"] is False
+    assert [e.muted for e in seen_a.events if e.name == "mute"] == [True, False]
+    assert (await a.execute("hold"))["on_hold"] is True
+    assert seen_b.events[-1].name == "hold" and seen_b.events[-1].remote is True
+    assert (await a.execute("resume"))["on_hold"] is False
+    assert (await b.execute("hangup", {"call_id": call_id}))["reason"] == "hangup"
+    await wait_for(lambda: "ended" in seen_a.names(call_id), 5, "alice to see the BYE")
+    ended = [e for e in seen_a.events if e.name == "ended"][0]
+    assert ended.reason == "remote-hangup" and ended.rtp["received"] > 0
+
+
+async def test_reject_with_a_status(phones):
+    a, b = phones
+    seen_a, seen_b = Recorder(a), Recorder(b)
+    call_id = (await a.execute("dial", {"uri": f"sip:bob@127.0.0.1:{b.address[1]}"}))["call_id"]
+    await wait_for(lambda: "incoming" in seen_b.names(), 5, "ringing")
+    await b.execute("reject", {"status": "603"})
+    await wait_for(lambda: "ended" in seen_a.names(call_id), 5, "ended")
+    ended = seen_a.first("ended")
+    assert (ended.reason, ended.status, ended.phrase) == ("rejected", 603, "Decline")
+
+
+async def test_the_json_lines_are_the_contract(phones):
+    a, _ = phones
+    lines: list[str] = []
+    encoder = JsonLines()
+    a.bus.subscribe(lambda e: lines.append(encoder.encode(e)) if e.jsonl else None)
+    call_id = (await a.execute("dial", {"uri": "echo"}))["call_id"]
+    await wait_for(lambda: any('"answered"' in line for line in lines), 5, "answered")
+    await a.execute("hangup", {"call_id": call_id})
+    await wait_for(lambda: any('"ended"' in line for line in lines), 5, "ended")
+    records = [json.loads(line) for line in lines]
+    assert all(isinstance(r["t"], float) and r["event"] for r in records)
+    answered = next(r for r in records if r["event"] == "answered")
+    assert answered["call_id"] == call_id and answered["codec"] == "PCMU"
+    ended = next(r for r in records if r["event"] == "ended")
+    assert set(ended) >= {"event", "t", "call_id", "reason", "duration", "rtp"}
+    assert "status" not in ended  # only for rejected calls
+    assert set(ended["rtp"]) >= {"sent", "received", "lost", "jitter_ms"}
+
+
+async def test_high_rate_events_only_for_those_who_ask(phones):
+    a, _ = phones
+    low, high = [], []
+    a.bus.subscribe(low.append)
+    a.bus.subscribe(high.append, high_rate=True)
+    call_id = (await a.execute("dial", {"uri": "echo"}))["call_id"]
+    await wait_for(lambda: any(e.name == "call_stats" for e in high)
+                   and any(e.name == "levels" for e in high), 5, "stats and levels")
+    assert any(e.name == "sip_message" and e.data.startswith(b"INVITE ") for e in high)
+    assert not any(e.high_rate for e in low)
+    stats = next(e for e in high if e.name == "call_stats")
+    assert stats.call_id == call_id and stats.codec == "PCMU"
+    await a.execute("hangup", {"call_id": call_id})
+
+
+async def test_timers_of_a_call_go_away_with_it():
+    """The set-up timeout and the auto-answer delay are cancelled when their reason goes
+    (the first version left the set-up timer and the CANCEL expiry armed)."""
+    a = Phone(config(), PhoneOptions(control=False, preload_media=False))
+    b = Phone(config(), PhoneOptions(control=False, preload_media=False, auto_answer=True,
+                                     answer_delay=0.2))
+    await a.start()
+    await b.start()
+    try:
+        loop = asyncio.get_running_loop()
+        call_id = (await a.execute("dial", {"uri": f"sip:x@127.0.0.1:{b.address[1]}",
+                                            "timeout": 30}))["call_id"]
+        call = a.call(call_id)
+        assert "setup" in call._timers
+        assert await call.wait_answered(5)
+        assert call._timers == {}
+
+        def handles_of(obj) -> list:
+            return [h for h in loop._scheduled if not h.cancelled()
+                    and getattr(h._callback, "__self__", None) is obj]
+
+        assert handles_of(call) == []
+        theirs = b.call(call_id)
+        assert handles_of(theirs) == []  # the auto-answer delay fired and is gone
+        await a.execute("hangup", {"call_id": call_id})
+        assert handles_of(call) == [] and call.session.timers.running.keys() == {"linger"}
+    finally:
+        await a.close(timeout=3)
+        await b.close(timeout=3)
