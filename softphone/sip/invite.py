@@ -805,17 +805,23 @@ class InviteSession:
         if job is None or response.status < 200:
             return []
         del self._outstanding[(number, method)]
-        if response.status in (401, 407) and not job.retried and \
-                self.authenticator is not None and self.dialog is not None:
-            try:
-                retry = self.authenticator.retry(job.request, response, job.chain,
-                                                 cseq=self._next_cseq())
-            except AuthFailure:
-                pass
-            else:
-                self._outstanding[(retry.cseq[0], method)] = _Outstanding(retry, job.chain, True)
-                return [self._send(retry)]
+        retry = None if job.retried else self._digest_retry(job.request, response, job.chain)
+        if retry is not None:
+            self._outstanding[(retry.cseq[0], method)] = _Outstanding(retry, job.chain, True)
+            return [self._send(retry)]
         return [Emit(RequestResult(method, response.status, response.reason))]
+
+    def _digest_retry(self, request: Request, response: Response,
+                      chain: "DigestClient | None") -> Request | None:
+        """An in-dialog request answering a 401/407 (the next CSeq of the dialog), or
+        None when it is no challenge or cannot be answered."""
+        if response.status not in (401, 407) or self.authenticator is None or \
+                self.dialog is None:
+            return None
+        try:
+            return self.authenticator.retry(request, response, chain, cseq=self._next_cseq())
+        except AuthFailure:
+            return None
 
     def _next_cseq(self) -> int:
         assert self.dialog is not None
@@ -876,16 +882,10 @@ class InviteSession:
             actions.append(Emit(MediaAgreed(neg, remote_hold=self.negotiator.remote_hold)))
             actions.append(Emit(ReinviteResult(True, status, response.reason)))
             return actions
-        if status in (401, 407) and not job.authed and self.authenticator is not None:
-            try:
-                retry = self.authenticator.retry(job.request, response, job.chain,
-                                                 cseq=self._next_cseq())
-            except AuthFailure:
-                pass
-            else:
-                job.request = retry
-                job.authed = True
-                return [self._send(retry)]
+        retry = None if job.authed else self._digest_retry(job.request, response, job.chain)
+        if retry is not None:
+            job.request, job.authed = retry, True
+            return [self._send(retry)]
         if status == 491 and job.attempts < _GLARE_ATTEMPTS:
             # §14.1: the owner of the Call-ID waits 2.1–4 s, the other side 0–2 s
             self.negotiator.cancel_offer()

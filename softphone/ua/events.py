@@ -10,23 +10,37 @@ README); add, never rename.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = [
-    "Event", "Listening", "Registering", "Registered", "RegistrationFailed", "Unregistered",
+    "Event", "AccountEvent", "CallEvent", "Listening", "Registering", "Registered", "RegistrationFailed", "Unregistered",
     "Calling", "Incoming", "Ringing", "EarlyMedia", "Answered", "Dtmf", "Hold", "Mute", "Ended",
     "CallStats", "Levels", "SipMessage", "Notice", "EVENT_TYPES",
 ]
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 @dataclass(frozen=True)
 class Event:
+    """``name`` is the class name in snake case: ``RegistrationFailed`` → registration_failed."""
+
     name: ClassVar[str] = ""
     high_rate: ClassVar[bool] = False  # only to subscribers that ask for them
     jsonl: ClassVar[bool] = True       # part of --events jsonl
     omit_none: ClassVar[tuple[str, ...]] = ()  # optional fields left out when None
     rename: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every event class is a frozen dataclass named after itself (no decorator to
+        forget)."""
+        super().__init_subclass__(**kwargs)
+        cls.name = _snake(cls.__name__)
+        dataclass(frozen=True)(cls)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -38,56 +52,50 @@ class Event:
         return out
 
 
-@dataclass(frozen=True)
 class Listening(Event):
-    name: ClassVar[str] = "listening"
     address: str
     port: int
     control: str | None = None  # the control socket, when one listens
     omit_none: ClassVar[tuple[str, ...]] = ("control",)
 
 
-@dataclass(frozen=True)
-class Registering(Event):
-    name: ClassVar[str] = "registering"
+class AccountEvent(Event):
+    """About one account's registration."""
+
     account: str
 
 
-@dataclass(frozen=True)
-class Registered(Event):
-    name: ClassVar[str] = "registered"
-    account: str
+class Registering(AccountEvent):
+    """A REGISTER is on its way (once per attempt)."""
+
+
+class Registered(AccountEvent):
     expires: int
 
 
-@dataclass(frozen=True)
-class RegistrationFailed(Event):
-    name: ClassVar[str] = "registration_failed"
-    account: str
+class RegistrationFailed(AccountEvent):
     status: int | None
     reason: str
 
 
-@dataclass(frozen=True)
-class Unregistered(Event):
-    name: ClassVar[str] = "unregistered"
-    account: str
+class Unregistered(AccountEvent):
+    """The binding is gone (Expires: 0 answered, or given up)."""
 
 
-@dataclass(frozen=True)
-class Calling(Event):
+class CallEvent(Event):
+    """About one call; ``call_id`` comes first in every one."""
+
+    call_id: str
+
+
+class Calling(CallEvent):
     """We sent an INVITE (or are about to): the call exists and can be hung up."""
 
-    name: ClassVar[str] = "calling"
-    call_id: str
     to: str
     account: str | None = None
 
 
-@dataclass(frozen=True)
-class Incoming(Event):
-    name: ClassVar[str] = "incoming"
-    call_id: str
+class Incoming(CallEvent):
     from_: str
     to: str
     display_name: str | None = None
@@ -95,55 +103,35 @@ class Incoming(Event):
     rename: ClassVar[dict[str, str]] = {"from_": "from"}
 
 
-@dataclass(frozen=True)
-class Ringing(Event):
-    name: ClassVar[str] = "ringing"
-    call_id: str
+class Ringing(CallEvent):
+    """The far end rings (180/183)."""
 
 
-@dataclass(frozen=True)
-class EarlyMedia(Event):
-    name: ClassVar[str] = "early_media"
-    call_id: str
+class EarlyMedia(CallEvent):
     codec: str | None
 
 
-@dataclass(frozen=True)
-class Answered(Event):
-    name: ClassVar[str] = "answered"
-    call_id: str
+class Answered(CallEvent):
     codec: str | None
     account: str | None = None
 
 
-@dataclass(frozen=True)
-class Dtmf(Event):
-    name: ClassVar[str] = "dtmf"
-    call_id: str
+class Dtmf(CallEvent):
     digit: str
 
 
-@dataclass(frozen=True)
-class Hold(Event):
+class Hold(CallEvent):
     """Who holds the call now: ``local`` (we do), ``remote`` (the far end does)."""
 
-    name: ClassVar[str] = "hold"
-    call_id: str
     local: bool
     remote: bool
 
 
-@dataclass(frozen=True)
-class Mute(Event):
-    name: ClassVar[str] = "mute"
-    call_id: str
+class Mute(CallEvent):
     muted: bool
 
 
-@dataclass(frozen=True)
-class Ended(Event):
-    name: ClassVar[str] = "ended"
-    call_id: str
+class Ended(CallEvent):
     reason: str  # hangup | remote-hangup | cancelled | rejected | timeout | error
     status: int | None = None
     phrase: str | None = None
@@ -153,13 +141,10 @@ class Ended(Event):
     omit_none: ClassVar[tuple[str, ...]] = ("status", "phrase")
 
 
-@dataclass(frozen=True)
-class CallStats(Event):
+class CallStats(CallEvent):
     """Once a second for live calls: what the call list shows."""
 
-    name: ClassVar[str] = "call_stats"
     high_rate: ClassVar[bool] = True
-    call_id: str
     duration: float
     sent: int
     received: int
@@ -171,22 +156,17 @@ class CallStats(Event):
     codec: str | None
 
 
-@dataclass(frozen=True)
-class Levels(Event):
+class Levels(CallEvent):
     """Five times a second for live calls: microphone and speaker levels (dBFS)."""
 
-    name: ClassVar[str] = "levels"
     high_rate: ClassVar[bool] = True
-    call_id: str
     input_dbfs: float | None
     output_dbfs: float | None
 
 
-@dataclass(frozen=True)
 class SipMessage(Event):
     """Every SIP message sent or received (the TUI's trace; never in JSON lines)."""
 
-    name: ClassVar[str] = "sip_message"
     high_rate: ClassVar[bool] = True
     jsonl: ClassVar[bool] = False
     direction: str  # sent | received
@@ -195,11 +175,9 @@ class SipMessage(Event):
     data: bytes = field(repr=False)
 
 
-@dataclass(frozen=True)
 class Notice(Event):
     """Something the user should know that is not a failure (audio fell back to silence)."""
 
-    name: ClassVar[str] = "notice"
     text: str
     severity: str = "warning"
 

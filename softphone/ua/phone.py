@@ -76,7 +76,7 @@ class Phone:
         self.started = False
         self.stopped = asyncio.Event()  # set by the quit command (and close)
         self._trace_file: Any = None
-        self._tickers: list[asyncio.TimerHandle] = []
+        self._tickers: dict[str, asyncio.TimerHandle] = {}
 
     # ======================================================================== lifecycle
     def check(self) -> None:
@@ -123,8 +123,8 @@ class Phone:
         self.started = True
         self.bus.publish(ev.Listening(stack.transport.host, stack.transport.port,
                                       control_path))
-        self._tickers = [self.agent.loop.call_later(1.0, self._tick_stats),
-                         self.agent.loop.call_later(0.2, self._tick_levels)]
+        self._every("stats", 1.0, self._stats_event)
+        self._every("levels", 0.2, self._levels_event)
         if o.register:
             for account in self.agent.accounts.values():
                 if account.settings.register:
@@ -132,9 +132,9 @@ class Phone:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Hang up, unregister, stop (bounded by ``timeout``)."""
-        for handle in self._tickers:
+        for handle in self._tickers.values():
             handle.cancel()
-        self._tickers = []
+        self._tickers.clear()
         if self.control is not None:
             await self.control.close()
             self.control = None
@@ -250,17 +250,19 @@ class Phone:
                                      timeout=timeout if timeout else None)
         return {"call_id": call.call_id}
 
-    async def cmd_answer(self, call_id: str | None = None) -> dict[str, Any]:
+    def _ringing(self, call_id: str | None) -> Call:
         call = self._pick(call_id, ringing=True)
         if call.direction != "incoming" or call.state not in ("incoming", "ringing"):
             raise CallError(f"call {call.call_id} is not ringing ({call.state})")
+        return call
+
+    async def cmd_answer(self, call_id: str | None = None) -> dict[str, Any]:
+        call = self._ringing(call_id)
         call.answer()
         return {"call_id": call.call_id}
 
     async def cmd_reject(self, call_id: str | None = None, status: int = 486) -> dict[str, Any]:
-        call = self._pick(call_id, ringing=True)
-        if call.direction != "incoming" or call.state not in ("incoming", "ringing"):
-            raise CallError(f"call {call.call_id} is not ringing ({call.state})")
+        call = self._ringing(call_id)
         call.reject(status)
         return {"call_id": call.call_id}
 
@@ -345,33 +347,37 @@ class Phone:
         if self.bus.wants_high_rate:
             self.bus.publish(ev.SipMessage(direction, peer.proto, str(peer), data))
 
-    def _tick_stats(self) -> None:
-        """Once a second: what the call list shows (only while someone listens)."""
+    def _every(self, name: str, period: float,
+               event_of: Callable[[Call], ev.Event | None]) -> None:
+        """Every ``period`` s, while someone listens to high-rate events: one event per
+        live call (statistics once a second, levels five times)."""
         if self.agent is None:
             return
-        self._tickers[0] = self.agent.loop.call_later(1.0, self._tick_stats)
+        self._tickers[name] = self.agent.loop.call_later(period, self._every, name, period,
+                                                         event_of)
         if not self.bus.wants_high_rate:
             return
         for call in self.live_calls():
-            stats = call.media.live_stats()
-            if stats is None:
-                continue
-            expected = stats.received + stats.lost
-            self.bus.publish(ev.CallStats(
-                call.call_id, round(call.duration, 1), stats.sent, stats.received, stats.lost,
-                100.0 * stats.lost / expected if expected else 0.0, float(stats.jitter_ms),
-                stats.rtt_ms, float(stats.playout_ms), call.codec))
+            event = event_of(call)
+            if event is not None:
+                self.bus.publish(event)
 
-    def _tick_levels(self) -> None:
-        if self.agent is None:
-            return
-        self._tickers[1] = self.agent.loop.call_later(0.2, self._tick_levels)
-        if not self.bus.wants_high_rate:
-            return
-        for call in self.live_calls():
-            if call.media.started:
-                level_in, level_out = call.media.levels()
-                self.bus.publish(ev.Levels(call.call_id, level_in, level_out))
+    @staticmethod
+    def _stats_event(call: Call) -> ev.Event | None:
+        stats = call.media.live_stats()
+        if stats is None:
+            return None
+        expected = stats.received + stats.lost
+        return ev.CallStats(
+            call.call_id, round(call.duration, 1), stats.sent, stats.received, stats.lost,
+            100.0 * stats.lost / expected if expected else 0.0, float(stats.jitter_ms),
+            stats.rtt_ms, float(stats.playout_ms), call.codec)
+
+    @staticmethod
+    def _levels_event(call: Call) -> ev.Event | None:
+        if not call.media.started:
+            return None
+        return ev.Levels(call.call_id, *call.media.levels())
 
 
 Listener = Callable[[ev.Event], None]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["RateLimiter", "ALLOW", "REFUSE", "DROP"]
 
@@ -31,17 +31,16 @@ class _Bucket:
     last_refusal: float = -math.inf
 
 
-@dataclass
 class RateLimiter:
     """Token bucket per source; ``rate`` ≤ 0 turns the limiter off."""
 
-    rate: float = 50.0
-    burst: int = 100
-    max_sources: int = 4096
-    refusal_interval: float = 1.0
-    stats: dict[str, int] = field(default_factory=lambda: {
-        "allowed": 0, "refused": 0, "dropped": 0, "evicted": 0})
-    _buckets: OrderedDict[str, _Bucket] = field(default_factory=OrderedDict, repr=False)
+    def __init__(self, rate: float = 50.0, burst: int = 100, *, max_sources: int = 4096,
+                 refusal_interval: float = 1.0) -> None:
+        self.rate, self.burst = rate, burst
+        self.max_sources = max_sources
+        self.refusal_interval = refusal_interval
+        self.stats = dict.fromkeys(("allowed", "refused", "dropped", "evicted"), 0)
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     @property
     def enabled(self) -> bool:

@@ -516,12 +516,17 @@ class Stack:
         if changed:
             request.headers.replace_first_value("Via", str(via))
 
+    def _feed(self, tx: Any, message: Request | Response) -> None:
+        """A message matched to a live transaction: its machine takes it."""
+        ctx = self._ctx.get(id(tx))
+        if ctx is not None:
+            step = tx.on_response if isinstance(message, Response) else tx.on_request
+            self._apply(ctx, step(message, self.now()))
+
     def _on_response(self, response: Response) -> None:
         tx = self.transactions.match_response(response)
         if tx is not None:
-            ctx = self._ctx.get(id(tx))
-            if ctx is not None:
-                self._apply(ctx, tx.on_response(response, self.now()))
+            self._feed(tx, response)
             return
         # a 2xx resent after the INVITE transaction ended, or one from a late fork
         for usage in self.dialogs.for_response(response):
@@ -533,9 +538,7 @@ class Stack:
         # a retransmission, or the ACK of a non-2xx final: the transaction absorbs it
         stx = self.transactions.match_request(request)
         if stx is not None:
-            ctx = self._ctx.get(id(stx))
-            if ctx is not None:
-                self._apply(ctx, stx.on_request(request, self.now()))
+            self._feed(stx, request)
             return
         method = request.method
         if method == "ACK":  # for a 2xx: transaction-less, it belongs to the dialog
