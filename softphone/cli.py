@@ -38,12 +38,9 @@ class Failure(Exception):
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from . import __version__
 
-        return version("softphone")
-    except Exception:
-        return "unknown"
+    return __version__
 
 
 # ============================================================================ parser
@@ -268,12 +265,13 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     account = accounts[0] if accounts else None
     if args.command == "register" and account is None:
         raise UsageError("register: no account configured (add [[accounts]] to the config)")
+    options = _options(args, config, accounts)
     if args.command == "call" and args.uri.strip().lower() != "echo":
         try:
-            parse_target(args.uri, account.aor_uri.hostport if account else None)
+            target = parse_target(args.uri, account.aor_uri.hostport if account else None)
         except TargetError as exc:
             raise UsageError(f"call: {exc}") from None
-    options = _options(args, config, accounts)
+        _check_family(target.host_bare, options.listen)
     phone = Phone(config, options)
     phone.bus.subscribe(printer)
     try:
@@ -315,6 +313,24 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         return status
     finally:
         await phone.close(timeout=5.0)
+
+
+def _check_family(host: str, listen: str) -> None:
+    """An IPv6 target from an IPv4 socket (or the reverse) cannot work: say so now, and
+    what to do, instead of sending into an error until Timer B."""
+    import ipaddress
+
+    try:
+        target = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: resolved later, in the socket's family
+    bound = parse_listen(listen)[0]
+    if target.version == 6 and ":" not in bound:
+        raise UsageError(f"call: cannot reach the IPv6 address {host} from the IPv4 listen "
+                         f"address {bound}: listen on IPv6 (e.g. --listen [::]:0)")
+    if target.version == 4 and ":" in bound:
+        raise UsageError(f"call: cannot reach the IPv4 address {host} from the IPv6 listen "
+                         f"address {bound}: listen on IPv4 (e.g. --listen 0.0.0.0:0)")
 
 
 def _answer_hint(event: Any) -> None:

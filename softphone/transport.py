@@ -119,11 +119,13 @@ class TransportLayer:
 
     def __init__(self, on_message: Receiver, tracer: Tracer | None = None, *,
                  on_error: ErrorSink | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: "ssl.SSLContext | Callable[[], ssl.SSLContext] | None" = None) -> None:
         self.on_message = on_message
         self.tracer = tracer
         self.on_error = on_error
-        self.tls = tls
+        # a context, or what makes one on the first TLS connection: loading the system's
+        # CA store costs ~30 ms that a UDP-only phone never needs
+        self._tls = tls
         self.host = "0.0.0.0"
         self.port = 0
         self._udp: asyncio.DatagramTransport | None = None
@@ -133,6 +135,15 @@ class TransportLayer:
         self._reaper: asyncio.TimerHandle | None = None
         self.stats = {"received": 0, "sent": 0, "stream_errors": 0, "oversized": 0,
                       "connections_refused": 0}
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """The client TLS context, made on first use."""
+        if callable(self._tls):
+            self._tls = self._tls()
+        if self._tls is None:
+            self._tls = tls_context()
+        return self._tls
 
     async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
         """Bind UDP (and TCP on the same port). Port 0 picks a free one for both."""
@@ -204,7 +215,7 @@ class TransportLayer:
             if fut is None:
                 kwargs: dict = {}
                 if peer.proto == "tls":
-                    kwargs = {"ssl": self.tls or tls_context(),
+                    kwargs = {"ssl": self.tls,
                               "server_hostname": peer.name or peer.host}
                 fut = loop.create_task(loop.create_connection(
                     lambda: _TcpConnection(self), peer.host, peer.port, **kwargs))

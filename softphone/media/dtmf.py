@@ -10,6 +10,8 @@ EVENTS = "0123456789*#ABCD"
 VOLUME = 10  # -10 dBm0
 END_PACKETS = 3
 GAP_MS = 60  # audio between two digits
+PAUSE = ","  # in a digit string: a pause, as pjsua and linphone dial it
+PAUSE_MS = 1000
 
 
 def pack_event(digit: str, end: bool, duration: int, volume: int = VOLUME) -> bytes:
@@ -52,11 +54,13 @@ class DtmfSender:
         self._gap_left_ms = 0
 
     def queue(self, digits: str, duration_ms: int = 100) -> None:
+        """Queue digits 0-9 * # A-D; a ',' is PAUSE_MS of audio before the next one."""
         duration_ms = max(40, min(int(duration_ms), 5000))
         for d in digits:
-            if d.upper() not in EVENTS:
+            if d != PAUSE and d.upper() not in EVENTS:
                 raise ValueError(f"not a DTMF digit: {d!r}")
-            self._queue.append((d.upper(), duration_ms))
+        for d in digits:
+            self._queue.append((d.upper(), PAUSE_MS if d == PAUSE else duration_ms))
 
     @property
     def busy(self) -> bool:
@@ -75,7 +79,11 @@ class DtmfSender:
                 return None
             if not self._queue:
                 return None
-            self._digit, duration_ms = self._queue.popleft()
+            digit, duration_ms = self._queue.popleft()
+            if digit == PAUSE:
+                self._gap_left_ms = duration_ms - ptime_ms  # this tick is audio too
+                return None
+            self._digit = digit
             self._start_ts = stream_ts
             self._elapsed = 0
             self._target = min(0xFFFF, event_clock * duration_ms // 1000)

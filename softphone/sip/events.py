@@ -7,10 +7,13 @@ These are protocol facts for the UA layer above, not the public events of the ph
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .message import Request, Response
-from .sdp import NegotiatedMedia
-from .uri import NameAddr
+
+if TYPE_CHECKING:
+    from .sdp import NegotiatedMedia
+    from .uri import NameAddr
 
 __all__ = [
     "CallProgress", "MediaAgreed", "CallAnswered", "CallConfirmed", "CallEnded",

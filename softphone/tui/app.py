@@ -23,7 +23,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ..ua.commands import COMMANDS
-from .bridge import Bridge, LiveUpdate, PhoneEvent
 from .state import CallView, PhoneState
 from .widgets import (AccountTable, CallDetail, CallTable, DialInput, HistoryTable,
                       IncomingBanner, state_summary)
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..history import History
     from ..ua.phone import Phone
+    from .bridge import Bridge, LiveUpdate, PhoneEvent
 
 __all__ = ["SoftphoneApp"]
 
@@ -94,7 +94,7 @@ class SoftphoneApp(App):
         self.state = state or PhoneState(audio_backend=audio)
         self._history = history
         self.phone: "Phone | None" = None
-        self.bridge: Bridge | None = None
+        self.bridge: "Bridge | None" = None
         self.ready = asyncio.Event()  # the phone is up (or failed to start)
         self.start_error: str | None = None
         self._refresh_pending = False
@@ -176,6 +176,8 @@ class SoftphoneApp(App):
 
     async def _boot(self) -> None:
         self.show_history()
+        from .bridge import Bridge  # after the first frame: it brings history (sqlite3)
+
         self.bridge = Bridge(self, self.state, self.history, on_incoming=self._on_incoming)
         await self._start(self.config)
 
@@ -219,7 +221,7 @@ class SoftphoneApp(App):
         self.notify(self.state.notice, severity="warning")
         self.request_refresh()
 
-    def on_phone_event(self, message: PhoneEvent) -> None:
+    def on_phone_event(self, message: "PhoneEvent") -> None:
         event = message.event
         if self.bridge is not None:
             self.bridge.apply(event)
@@ -227,7 +229,7 @@ class SoftphoneApp(App):
             self.notify(event.text, severity=event.severity)  # type: ignore[arg-type]
         self.request_refresh()
 
-    def on_live_update(self, message: LiveUpdate) -> None:
+    def on_live_update(self, message: "LiveUpdate") -> None:
         if self.bridge is not None:
             self.bridge.apply_live()
         view = self.selected_view()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Account as AccountSettings, Config
 from ..sip.caps import Capabilities
@@ -18,9 +18,12 @@ from ..sip.uri import NameAddr, SipUri
 from ..transport import Peer
 from . import events as ev
 from .account import Account
-from .call import Call, CallError
+from .errors import CallError
 from .stack import Stack, Tracer, host_literal
 from .target import TargetError, parse_target
+
+if TYPE_CHECKING:  # calls load with the first one: `softphone register` never needs them
+    from .call import Call
 
 __all__ = ["UserAgent", "MAX_LIVE_CALLS", "MAX_ENDED_RECORDS"]
 
@@ -31,7 +34,7 @@ MAX_ENDED_RECORDS = 4096  # ended calls kept (64·T1) to absorb retransmissions;
 _OUT_OF_DIALOG_ONLY_IN_DIALOG = ("BYE", "INFO", "NOTIFY", "PRACK", "UPDATE")
 _KNOWN_UNSUPPORTED = ("REGISTER", "REFER", "MESSAGE", "PUBLISH")
 
-Devices = Callable[[Call], tuple[Any, Any]]
+Devices = Callable[["Call"], tuple[Any, Any]]
 
 
 def base_capabilities() -> Capabilities:
@@ -129,6 +132,8 @@ class UserAgent:
     # -- calls ------------------------------------------------------------------------------
     async def dial(self, target: str | SipUri, *, account: str | None = None,
                    timeout: float | None = None) -> Call:
+        from .call import Call
+
         acc = self.account(account)
         if isinstance(target, SipUri):
             ruri = target
@@ -188,6 +193,8 @@ class UserAgent:
             elif self._live >= MAX_LIVE_CALLS:
                 stack.answer(request, 503, extra=[("Retry-After", "5")])
             else:
+                from .call import Call
+
                 Call.incoming(self, request, peer, self.account_for(request))
             return
         if method == "OPTIONS":

@@ -21,6 +21,7 @@ from ..sip.negotiator import MediaPolicy, SdpNegotiator
 from ..sip.uri import NameAddr, SipUri
 from ..transport import Peer
 from . import events as ev
+from .errors import CallError
 from .media_session import MediaSession
 
 if TYPE_CHECKING:
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["Call", "CallError"]
 
 log = logging.getLogger(__name__)
-
-
-class CallError(Exception):
-    """A call command that cannot be done (bad target, unreachable, wrong state …)."""
 
 
 class Call:

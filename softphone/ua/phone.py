@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Config
 from ..transport import Peer
 from . import events as ev
 from .agent import UserAgent
 from .bus import EventBus, JsonLines
-from .call import Call, CallError
+from .errors import CallError
 from .commands import COMMANDS, CommandError, check_args, check_digits
 from .devices import DeviceFactory, MediaOptionError, MediaOptions, record_path
 from .echo import EchoService
 from .target import ECHO_TARGET, TargetError, parse_target
+
+if TYPE_CHECKING:
+    from .call import Call
 
 __all__ = ["Phone", "PhoneOptions", "CallError", "CommandError", "TargetError",
            "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",

@@ -69,7 +69,7 @@ class Stack:
         self.on_request = on_request or (lambda request, peer: None)
         self.transport = TransportLayer(
             self._on_message, tracer, on_error=self._on_transport_error,
-            tls=tls_context(verify=config.sip.tls_verify, ca_file=config.sip.tls_ca_file))
+            tls=lambda: tls_context(verify=config.sip.tls_verify, ca_file=config.sip.tls_ca_file))
         self.transactions = TransactionTable()
         self.dialogs = DialogTable()
         self.resolver = Resolver()

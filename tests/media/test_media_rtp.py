@@ -388,3 +388,30 @@ async def test_a_discarding_sink_skips_decoding_but_keeps_statistics(pair):
     assert stats.jitter_ms >= 0 and stats.lost == 0
     assert stats.playout_ms == 0 and stats.concealed == 0  # nothing was decoded or played
     assert len(b.playout._payloads) == 0
+
+
+def test_dtmf_comma_pauses_one_second_of_audio():
+    """'1,2': digit 1, then 1 s of ordinary audio (50 ticks of 20 ms), then digit 2 — the
+    pause of pjsua's and linphone's dial strings; digits alone keep the 60 ms gap."""
+    from softphone.media.dtmf import GAP_MS, PAUSE_MS, DtmfSender, unpack_event
+
+    def timeline(digits: str) -> list[str | None]:
+        sender = DtmfSender()
+        sender.queue(digits)
+        ticks: list[str | None] = []
+        for n in range(200):  # bounded: 4 s of 20 ms ticks
+            pkt = sender.next_packet(n * 160, 20, 8000)
+            ticks.append(unpack_event(pkt.payload)[0] if pkt else None)
+            if not sender.pending:
+                break
+        return ticks
+
+    def audio_between(ticks: list[str | None]) -> int:
+        first_end = max(i for i, t in enumerate(ticks) if t == "1")
+        second = ticks.index("2")
+        return second - first_end - 1
+
+    assert audio_between(timeline("12")) == GAP_MS // 20
+    assert audio_between(timeline("1,2")) == GAP_MS // 20 + PAUSE_MS // 20
+    with pytest.raises(ValueError, match="not a DTMF digit"):
+        DtmfSender().queue("1;2")
