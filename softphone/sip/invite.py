@@ -95,11 +95,12 @@ class SessionOptions:
     timers: TimerConfig = field(default_factory=TimerConfig)
     caps: Capabilities = field(default_factory=Capabilities)
     user_agent: str | None = None
-    rng: random.Random = field(default_factory=random.SystemRandom)
+    rng: random.Random = field(default_factory=lambda: _SHARED_RNG)
     extensions: list[InviteExtension] = field(default_factory=list)
 
 
 _BASE_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO")
+_SHARED_RNG = random.SystemRandom()  # one for all: a Random holds 2.5 KB of state
 _GLARE_ATTEMPTS = 3
 
 
@@ -282,7 +283,19 @@ class InviteSession:
             actions += ext.on_end(self, now)
         actions.append(Emit(self.ended))
         actions.append(self.timers.start("linger", now + 64 * self.options.timers.t1))
+        self._lighten()
         return actions
+
+    def _lighten(self) -> None:
+        """An ended session lingers 64·T1 only to absorb retransmissions: drop what that
+        does not need (the SDP, the INVITE we answered), so thousands of them stay light."""
+        self.negotiator.release()
+        if self.role == "uas" and self._final_sent:
+            self.request = None
+        if self.invite is not None:
+            self.invite.headers.compact()
+        for ack, _branch in self._acks.values():
+            ack.headers.compact()
 
     def _dialog_for(self, request: Request) -> Dialog | None:
         """The (early) dialog a request from the far end belongs to, by its From tag."""

@@ -189,6 +189,13 @@ class Headers:
         if self.parsed:
             self.parsed.clear()
 
+    def compact(self) -> None:
+        """Drop the look-up index and the typed values (rebuilt on the next read): for a
+        message kept long after it was handled (a lingering transaction's)."""
+        self._index = None
+        if self.parsed:
+            self.parsed = {}
+
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:

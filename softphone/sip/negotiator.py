@@ -49,6 +49,12 @@ class SdpNegotiator:
         self.remote_direction = "sendrecv"  # what the far end asked for in its last offer
         self._pending_answer: tuple[sdp.SessionDescription, sdp.NegotiatedMedia] | None = None
 
+    def release(self) -> None:
+        """The session is over: forget the descriptions (the last agreement stays)."""
+        self.local_offer = self.remote_offer = None
+        self._pending_answer = None
+        self.state = OfferState.IDLE
+
     def set_local(self, address: str, port: int) -> None:
         """Where our RTP listens (known once the media socket is open)."""
         self.address, self.port = address, port

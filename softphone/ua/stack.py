@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_TRANSACTIONS = 4096  # live client + server transactions; new requests beyond are dropped
 MAX_CACHED_ROUTES = 256  # remote hosts whose outgoing local address we remember
+_LINGERING = ("completed", "accepted", "confirmed")  # transaction states that only wait
 
 Tracer = Callable[[str, bytes, Peer], None]
 NewRequest = Callable[[Request, Peer], None]
@@ -50,7 +51,6 @@ class _TxContext:
     tx: Any
     dest: Peer
     owner: Any = None             # the usage that sent the request (or adopted it)
-    original: Request | None = None  # the request as the usage handed it over (no Via)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     error: str | None = None      # why the transport failed, when it did
     created: float = 0.0
@@ -312,13 +312,12 @@ class Stack:
         if action.stateless:
             self.send_stateless(request, peer)
             return
-        self._start_client(usage, request, peer, action.request)
+        self._start_client(usage, request, peer)
 
-    def _start_client(self, usage: Any, request: Request, peer: Peer,
-                      original: Request) -> None:
+    def _start_client(self, usage: Any, request: Request, peer: Peer) -> None:
         tx = ClientTransaction(request, reliable=peer.proto != "udp", timers=self.timers)
         self.transactions.add_client(tx)
-        ctx = _TxContext(tx, peer, owner=usage, original=original, created=self.now())
+        ctx = _TxContext(tx, peer, owner=usage, created=self.now())
         self._ctx[id(tx)] = ctx
         try:
             number, method = request.cseq
@@ -334,7 +333,7 @@ class Stack:
         cancel = ctx.tx.make_cancel()
         if self.user_agent:
             cancel.headers.add("User-Agent", self.user_agent)
-        self._start_client(usage, cancel, ctx.dest, cancel)
+        self._start_client(usage, cancel, ctx.dest)
 
     def _abort(self, usage: Any, cseq: int, method: str) -> None:
         ctx = self._clients.pop((id(usage), cseq, method), None)
@@ -416,11 +415,17 @@ class Stack:
             elif isinstance(action, Timeout):
                 owner = ctx.owner
                 if owner is not None and isinstance(ctx.tx, ClientTransaction):
-                    original = ctx.original or ctx.tx.request
-                    self._guarded(owner, lambda: owner.on_timeout(original, ctx.error,
+                    request = ctx.tx.request
+                    self._guarded(owner, lambda: owner.on_timeout(request, ctx.error,
                                                                   self.now()))
             elif isinstance(action, Terminated):
                 self._forget(ctx)
+        tx = ctx.tx
+        if tx.state in _LINGERING and id(tx) in self._ctx:
+            # only retransmissions are left to absorb: keep the messages, not their caches
+            tx.request.headers.compact()
+            if tx.last_response is not None:
+                tx.last_response.headers.compact()
 
     def _forget(self, ctx: _TxContext) -> None:
         for handle in ctx.timers.values():
