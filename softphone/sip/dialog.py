@@ -82,10 +82,14 @@ class Dialog:
     def from_uas(cls, request: Request, local_tag: str, local_cseq: int = 0) -> "Dialog":
         """Dialog created when we answer an INVITE (§12.1.1): route set in order."""
         contacts = request.contacts
-        if not contacts:
-            raise DialogError(400, "Missing Contact header")
         from_ = request.from_
         to = request.to
+        if not contacts:
+            # RFC 3261 §8.1.1.8 requires one; RFC 2543 did not, and a UAS keeps working
+            # with such peers by sending its requests to the From address (RFC 4475 §3.4.1)
+            if request.headers.get("Contact") is not None or not isinstance(from_.uri, SipUri):
+                raise DialogError(400, "Missing Contact header")
+            contacts = [NameAddr(from_.uri.with_(params={}, headers={}))]
         return cls(
             call_id=request.call_id,
             local_tag=local_tag,

@@ -510,6 +510,9 @@ class InviteSession:
         except SipParseError as exc:
             return actions + self._refuse(now, 400, exc.reason[:100], "error")
         actions.append(BindDialog(self.dialog.id))
+        if not _accepts_sdp(request):  # any answer of ours carries SDP (RFC 4475 §3.3.15)
+            return actions + self._refuse(now, 406, "Not Acceptable", "rejected",
+                                          extra=[("Accept", "application/sdp")])
         if request.body:
             if request.content_type not in (None, "application/sdp"):
                 return actions + self._refuse(now, 415, "Unsupported Media Type", "error",
@@ -932,6 +935,18 @@ class InviteSession:
         request = self.dialog.create_request(method, contact=self.options.contact, extra=items,
                                              body=body)
         return [self._track(request)]
+
+
+def _accepts_sdp(request: Request) -> bool:
+    """No Accept means application/sdp (RFC 3261 §20.1); else it must allow it."""
+    values = request.headers.get_all("Accept")
+    if not values:
+        return True
+    for value in values:
+        media = value.split(";")[0].strip().lower()
+        if media in ("application/sdp", "application/*", "*/*") or not media:
+            return True
+    return False
 
 
 def _warning(exc: Exception) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from .errors import SipParseError
-from .uri import NameAddr, SipUri, parse_name_addr, parse_uri
+from .uri import NameAddr, OpaqueUri, SipUri, parse_any_uri, parse_name_addr, parse_uri
 
 __all__ = [
     "Headers",
@@ -467,8 +467,9 @@ class Request(Message):
         self.uri = str(uri)
 
     @property
-    def request_uri(self) -> SipUri:
-        return parse_uri(self.uri)
+    def request_uri(self) -> "SipUri | OpaqueUri":
+        """sip:, sips: and tel: URIs parsed; another scheme kept opaque (the UA answers 416)."""
+        return parse_any_uri(self.uri)
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
@@ -535,6 +536,7 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
         raise SipParseError("empty message")
     start = lines[0]
     headers = Headers()
+    start_error: str | None = None
     msg: Request | Response
     if start.startswith("SIP/"):
         m = re.match(r"^SIP/([0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?$", start)
@@ -547,15 +549,19 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
             raise SipParseError("status code out of range")
         msg = Response(status, (m.group(3) or "").strip(), headers)
     else:
+        # a bad request line is reported once the headers are read: the 400 (505 for the
+        # version) needs their Via, From, To, Call-ID and CSeq (RFC 4475 §3.1.2.8-10, .16)
         parts = start.split(" ")
+        words = start.split()
+        msg = Request(words[0] if words else "", words[1] if len(words) > 1 else "", headers)
         if len(parts) != 3:
-            raise SipParseError("malformed request line")
-        method, uri, version = parts
-        if not _TOKEN.match(method):
-            raise SipParseError("malformed method")
-        msg = Request(method, uri, headers)
-        if version != "SIP/2.0":
-            raise SipParseError("unsupported SIP version", partial=msg)
+            start_error = "malformed request line: elements must be separated by one space" \
+                if len(words) == 3 else "malformed request line"
+        elif not _TOKEN.match(parts[0]):
+            start_error = "malformed method"
+        elif parts[2] != "SIP/2.0":
+            start_error = "unsupported SIP version" if parts[2].startswith("SIP/") \
+                else "malformed request line"
     # a 400 can answer a request; a bad response is only dropped, so it has no partial
     partial = msg if isinstance(msg, Request) else None
     items = headers._items
@@ -567,6 +573,8 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
         if not colon or not name or name.strip(_TOKEN_CHARS):
             raise SipParseError(f"malformed header line {line[:40]!r}", partial=partial)
         items.append((canonical.get(name.lower(), name), value.strip()))
+    if start_error is not None:
+        raise SipParseError(start_error, partial=partial)
     length_values = {v.strip() for v in headers.get_all("Content-Length")}
     if len(length_values) > 1:
         raise SipParseError("conflicting Content-Length headers", partial=partial)
@@ -602,11 +610,16 @@ def _validate(msg: Request | Response) -> None:
             if method != msg.method:
                 raise SipParseError("CSeq method does not match request method")
             try:
-                parse_uri(msg.uri)
+                ruri = parse_any_uri(msg.uri)
             except SipParseError as exc:
-                if msg.uri.split(":", 1)[0].lower() not in ("sip", "sips", "tel"):
-                    raise SipParseError("unsupported Request-URI scheme") from None
                 raise SipParseError(f"malformed Request-URI: {exc.reason}") from None
+            if ruri.headers:  # RFC 3261 §19.1.1: headers never stand in a Request-URI
+                raise SipParseError("headers are not allowed in a Request-URI")
+            if msg.headers.get("Contact") is not None:
+                try:
+                    msg.contacts  # noqa: B018 - RFC 4475 regbadct
+                except SipParseError as exc:
+                    raise SipParseError(f"malformed Contact header: {exc.reason}") from None
             mf = msg.headers.get("Max-Forwards")
             if mf is not None:
                 hops = _small_int(mf.strip(), 3)

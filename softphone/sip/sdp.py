@@ -549,8 +549,14 @@ def _media_section(where: str, value: str, body: list[tuple[str, str, str]]) -> 
                 raise SdpError(f"{line_where}: more than one k= line in a media section")
             m.key = line_value
         elif letter == "a":
-            _media_attribute(m, _attribute(line_value), line_where, payload_types,
-                             rtpmaps, fmtps, pending)
+            attr = _attribute(line_value)
+            try:
+                _media_attribute(m, attr, line_where, payload_types, rtpmaps, fmtps, pending)
+            except SdpError:
+                # RFC 4566 §5.13 / RFC 3264: an attribute we cannot read is ignored (kept
+                # verbatim; a payload it described is unusable), never a reason to refuse
+                # the whole offer
+                m.attributes.append(attr)
         else:
             m.extra_lines.append((letter, line_value))
 

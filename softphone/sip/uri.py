@@ -13,7 +13,8 @@ from urllib.parse import quote, unquote
 
 from .errors import SipParseError
 
-__all__ = ["SipUri", "NameAddr", "parse_uri", "parse_name_addr"]
+__all__ = ["SipUri", "OpaqueUri", "NameAddr", "parse_uri", "parse_any_uri", "parse_name_addr",
+           "SIP_SCHEMES"]
 
 # RFC 3261 §25.1: characters that may stand unescaped in the user part / params / headers.
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
@@ -21,6 +22,10 @@ _PASSWORD_SAFE = "-_.!~*'()&=+$,"
 _PARAM_SAFE = "-_.!~*'()[]/:&+$"
 _HEADER_SAFE = "-_.!~*'()[]/?:+$"
 _SCHEMES = ("sip", "sips", "tel")
+SIP_SCHEMES = _SCHEMES
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>\"]+")
+_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
+_EMBEDDED_V4 = re.compile(r"(.*?):::(\d{1,3}(?:\.\d{1,3}){3})")
 _HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
@@ -122,6 +127,58 @@ class SipUri:
         return hash((self.scheme, self.user, self.host.lower(), self.port))
 
 
+@dataclass(frozen=True, slots=True)
+class OpaqueUri:
+    """An absoluteURI of a scheme we do not speak (``isbn:``, ``http:``, ``soap.beep:``).
+
+    RFC 3261 lets From, To, Contact and the Request-URI carry any scheme; we keep it as
+    written so a message that carries one still parses, and answer 416 where we must use
+    it. It looks enough like a SipUri (no user, no host) for code that only reads."""
+
+    scheme: str
+    text: str
+    user: None = None
+    host: str = ""
+    port: None = None
+    password: None = None
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        return {}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def host_bare(self) -> str:
+        return ""
+
+    @property
+    def hostport(self) -> str:
+        return ""
+
+    @property
+    def transport(self) -> str:
+        return "udp"
+
+    def with_(self, **changes) -> "OpaqueUri":
+        return self
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_any_uri(text: str) -> "SipUri | OpaqueUri":
+    """A sip:, sips: or tel: URI parsed, or any other well-formed absoluteURI kept as is."""
+    scheme = text.partition(":")[0].lower()
+    if scheme in _SCHEMES:
+        return parse_uri(text)
+    if not _ABSOLUTE_URI.fullmatch(text):
+        raise SipParseError(f"malformed URI {text[:80]!r}")
+    return OpaqueUri(scheme, text)
+
+
 def _parse_params(text: str, what: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     for item in text.split(";"):
@@ -213,10 +270,7 @@ def _parse_uri_slow(text: str) -> SipUri:
     if not _HOST_RE.fullmatch(host):
         raise SipParseError(f"bad host in {text[:80]!r}")
     if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise SipParseError(f"bad IPv6 reference in {text[:80]!r}") from None
+        host = _ipv6_reference(host, text)
     return SipUri(
         scheme=scheme,
         user=user,
@@ -232,7 +286,7 @@ def _parse_uri_slow(text: str) -> SipUri:
 class NameAddr:
     """A From/To/Contact/Route value: optional display name, URI, header parameters."""
 
-    uri: SipUri
+    uri: "SipUri | OpaqueUri"
     display_name: str | None = None
     params: dict[str, str | None] = field(default_factory=dict)
 
@@ -308,6 +362,27 @@ def _split_header_params(text: str) -> dict[str, str | None]:
     return params
 
 
+def _ipv6_reference(host: str, text: str) -> str:
+    """A valid "[IPv6]" reference. RFC 3261's ABNF lets three colons stand before an
+    embedded IPv4 address ("2001:db8:::192.0.2.1"); RFC 5118 §4.10 asks us to tolerate
+    that one spelling, and we read it as the RFC 4291 form it means."""
+    inner = host[1:-1]
+    try:
+        ipaddress.IPv6Address(inner)
+        return host
+    except ValueError:
+        pass
+    m = _EMBEDDED_V4.fullmatch(inner)
+    if m is not None:
+        fixed = f"{m.group(1)}::{m.group(2)}" if m.group(1) else f"::{m.group(2)}"
+        try:
+            ipaddress.IPv6Address(fixed)
+            return f"[{fixed}]"
+        except ValueError:
+            pass
+    raise SipParseError(f"bad IPv6 reference in {text[:80]!r}")
+
+
 _FAST_NAME_ADDR = re.compile(
     r'\s*(?:"((?:[^"\\\r\n]|\\[^\r\n])*)"\s*|([^"<>;]*))<([^<>"]*)>([^"]*)')
 _UNESCAPE_QUOTED = re.compile(r"\\(.)")
@@ -330,13 +405,24 @@ def parse_name_addr(text: str) -> NameAddr:
             else:
                 if quoted is None:
                     display = bare.strip() if bare else None
+                    if display and not _TOKENS.fullmatch(display):
+                        raise SipParseError("a display name with characters other than "
+                                            "token ones must be quoted")
                 elif "\\" in quoted:
                     display = _UNESCAPE_QUOTED.sub(r"\1", quoted)
                 else:
                     display = quoted
-                return NameAddr(uri=parse_uri(uri_text), display_name=display or None,
+                return NameAddr(uri=_enclosed_uri(uri_text), display_name=display or None,
                                 params=params)
     return _parse_name_addr_slow(text)
+
+
+def _enclosed_uri(text: str) -> "SipUri | OpaqueUri":
+    """The addr-spec between < and >: nothing but the URI (RFC 3261 LAQUOT/RAQUOT allow
+    whitespace outside the brackets only)."""
+    if text != text.strip():
+        raise SipParseError("whitespace inside <> around the URI")
+    return parse_any_uri(text)
 
 
 def _parse_name_addr_slow(text: str) -> NameAddr:
@@ -363,11 +449,17 @@ def _parse_name_addr_slow(text: str) -> NameAddr:
             raise SipParseError("missing '>' in address")
         if display is None and text[:lt].strip():
             display = text[:lt].strip()
-        uri = parse_uri(text[lt + 1 : gt])
+            if not _TOKENS.fullmatch(display):
+                raise SipParseError("a display name with characters other than token ones "
+                                    "must be quoted")
+        uri = _enclosed_uri(text[lt + 1 : gt])
         params = _split_header_params(text[gt + 1 :])
     else:
         # addr-spec: everything after the first ';' is a header parameter (§20.10)
         uri_text, semi, rest = text.partition(";")
-        uri = parse_uri(uri_text)
+        if "?" in uri_text or "," in uri_text:
+            raise SipParseError("a URI with '?' or ',' must be enclosed in <> (RFC 3261 "
+                                "§20.10)")
+        uri = parse_any_uri(uri_text.strip())
         params = _split_header_params(semi + rest) if semi else {}
     return NameAddr(uri=uri, display_name=display or None, params=params)

@@ -179,6 +179,10 @@ class UserAgent:
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
 
+    def _live_call_with(self, invite: Request) -> bool:
+        call = self.calls.get(invite.call_id)
+        return call is not None and not call.ended
+
     # -- new requests -------------------------------------------------------------------------
     def _on_new_request(self, request: Request, peer: Peer) -> None:
         method = request.method
@@ -186,7 +190,8 @@ class UserAgent:
         if method == "INVITE":
             if stack.closing:
                 stack.answer(request, 503, extra=[("Retry-After", "5")])
-            elif request.call_id in self.calls:  # a merged request (§8.2.2.2)
+            elif self._live_call_with(request):
+                # the same call again (not a retransmission: another branch or CSeq)
                 stack.answer(request, 482, "Loop Detected")
             elif self._live >= self.config.network.max_calls:
                 stack.answer(request, 486)

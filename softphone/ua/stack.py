@@ -27,7 +27,7 @@ from ..sip.message import Request, Response, make_response, parse_message
 from ..sip.transaction import (ClientTransaction, Deliver, Send, ServerTransaction,
                                StartTimer as TxStart, StopTimer as TxStop, Terminated, Timeout,
                                TimerConfig, TransactionTable)
-from ..sip.uri import SipUri
+from ..sip.uri import SIP_SCHEMES, SipUri
 from ..transport import Peer, TransportLayer, tls_context
 from .ratelimit import ALLOW as ADMIT, REFUSE, RateLimiter
 from .resolver import ResolveError, Resolver
@@ -54,6 +54,7 @@ class _TxContext:
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     error: str | None = None      # why the transport failed, when it did
     created: float = 0.0
+    key: tuple | None = None      # server: (Call-ID, From tag, CSeq), for merged requests
 
 
 class Stack:
@@ -79,6 +80,7 @@ class Stack:
                       "stray_responses": 0, "rate_limited": 0, "overload_dropped": 0}
         self.closing = False
         self._ctx: dict[int, _TxContext] = {}
+        self._request_keys: dict[tuple, int] = {}  # live server transactions' requests
         self._clients: dict[tuple[int, int, str], _TxContext] = {}  # (owner, CSeq, method)
         self._listeners: dict[int, Callable[[object], None]] = {}
         self._usage_timers: dict[tuple[int, str], asyncio.TimerHandle] = {}
@@ -117,6 +119,7 @@ class Stack:
                 handle.cancel()
         self._ctx.clear()
         self._clients.clear()
+        self._request_keys.clear()
         for handle in self._usage_timers.values():
             handle.cancel()
         self._usage_timers.clear()
@@ -432,7 +435,12 @@ class Stack:
             handle.cancel()
         ctx.timers.clear()
         self.transactions.remove(ctx.tx)
-        self._ctx.pop(id(ctx.tx), None)
+        if self._ctx.pop(id(ctx.tx), None) is not None and ctx.key is not None:
+            left = self._request_keys.get(ctx.key, 0) - 1
+            if left > 0:
+                self._request_keys[ctx.key] = left
+            else:
+                self._request_keys.pop(ctx.key, None)
         if isinstance(ctx.tx, ClientTransaction):
             try:
                 number, method = ctx.tx.request.cseq
@@ -496,11 +504,15 @@ class Stack:
             log.info("dropped malformed request from %s: %s", peer, exc.reason)
             return
         reason = exc.reason[:1].upper() + exc.reason[1:]
-        status = 416 if "scheme" in exc.reason else 505 if "version" in exc.reason else 400
+        status = 505 if "version" in exc.reason else 400
         try:
-            self._stamp_received(req, peer)
+            try:
+                self._stamp_received(req, peer)
+                dest = self.response_peer(req, peer)
+            except SipParseError:  # a Via we cannot read (SIP/7.0/UDP …): back to the source
+                dest = peer
             resp = make_response(req, status, reason, to_tag=new_tag())
-            self.transport.send(resp.to_bytes(), self.response_peer(req, peer))
+            self.transport.send(resp.to_bytes(), dest)
             self.stats["bad_requests_answered"] += 1
         except (SipParseError, OSError) as err:
             log.info("could not answer malformed request from %s: %s", peer, err)
@@ -551,10 +563,16 @@ class Stack:
             return
         if not self._admit(request, peer):
             return
+        if not request.to.tag and self._merged(request):
+            # §8.2.2.2: the same request reached us by another path (a forking proxy)
+            self.answer(request, 482, "Loop Detected")
+            return
         stx = ServerTransaction(request, reliable=peer.proto != "udp", timers=self.timers)
         self.transactions.add_server(stx)
+        key = _request_key(request)
+        self._request_keys[key] = self._request_keys.get(key, 0) + 1
         self._ctx[id(stx)] = _TxContext(stx, self.response_peer(request, peer),
-                                        created=self.now())
+                                        created=self.now(), key=key)
         if method == "CANCEL":
             invite = self.transactions.find_invite_for_cancel(request)
             owner = self._ctx[id(invite)].owner if invite is not None and \
@@ -563,6 +581,9 @@ class Stack:
                 self.answer(request, 481, "Call/Transaction Does Not Exist")
                 return
             self._guarded(owner, lambda: owner.on_request(request, self.now()))
+            return
+        if request.uri.partition(":")[0].lower() not in SIP_SCHEMES:
+            self.answer(request, 416)  # Unsupported URI Scheme (RFC 3261 §8.2.2.1)
             return
         unsupported = self.caps.unsupported(request.headers.get_all("Require"))
         if unsupported:
@@ -581,6 +602,11 @@ class Stack:
             self._guarded(usage, lambda: usage.on_request(request, self.now()))
             return
         self.on_request(request, peer)
+
+    def _merged(self, request: Request) -> bool:
+        """A live server transaction holds a request with this From tag, Call-ID and CSeq
+        (but another branch: a retransmission would have matched it)."""
+        return self._request_keys.get(_request_key(request), 0) > 0
 
     def _to_dialog(self, ack: Request) -> None:
         route = self.dialogs.route(ack)
@@ -609,6 +635,10 @@ class Stack:
                 response.headers.add("Server", self.user_agent)
             self.send_stateless(response, self.response_peer(request, peer))
         return False
+
+
+def _request_key(request: Request) -> tuple:
+    return (request.call_id, request.from_.tag, request.cseq)
 
 
 def split_hostport(text: str) -> tuple[str, int]:

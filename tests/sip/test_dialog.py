@@ -171,9 +171,17 @@ def test_uas_dialog_route_set_in_order():
     assert bye.cseq == (1, "BYE")
 
 
-def test_uas_needs_contact():
+def test_uas_without_contact_targets_the_from_address_as_rfc_2543_did():
+    """RFC 4475 §3.4.1: an RFC 2543 INVITE has no Contact; a UAS that keeps working with
+    such peers sends its in-dialog requests to the From URI."""
+    request = invite(contact=None)
+    d = Dialog.from_uas(request, local_tag="x")
+    assert d.remote_target == request.from_.uri.with_(params={}, headers={})
+
+
+def test_uas_refuses_a_contact_it_cannot_use():
     with pytest.raises(DialogError) as info:
-        Dialog.from_uas(invite(contact=None), local_tag="x")
+        Dialog.from_uas(invite(contact="*"), local_tag="x")
     assert info.value.status == 400
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from softphone.sip.errors import SipParseError
+from softphone.sip.uri import OpaqueUri
 from softphone.sip.message import (
     MAX_MESSAGE_SIZE,
     Headers,
@@ -449,11 +450,14 @@ def test_mismatch01_cseq_method_differs_from_request_method():
     "nobodyKnowsThisScheme:totallyopaquecontent", "soap.beep://192.0.2.103:3002",
     "http://example.com/",
 ])
-def test_unknown_request_uri_scheme_reason_mentions_scheme(ruri):
+def test_unknown_request_uri_scheme_parses_and_stays_opaque(ruri):
+    """RFC 3261 allows any absoluteURI as Request-URI: the message is well formed (RFC 4475
+    §3.3.2/3.3.3) and the UA answers 416; it is no 400 (that is for <sip:…> and the like)."""
     data = BASE.replace(b"sip:user@example.com SIP/2.0", f"{ruri} SIP/2.0".encode(), 1)
-    exc = parse_error(data)
-    assert "scheme" in exc.reason
-    assert isinstance(exc.partial, Request) and exc.partial.uri == ruri
+    msg = parse_message(data)
+    uri = msg.request_uri
+    assert isinstance(uri, OpaqueUri) and str(uri) == ruri
+    assert uri.scheme == ruri.split(":")[0].lower()
 
 
 @pytest.mark.parametrize("start", [

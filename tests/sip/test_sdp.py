@@ -278,10 +278,6 @@ def test_bandwidth_and_port_count():
     (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nm=audio 5000 RTP/AVP PCMU\r\n", "payload type"),
     (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nm=audio 5000 RTP/AVP 200\r\n", "payload type"),
     (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nm=audio 5000\r\n", "m="),
-    (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nm=audio 5000 RTP/AVP 96\r\na=rtpmap:96 opus\r\n",
-     "rtpmap"),
-    (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nm=audio 5000 RTP/AVP 0\r\na=ptime:fast\r\n", "ptime"),
-    (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nm=audio 5000 RTP/AVP 0\r\na=rtcp:x\r\n", "RTCP port"),
     (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nb=AS:lots\r\n", "bandwidth"),
     (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nr=7d 1h 0 25h\r\n", "r="),
     (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nm=audio 5000 RTP/AVP 0\r\nt=0 0\r\n", "t="),
@@ -291,6 +287,26 @@ def test_malformed_sdp_raises_sdp_error_with_a_clear_message(data, fragment):
     with pytest.raises(SdpError) as info:
         parse_sdp(data)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("line, unusable", [
+    ("a=rtpmap:96 opus", 96),     # no clock rate: payload 96 cannot be used
+    ("a=rtpmap:31 LPC", None),    # RFC 4475 esc01/longreq carry this one
+    ("a=ptime:fast", None),
+    ("a=rtcp:x", None),
+    ("a=fmtp:abc x=1", None),
+])
+def test_an_attribute_we_cannot_read_is_ignored_not_fatal(line, unusable):
+    """RFC 4566 §5.13 and RFC 3264: an unparseable attribute leaves the rest of the
+    description usable (the first version refused the whole INVITE with 400)."""
+    sdp = parse_sdp(("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nc=IN IP4 127.0.0.1\r\n"
+                     "m=audio 5000 RTP/AVP 0 96\r\n" + line + "\r\n").encode())
+    (audio,) = sdp.media
+    assert [str(a) for a in audio.attributes] == [line[2:]]  # kept verbatim
+    assert audio.ptime is None and audio.rtcp is None
+    assert [c.payload_type for c in audio.codecs] == [0]  # PCMU still usable
+    if unusable is not None:
+        assert audio.codec(unusable) is None
 
 
 def test_non_sdp_input_type_is_an_sdp_error():

@@ -194,7 +194,7 @@ def test_with_tag_is_a_copy():
 
 @pytest.mark.parametrize("text", [
     '"unterminated <sip:a@h>', '"Bob" sip:a@h', "<sip:a@h", "<sip:a@h> junk",
-    "<sip:a@h>;", "<sip:a@h>;=1", '<sip:a@h>;x="open', "Bob <http://x>", "",
+    "<sip:a@h>;", "<sip:a@h>;=1", '<sip:a@h>;x="open', "",
     "sip:a@h;tag=1;;", "<>",
 ])
 def test_invalid_name_addr(text):
@@ -264,3 +264,24 @@ def test_reparse_of_parsed_text_is_stable(text):
     again = parse_uri(str(uri))
     assert fields(again) == fields(uri)
     assert str(again) == str(uri)
+
+
+def test_name_addr_with_another_scheme_is_kept_opaque():
+    """From/To/Contact may carry any absoluteURI (RFC 4475 §3.3.4): kept, not refused."""
+    from softphone.sip.uri import OpaqueUri
+
+    na = parse_name_addr("Bob <http://x>;tag=1")
+    assert isinstance(na.uri, OpaqueUri) and str(na.uri) == "http://x"
+    assert na.display_name == "Bob" and na.tag == "1"
+    assert str(parse_name_addr("isbn:2983792873").uri) == "isbn:2983792873"
+
+
+@pytest.mark.parametrize("text, why", [
+    ('"Watson, Thomas" < sip:t.watson@example.org >', "whitespace inside <>"),
+    ("Bell, Alexander <sip:a.g.bell@example.com>", "must be quoted"),
+    ("sip:user@example.com?Route=%3Csip:sip.example.com%3E", "must be enclosed in <>"),
+])
+def test_name_addrs_the_grammar_forbids(text, why):
+    """RFC 4475 §3.1.2.14, §3.1.2.15, §3.1.2.13."""
+    with pytest.raises(SipParseError, match=why):
+        parse_name_addr(text)
