@@ -60,7 +60,10 @@ def _common(parser: argparse.ArgumentParser, *, tui: bool = False) -> None:
     parser.add_argument("--events", choices=("jsonl",), default=argparse.SUPPRESS,
                         help="print events as JSON lines on stdout")
     parser.add_argument("--sip-trace", metavar="FILE", default=argparse.SUPPRESS,
-                        help="write every SIP message to FILE (.pcap: a pcap file)")
+                        help="write every SIP message to FILE: text, or a capture for "
+                             "Wireshark/sngrep when FILE ends in .pcap or .pcapng; - is stdout")
+    parser.add_argument("--trace-rtp", action="store_true", default=argparse.SUPPRESS,
+                        help="with a .pcap/.pcapng --sip-trace: capture the RTP and RTCP too")
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="log to stderr (-vv for debug)")
 
@@ -254,6 +257,7 @@ def _options(args: argparse.Namespace, config: Config, accounts: list) -> Any:
         answer_delay=float(getattr(args, "delay", None) or 0.0),
         accounts=tuple(a.name for a in accounts),
         trace_path=getattr(args, "sip_trace", None),
+        trace_rtp=bool(getattr(args, "trace_rtp", False)),
         preload_media=command != "register",
         control=None if command == "answer" else False)
 
@@ -278,11 +282,7 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         phone.check()
     except MediaOptionError as exc:
         raise UsageError(str(exc)) from None
-    if options.trace_path:
-        try:
-            open(options.trace_path, "ab").close()
-        except OSError as exc:
-            raise UsageError(f"--sip-trace: {exc.strerror or exc}: {options.trace_path}") from None
+    _check_trace(options, printer)
     if args.command == "answer" and not options.auto_answer and printer.mode != "jsonl":
         phone.bus.subscribe(_answer_hint)
     loop = asyncio.get_running_loop()
@@ -313,6 +313,25 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         return status
     finally:
         await phone.close(timeout=5.0)
+
+
+def _check_trace(options: Any, printer: EventPrinter) -> None:
+    from .ua.phone import trace_format
+
+    path = options.trace_path
+    if options.trace_rtp and (not path or trace_format(path) == "text"):
+        raise UsageError("--trace-rtp needs a capture: --sip-trace FILE.pcap or FILE.pcapng")
+    if not path:
+        return
+    if path == "-":
+        if printer.mode == "jsonl":
+            raise UsageError("--sip-trace -: stdout already carries the JSON events; "
+                             "give the trace a file")
+        return
+    try:
+        open(path, "ab").close()
+    except OSError as exc:
+        raise UsageError(f"--sip-trace: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _check_family(host: str, listen: str) -> None:

@@ -124,6 +124,7 @@ class RtpSession:
         self.local_host = ""
         self._rtp_transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
+        self._tap: Callable[[str, bytes, tuple, tuple], None] | None = None
         self.counters = Counters()
         self._remote = Remote()
         self.sender = RtpSender(self.counters, self._remote)
@@ -181,6 +182,25 @@ class RtpSession:
         raise OSError(f"no free RTP port pair in {lo}-{hi}: {last_exc}")
 
     # ------------------------------------------------------------------ control
+    def capture(self, tap: Callable[[str, bytes, tuple, tuple], None]) -> None:
+        """Hand every packet sent and received to ``tap(direction, data, local, remote)``
+        (a pcap trace with RTP). Call before :meth:`start`."""
+        rtp_t, rtcp_t = self._rtp_transport, self._rtcp_transport
+        local = (self.local_host, self.local_port)
+        local_rtcp = (self.local_host, self.local_port + 1)
+
+        def send_rtp(data: bytes, addr) -> None:
+            rtp_t.sendto(data, addr)
+            tap("sent", data, local, addr)
+
+        def send_rtcp(data: bytes, addr) -> None:
+            rtcp_t.sendto(data, addr)
+            tap("sent", data, local_rtcp, addr)
+
+        self.sender.attach(send_rtp)
+        self.rtcp.attach(send_rtp, send_rtcp)
+        self._tap = tap
+
     def start(self, fmt: MediaFormat, remote: tuple[str, int], remote_rtcp: tuple[str, int] | None,
               *, rtcp_mux: bool, source: AudioSource, sink: AudioSink,
               on_dtmf: Callable[[str], None] | None = None,
@@ -197,8 +217,23 @@ class RtpSession:
         self._started = True
         self.receiver.last_rx = self.loop.time()  # the RTP timeout counts from here
         rtp_port = self._rtp_transport.get_protocol()
-        rtp_port.on_rtp = self.receiver.on_packet
-        rtp_port.on_rtcp = self._rtcp_transport.get_protocol().on_rtcp = self.rtcp.on_packet
+        on_rtp, on_rtcp = self.receiver.on_packet, self.rtcp.on_packet
+        tap = self._tap
+        if tap is not None:  # a capture asked for the media too: off the usual path
+            local = (self.local_host, self.local_port)
+            local_rtcp = (self.local_host, self.local_port + 1)
+            plain_rtp, plain_rtcp = on_rtp, on_rtcp
+
+            def on_rtp(data: bytes, addr) -> None:
+                tap("received", data, local, addr[:2])
+                plain_rtp(data, addr)
+
+            def on_rtcp(data: bytes, addr, muxed: bool) -> None:
+                tap("received", data, local if muxed else local_rtcp, addr[:2])
+                plain_rtcp(data, addr, muxed)
+
+        rtp_port.on_rtp = on_rtp
+        rtp_port.on_rtcp = self._rtcp_transport.get_protocol().on_rtcp = on_rtcp
         self._schedule()
         self.rtcp.start(self.loop.time())
 

@@ -50,8 +50,10 @@ class UserAgent:
                  publish: Callable[[ev.Event], None] = lambda event: None,
                  tracer: Tracer | None = None, devices: Devices | None = None,
                  auto_answer: bool = False, answer_delay: float = 0.0,
-                 user: str | None = None) -> None:
+                 user: str | None = None,
+                 media_tap: Callable[[str, bytes, tuple, tuple], None] | None = None) -> None:
         self.config = config
+        self.media_tap = media_tap  # every call's RTP/RTCP, for a capture
         self.publish = publish
         self.devices = devices
         self.auto_answer = auto_answer

@@ -66,7 +66,8 @@ class Call:
         self._answer_requested = False  # answer() came while the media was still opening
         self.media = MediaSession(lambda: agent.media_devices(self),
                                   rtp_timeout=float(agent.config.network.rtp_timeout or 0),
-                                  on_dtmf=self._on_dtmf, on_timeout=self._on_rtp_timeout)
+                                  on_dtmf=self._on_dtmf, on_timeout=self._on_rtp_timeout,
+                                  tap=agent.media_tap)
 
     def __repr__(self) -> str:
         return f"<Call {self.index} {self.direction} {self.state} {self.call_id}>"

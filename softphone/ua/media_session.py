@@ -30,8 +30,10 @@ def canonical_codec(name: str) -> str:
 class MediaSession:
     def __init__(self, devices: Devices, *, rtp_timeout: float = 0.0,
                  on_dtmf: Callable[[str], None] | None = None,
-                 on_timeout: Callable[[], None] | None = None) -> None:
+                 on_timeout: Callable[[], None] | None = None,
+                 tap: Callable[[str, bytes, tuple, tuple], None] | None = None) -> None:
         self.devices_factory = devices
+        self.tap = tap  # every RTP/RTCP packet, for a capture (--trace-rtp)
         self.rtp_timeout = rtp_timeout
         self.on_dtmf = on_dtmf
         self.on_timeout = on_timeout
@@ -50,6 +52,8 @@ class MediaSession:
         from ..media.rtp import RtpSession
 
         self.rtp = await RtpSession.open(host=host, port_range=port_range)
+        if self.tap is not None:
+            self.rtp.capture(self.tap)
         return self.rtp.local_port
 
     @property

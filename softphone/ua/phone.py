@@ -22,6 +22,7 @@ from .commands import COMMANDS, CommandError, check_args, check_digits
 from .devices import DeviceFactory, MediaOptionError, MediaOptions, record_path
 from .echo import EchoService
 from .target import ECHO_TARGET, TargetError, parse_target
+from .trace import trace_format
 
 if TYPE_CHECKING:
     from .call import Call
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["Phone", "PhoneOptions", "CallError", "CommandError", "TargetError",
            "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",
            "parse_target", "check_digits", "record_path", "ev", "default_socket_path",
-           "audio_devices"]
+           "audio_devices", "trace_format"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class PhoneOptions:
     answer_delay: float = 0.0
     accounts: tuple[str, ...] | None = None   # accounts to bring up (None: all)
     register: bool = True                     # register those with register = true
-    trace_path: str | None = None             # --sip-trace FILE
+    trace_path: str | None = None             # --sip-trace FILE (- : stdout)
+    trace_rtp: bool = False                   # the capture carries RTP/RTCP too
     preload_media: bool = True
     control: bool | None = None               # None: [control] enabled
     control_path: str | None = None           # None: [control] socket, else the default
@@ -103,10 +105,11 @@ class Phone:
         o = self.options
         if o.trace_path:
             self._trace_file = SipTrace(o.trace_path)
+        tap = self._trace_file.media if o.trace_rtp and self._trace_file is not None else None
         self.agent = UserAgent(self.config, listen=o.listen, accounts=self._account_settings(),
                                publish=self.bus.publish, tracer=self._trace,
                                devices=self.devices, auto_answer=o.auto_answer,
-                               answer_delay=o.answer_delay, user=o.user)
+                               answer_delay=o.answer_delay, user=o.user, media_tap=tap)
         await self.agent.start(preload_media=o.preload_media)
         stack = self.agent.stack
         if self._trace_file is not None:

@@ -351,3 +351,61 @@ def test_pcap_trace_opens_in_tshark(softphone, tmp_path):
     flow = [r[0] or r[1] for r in rows]
     assert flow == ["INVITE", "100", "180", "200", "ACK", "BYE", "200"], out.stdout + out.stderr
     assert rows[0][2] == str(port)
+
+
+@pytest.mark.parametrize("suffix", [".pcap", ".pcapng"])
+def test_capture_with_rtp_opens_in_tshark(softphone, tmp_path, suffix):
+    """`--sip-trace x.pcapng` writes pcapng (it wrote text before); `--trace-rtp` puts the
+    call's RTP in the capture too, so Wireshark can play it back."""
+    import subprocess
+
+    from peers.procs import require_binary
+
+    tshark = require_binary("tshark")
+    port = free_udp_port()
+    b = softphone("answer", "--auto", "--max-calls", "1", "--config",
+                  str(write_config(tmp_path / "b.toml", listen=f"127.0.0.1:{port}")))
+    b.wait_event("listening", timeout=10)
+    capture = tmp_path / f"call{suffix}"
+    a = softphone("call", f"sip:b@127.0.0.1:{port}", "--duration", "1", "--sip-trace",
+                  str(capture), "--trace-rtp", "--config", str(write_config(tmp_path / "a.toml")))
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    magic = capture.read_bytes()[:4]
+    assert magic == (b"\x0a\x0d\x0d\x0a" if suffix == ".pcapng" else b"\xd4\xc3\xb2\xa1")
+    sip = subprocess.run([tshark, "-r", str(capture), "-Y", "sip", "-T", "fields",
+                          "-e", "sip.Method", "-e", "sip.Status-Code"],
+                         capture_output=True, text=True, timeout=60)
+    flow = [r.split("\t")[0] or r.split("\t")[1] for r in sip.stdout.splitlines() if r.strip()]
+    assert flow[:1] == ["INVITE"] and "ACK" in flow and "BYE" in flow, sip.stdout + sip.stderr
+    rtp = subprocess.run([tshark, "-r", str(capture), "-o", "rtp.heuristic_rtp:TRUE", "-Y",
+                          "rtp", "-T", "fields", "-e", "rtp.p_type"],
+                         capture_output=True, text=True, timeout=60)
+    types = [t for t in rtp.stdout.split() if t]
+    assert len(types) >= 60, rtp.stdout + rtp.stderr  # ~50 each way over a second
+    assert set(types) <= {"0", "8", "9", "101", "111"}
+
+
+def test_text_trace_to_stdout(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "softphone", "call", "echo", "--duration", "0.5",
+                          "--sip-trace", "-", "--config",
+                          str(write_config(tmp_path / "a.toml"))],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert re_search(r"^--- \S+ sent udp 127\.0\.0\.1:\d+\nINVITE sip:echo@", out.stdout)
+    refused = subprocess.run([sys.executable, "-m", "softphone", "call", "echo", "--sip-trace",
+                              "-", "--events", "jsonl", "--config",
+                              str(write_config(tmp_path / "a.toml"))],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "stdout already carries the JSON events" in refused.stderr
+    rtp_text = subprocess.run([sys.executable, "-m", "softphone", "call", "echo", "--sip-trace",
+                               str(tmp_path / "t.txt"), "--trace-rtp", "--config",
+                               str(write_config(tmp_path / "a.toml"))],
+                              capture_output=True, text=True, timeout=30)
+    assert rtp_text.returncode == 2 and "--trace-rtp needs a capture" in rtp_text.stderr
+
+
+def re_search(pattern: str, text: str):
+    return re.search(pattern, text, re.M)
