@@ -44,6 +44,16 @@ def _version() -> str:
 
 
 # ============================================================================ parser
+class _Parser(argparse.ArgumentParser):
+    """argparse in this program's one error style: ``softphone: <what>: <why>``, then
+    where to read more; exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        where = self.prog.removeprefix("softphone").strip()
+        self.exit(2, f"softphone: {where + ': ' if where else ''}{message}; "
+                     f"see {self.prog} --help\n")
+
+
 def _common(parser: argparse.ArgumentParser, *, tui: bool = False) -> None:
     parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="config file (default: ~/.config/softphone/config.toml, "
@@ -96,7 +106,7 @@ def _digits(value: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .ua.commands import COMMANDS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="softphone", description="A terminal SIP softphone. Without a sub-command it "
         "opens the Textual interface.")
     parser.add_argument("--version", action="version", version=f"softphone {_version()}")
@@ -141,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "print the JSON reply. Arguments are NAME=VALUE or, for the first "
                     "listed, a bare value (softphone ctl dial sip:bob@example.com).",
         epilog="commands:\n" + "\n".join(lines) +
-               "\n  events    stream every event as JSON lines until interrupted")
+               "\n  events    stream every event as JSON lines until interrupted (stats=1: "
+               "the live call_stats and levels too)")
     p.add_argument("--socket", metavar="PATH", help="control socket (default: the running "
                                                     "phone's in $XDG_RUNTIME_DIR/softphone)")
     p.add_argument("ctl_command", metavar="COMMAND")
@@ -161,7 +172,9 @@ class EventPrinter:
 
     def __call__(self, event: Any) -> None:
         if event.name == "notice":
-            print(event.text, file=sys.stderr, flush=True)
+            kind = "warning: " if event.severity == "warning" else \
+                "error: " if event.severity == "error" else ""
+            print(f"softphone: {kind}{event.text}", file=sys.stderr, flush=True)
             return
         if not event.jsonl:
             return
@@ -354,8 +367,8 @@ def _check_family(host: str, listen: str) -> None:
 
 def _answer_hint(event: Any) -> None:
     if event.name == "incoming":
-        print("  answer it with: softphone ctl answer   (or reject: softphone ctl reject)",
-              file=sys.stderr, flush=True)
+        print("softphone: answer it with 'softphone ctl answer' (or refuse it with "
+              "'softphone ctl reject')", file=sys.stderr, flush=True)
 
 
 async def _wait_registration(phone, name: str) -> None:
@@ -366,7 +379,8 @@ async def _wait_registration(phone, name: str) -> None:
         retry = info["retry_after"]
         if ok or info["status"] != 503 or not retry or retry > 60:
             break
-        print(f"registration: 503 {info['reason']}, retrying in {retry} s", file=sys.stderr)
+        print(f"softphone: registration: 503 {info['reason']}, retrying in {retry} s",
+              file=sys.stderr)
         ok = await phone.wait_registered(name, timeout=retry + 64 * t1 + 5, next_attempt=True)
     if not ok:
         info = phone.account(name)
@@ -553,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"softphone: config error: {exc}", file=sys.stderr)
         return 2
     except Failure as exc:
-        print(str(exc), file=sys.stderr)
+        print(f"softphone: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -182,7 +182,14 @@ class ControlServer:
         name, args = request["command"], request.get("args") or {}
         ident = request.get("id")
         if name == "events":
-            await self._stream_events(reader, writer, ident)
+            stats = args.get("stats", False) if isinstance(args, dict) else False
+            if stats not in (True, False, "1", "0", "true", "false", "yes", "no"):
+                await self._reply(writer, {"ok": False, "id": ident, "error":
+                                           f"events: stats: expected true or false "
+                                           f"(got {stats!r})"})
+                return False
+            await self._stream_events(reader, writer, ident,
+                                      stats=stats in (True, "1", "true", "yes"))
             return True
         if name == "help":
             await self._reply(writer, {"ok": True, "id": ident, "result": {"commands": [
@@ -205,8 +212,10 @@ class ControlServer:
         return False
 
     async def _stream_events(self, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter, ident: Any) -> None:
-        """Every event as a JSON line, until the client closes its end."""
+                             writer: asyncio.StreamWriter, ident: Any, *,
+                             stats: bool = False) -> None:
+        """Every event as a JSON line, until the client closes its end; with ``stats``
+        the live ones too (call_stats once a second, levels five times a second)."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=10000)
         encoder = JsonLines()
 
@@ -217,7 +226,7 @@ class ControlServer:
                 except asyncio.QueueFull:  # a stuck client loses events, not the phone
                     pass
 
-        unsubscribe = self.phone.bus.subscribe(listener)
+        unsubscribe = self.phone.bus.subscribe(listener, high_rate=stats)
         gone = asyncio.ensure_future(reader.read())  # EOF: the client went away
         try:
             await self._reply(writer, {"ok": True, "id": ident, "result": {"streaming": True}})

@@ -5,6 +5,7 @@ naming the flag and the reason) or reported in one line — never a traceback, n
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -194,3 +195,53 @@ def test_sigint_while_ringing_exits_1(tmp_path):
     finally:
         callee.terminate()
         callee.wait(10)
+
+
+def test_call_prints_progress_lines_without_jsonl(softphone, tmp_path):
+    """Without --events the user still sees the call progress: calling, ringing, answered
+    and ended, one line each, on stdout (issue 9: it printed nothing while ringing)."""
+    callee_port = free_udp_port()
+    cfg_b = tmp_path / "b.toml"
+    cfg_b.write_text(f'[network]\nlisten = "127.0.0.1:{callee_port}"\n[control]\n'
+                     f'enabled = false\n')
+    callee = softphone("answer", "--auto", "--delay", "0.3", "--max-calls", "1", "--config",
+                       str(cfg_b))
+    callee.wait_event("listening", timeout=15)
+    caller = softphone("call", f"sip:b@127.0.0.1:{callee_port}", "--duration", "0.3",
+                       "--config", loopback(tmp_path), events=False)
+    assert caller.wait_exit(20) == 0, caller.diagnostics()
+    lines = caller.other_stdout
+    firsts = [line.split(" ", 1)[0] for line in lines]
+    for name in ("calling", "ringing", "answered", "ended"):
+        assert name in firsts, lines
+    assert firsts.index("calling") < firsts.index("ringing") < firsts.index("answered") \
+        < firsts.index("ended")
+    assert any(f"to=sip:b@127.0.0.1:{callee_port}" in line for line in lines
+               if line.startswith("calling")), lines
+    assert not any(line.startswith("{") for line in lines)
+
+
+@pytest.mark.parametrize("args", [
+    ("call",),
+    ("call", "sip:x@127.0.0.1", "--dtmf", "12Z"),
+    ("bogus",),
+    ("answer", "--delay", "1"),
+    ("register", "--config", "/nonexistent/c.toml"),
+    ("call", "sip:x@[::1]"),
+    ("call", "sip:x@127.0.0.1:9", "--timeout", "0.5"),
+    ("call", "sip:x@127.0.0.1:9", "--play", "/nonexistent.wav"),
+    ("ctl", "--socket", "/nonexistent/s.sock", "status"),
+])
+def test_every_error_line_has_one_style(tmp_path, args):
+    """One prefix style for every error (``softphone: ...``), no word said twice in a row,
+    no traceback — whatever failed (argparse, config, usage, SIP, ctl)."""
+    if "--config" not in args and args[0] != "ctl":
+        args = (*args, "--config", loopback(tmp_path))
+    out = run(*args)
+    assert out.returncode in (1, 2), out
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines, out
+    for line in lines:
+        assert line.startswith("softphone: "), line
+        assert not re.search(r"\b([a-z]+)[\s:,]+\1\b", line.lower()), line
+    no_traceback(out)

@@ -62,9 +62,25 @@ def test_wrong_password_fails_with_status(kamailio, softphone, tmp_path):
     assert p.wait_exit(20) == 1, p.diagnostics()
     ev = p.find_event("registration_failed")
     assert ev is not None and ev["status"] == 401, p.diagnostics()
-    assert "registration failed: 401" in p.stderr_text()
-    assert "not-the-password" not in p.stderr_text()
+    err = p.stderr_text()
+    # the status, and what it means for this account (issue 9)
+    assert "registration failed: 401" in err
+    assert "rejected our credentials for realm '127.0.0.1'" in err, err
+    assert "check the password and auth user '1001'" in err, err
+    assert "not-the-password" not in err
     assert all("not-the-password" not in str(e) for e in p.events)
+
+
+def test_account_without_password_says_so(kamailio, softphone, tmp_path):
+    cfg = write_config(tmp_path / "c.toml", kamailio, "1001")
+    text = cfg.read_text()
+    cfg.write_text(re.sub(r"^password = .*\n", "", text, flags=re.M))
+    p = softphone("register", "--config", str(cfg))
+    assert p.wait_exit(20) == 1, p.diagnostics()
+    ev = p.find_event("registration_failed")
+    assert ev is not None and ev["status"] == 401, p.diagnostics()
+    assert "asked for credentials for realm '127.0.0.1' but account 'u1001' has no password" \
+        in p.stderr_text(), p.diagnostics()
 
 
 def test_register_over_tcp(kamailio, softphone, tmp_path):

@@ -109,6 +109,28 @@ async def test_events_stream_until_the_client_goes(phone, tmp_path):
     driver.close()
 
 
+async def test_events_stream_with_stats_carries_the_live_events(phone, tmp_path):
+    path = tmp_path / "run" / "ctl.sock"
+    watcher = await Client.connect(path)
+    refused = await watcher.ask("events", stats="maybe")
+    assert refused["ok"] is False and "stats: expected true or false" in refused["error"]
+    first = await watcher.ask("events", stats="1")
+    assert first["ok"], first
+    driver = await Client.connect(path)
+    await driver.ask("dial", uri="echo")
+    seen: dict[str, dict] = {}
+    for _ in range(200):  # bounded: levels come 5/s and stats 1/s once answered
+        line = json.loads(await asyncio.wait_for(watcher.reader.readline(), 10))
+        seen.setdefault(line["event"], line)
+        if "call_stats" in seen and "levels" in seen:
+            break
+    assert {"calling", "answered", "call_stats", "levels"} <= set(seen), sorted(seen)
+    assert seen["call_stats"]["codec"] == "PCMU" and "jitter_ms" in seen["call_stats"]
+    watcher.close()
+    await driver.ask("hangup")
+    driver.close()
+
+
 async def test_a_second_phone_does_not_steal_a_live_socket(phone, tmp_path):
     config = Config.from_dict({"network": {"listen": "127.0.0.1:0"},
                                "control": {"socket": str(tmp_path / "run" / "ctl.sock")}})
