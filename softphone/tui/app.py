@@ -213,10 +213,14 @@ class SoftphoneApp(App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Re-register shows in the footer only when there is an account; the global
         answer/reject keys only while a call rings, hang up while a call is live (else
-        the key goes on to the focused widget)."""
+        the key goes on to the focused widget); Settings, the event log and the trace
+        open from the main screen."""
+        main = self.screen is self.screen_stack[0]
+        if action in ("settings", "log", "trace_all") and not main:
+            return False  # not a second one on top of the screen that is open
         if action == "retry_registration":
-            return bool(self.state.accounts)
-        if action == "command" and parameters and self.screen is self.screen_stack[0]:
+            return bool(self.state.accounts) and main
+        if action == "command" and parameters:
             name = parameters[0]
             if name in ("answer", "reject"):
                 return bool(self.state.incoming_ringing())
@@ -293,7 +297,6 @@ class SoftphoneApp(App):
         self.bridge.seed_accounts(phone.account_info())
         if self.account is not None:
             phone.select_account(self.account)  # --account (checked before the screen)
-            self.account_table.select_row(self.account)
         self.state.selected_account = phone.selected_account
         self.state.identity = phone.identity()
         self.state.log_line(f"listening on {self.state.identity}")
@@ -339,7 +342,10 @@ class SoftphoneApp(App):
         if not hasattr(self, "call_table"):
             return
         self.identity_line.update(state_summary(state))
+        fresh = self.account_table.row_count == 0
         self.account_table.show(state.accounts)
+        if fresh and state.selected_account in state.accounts:  # the cursor is the choice
+            self.account_table.select_row(state.selected_account)
         if self.account_table.display != bool(state.accounts):
             self.account_table.display = bool(state.accounts)
             self.refresh_bindings()
@@ -656,11 +662,20 @@ class SoftphoneApp(App):
             return
         self.run_command("register", account=self.state.selected_account)
 
+    @staticmethod
+    def _focus_now(widget) -> None:
+        """Focus ``widget`` before the next key is handled (``Widget.focus`` waits for
+        the message queue: keys already queued would still go to the old widget)."""
+        try:
+            widget.screen.set_focus(widget)
+        except Exception:
+            widget.focus()
+
     def action_focus_dial(self) -> None:
-        self.dial_input.focus()
+        self._focus_now(self.dial_input)
 
     def action_leave_dial(self) -> None:
-        self.call_table.focus()
+        self._focus_now(self.call_table)
 
     async def action_quit(self) -> None:
         if self.phone is not None:

@@ -294,7 +294,7 @@ def _owner_name(node) -> str:
     from textual.app import App
 
     if isinstance(node, App):
-        return "Anywhere"
+        return "App (a text field keeps its keys)"
     if isinstance(node, Screen):
         return "This screen"
     label = {"CallTable": "Call list", "DialInput": "Dial input", "HistoryTable": "History",
@@ -302,34 +302,56 @@ def _owner_name(node) -> str:
     return label.get(type(node).__name__, type(node).__name__)
 
 
+def key_display(app, binding: Binding) -> str:
+    """The key as the footer shows it, function keys as F5."""
+    shown = app.get_key_display(binding)
+    return shown.upper() if re.fullmatch(r"f\d{1,2}", shown) else shown
+
+
+def _own_bindings(node) -> set[tuple[str, str]]:
+    """(key, action) of the bindings this program declares on ``node`` (not Textual's
+    built-in ones)."""
+    ours: set[tuple[str, str]] = set()
+    for cls in type(node).__mro__:
+        if cls.__module__.startswith("softphone."):
+            ours.update((b.key, b.action) for b in cls.__dict__.get("BINDINGS", ()))
+    return ours
+
+
 def key_rows(screen: Screen) -> list[tuple[str, str, str]]:
     """(where, key, what) for every binding of ``screen``: the app's, the screen's and
-    those of every widget on it, read from the bindings themselves. Priority bindings
-    say so: they work whatever has focus."""
+    those of every widget on it, read from the bindings themselves; this program's own
+    first, Textual's built-in ones (cursor keys, editing) after them. An app binding
+    marked "any focus" works even while typing in a field."""
     app = screen.app
-    nodes = [app, screen, *screen.walk_children()]
-    rows: list[tuple[str, str, str]] = []
+    ours: list[tuple[str, str, str]] = []
+    builtin: list[tuple[str, str, str]] = []
     seen: set[tuple[str, str, str]] = set()
-    for node in nodes:
-        for key, bindings in node._bindings.key_to_bindings.items():
+    for node in [app, screen, *screen.walk_children()]:
+        own = _own_bindings(node)
+        where = _owner_name(node)
+        for bindings in node._bindings.key_to_bindings.values():
             for binding in bindings:
-                where = _owner_name(node)
-                if binding.priority and where != "Anywhere":
-                    where += " (any focus)"
-                elif binding.priority:
-                    where = "Anywhere (any focus)"
-                shown = app.get_key_display(binding)
-                what = binding.description or binding.action
-                row = (where, shown, what)
-                if row not in seen:
-                    seen.add(row)
-                    rows.append(row)
-    return rows
+                place = "Any focus, even typing" if binding.priority and node is app else where
+                row = (place, key_display(app, binding), binding.description or binding.action)
+                if row in seen:
+                    continue
+                seen.add(row)
+                if (binding.key, binding.action) in own:
+                    ours.append(row)
+                else:
+                    builtin.append((f"{place} (Textual)", *row[1:]))
+    return ours + builtin
 
 
 class HelpScreen(Screen):
     """Every key of the screen it was opened from (its bindings, not a list kept by
     hand); Escape closes it."""
+
+    DEFAULT_CSS = """
+    HelpScreen #help-title { height: auto; padding: 0 1; }
+    HelpScreen #help-keys { height: 1fr; }
+    """
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Close"),
                 Binding("q", "app.pop_screen", "Close", show=False),
@@ -342,8 +364,8 @@ class HelpScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        yield Static(Text.assemble(("Keys", "bold"), " of this screen; "
-                                   "\"any focus\" keys work even while typing. "
+        yield Static(Text.assemble(("Keys", "bold"), " of this screen, from its bindings: "
+                                   "this program's first, Textual's own after them. "
                                    "Escape closes."), id="help-title")
         yield DataTable(id="help-keys", cursor_type="row", zebra_stripes=True)
         yield Footer()

@@ -117,7 +117,9 @@ class AccountTable(DataTable):
     def show(self, accounts: dict[str, AccountView]) -> None:
         self._accounts = accounts
         widths = self._layout()
-        if widths != self._widths:
+        selected = None
+        if widths != self._widths:  # new widths: new columns, the cursor kept
+            selected = selected_key(self)
             self.clear(columns=True)
             self.add_column("Account", key="name", width=widths[0])
             self.add_column("Registration", key="state", width=widths[1])
@@ -128,6 +130,8 @@ class AccountTable(DataTable):
         rows = {name: (clip(name, name_w), _account_state(acc, state_w))
                 for name, acc in accounts.items()}
         sync_table(self, rows)
+        if selected is not None:
+            self.select_row(selected)
 
 
 def _account_state(acc: AccountView, width: int = 200) -> Text:
@@ -158,7 +162,7 @@ class DialInput(Input):
     ]
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(placeholder="sip:user@host · user@host · number · echo   (Enter dials)",
+        super().__init__(placeholder="sip:user@host · number · echo · Enter dials",
                          **kwargs)
         self.recall_list: list[str] = []
         self._recall_at = -1
