@@ -31,7 +31,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ..ua.commands import COMMANDS
 from .bridge import Bridge, LiveUpdate, PhoneEvent
-from .state import CallView, PhoneState
+from .state import LOCAL_ENDING, CallView, PhoneState
 from .widgets import (AccountTable, CallDetail, CallTable, DialInput, HistoryTable,
                       IncomingBanner, account_details, state_summary)
 
@@ -68,9 +68,6 @@ CSS = """
 #trace-message { width: auto; }
 TraceScreen.zoomed #trace-dialogs, TraceScreen.zoomed #trace-list { display: none; }
 """
-
-log = logging.getLogger("softphone.tui")
-
 
 class _LogToState(logging.Handler):
     """Log records (warnings; more with -v) into the event log, never onto the screen:
@@ -122,7 +119,8 @@ class SoftphoneApp(App):
                  history: "History | None" = None, data_path: Path | None = None,
                  config_path: Path | None = None, state: PhoneState | None = None,
                  theme_file: Path | None = None, listen: str | None = None,
-                 fallback_listen: bool = False, account: str | None = None, sip_trace: str | None = None,
+                 fallback_listen: bool = False, account: str | None = None,
+                 sip_trace: str | None = None,
                  warnings: Iterable[str] = (), log_file: Path | None = None,
                  log_level: int = logging.WARNING) -> None:
         super().__init__()
@@ -516,9 +514,14 @@ class SoftphoneApp(App):
         if self.phone is None:
             return
         view = self.state.calls.get(str(args.get("call_id")))
-        if view is not None and view.active and name in ("hangup", "reject"):
+        before = None
+        ringing_in = view is not None and view.direction == "incoming" \
+            and view.state in ("incoming", "ringing")
+        if view is not None and view.active and view.state not in LOCAL_ENDING and (
+                name == "hangup" or (name == "reject" and ringing_in)):
             # feedback at once (a CANCEL may have to wait for the first provisional);
             # the ended event replaces it
+            before = view.state
             if view.state == "connected":
                 view.state = "ending"
             elif view.direction == "outgoing":
@@ -526,15 +529,20 @@ class SoftphoneApp(App):
             else:
                 view.state = "rejecting"
             self.refresh_views()
-        self.run_worker(self._run_command(name, args), group=f"command-{name}")
+        self.run_worker(self._run_command(name, args, view, before),
+                        group=f"command-{name}")
 
-    async def _run_command(self, name: str, args: dict) -> None:
+    async def _run_command(self, name: str, args: dict, view: CallView | None = None,
+                           before: str | None = None) -> None:
         from ..ua.phone import CommandError
 
         assert self.phone is not None
         try:
             result = await self.phone.execute(name, args)
         except CommandError as exc:
+            if before is not None and view is not None and view.state in LOCAL_ENDING:
+                view.state = before  # it did not happen: say what is true again
+                self.request_refresh()
             self.notify(str(exc), severity="warning", timeout=3)
             self.state.log_line(str(exc))
             return
@@ -627,6 +635,8 @@ class SoftphoneApp(App):
     def _settings_done(self, config: "Config | None") -> None:
         if config is None:
             return
+        if config.network.listen != self.config.network.listen:
+            self.listen, self.fallback_listen = None, False  # the new setting applies
         self.config = config
         if config.ui.theme:
             self._theme_saved = config.ui.theme  # written already: no second save

@@ -166,7 +166,8 @@ async def test_trace_message_pane_gets_the_width_at_80x24(tmp_path):
     app = fixed_app(tmp_path)
     app.state.add_call(CallView("c1@softphone", "outgoing", "sip:2002@pbx", state="connected"))
     invite = (b"INVITE sip:2002@pbx.example.com SIP/2.0\r\nCall-ID: c1@softphone\r\n"
-              b"CSeq: 1 INVITE\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a-long-branch\r\n\r\n")
+              b"CSeq: 1 INVITE\r\n"
+              b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a-long-branch\r\n\r\n")
     app.state.trace.add("sent", invite, "udp", "203.0.113.5:5060", when=1000.0)
     async with app.run_test(size=(80, 24)) as pilot:
         app.refresh_views()
