@@ -96,7 +96,7 @@ class AccountTable(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self._accounts: dict[str, AccountView] = {}
-        self._widths: tuple[int, int] | None = None
+        self._widths: tuple[int, int, int] | None = None
         self.clipped: list[AccountView] = []
 
     def on_resize(self) -> None:
@@ -108,11 +108,17 @@ class AccountTable(DataTable):
         except Exception:
             pass
 
-    def _layout(self) -> tuple[int, int]:
+    def _layout(self) -> tuple[int, int, int]:
+        """(name, state, address-of-record) widths; the AOR only when the panel is wide
+        enough for it next to a state of 20 columns."""
         width = self.scrollable_content_region.width or 32
         names = max((len(n) for n in self._accounts), default=7)
         name_w = max(7, min(names, 14, width // 3))
-        return name_w, max(10, width - name_w - 4)
+        state_w = max(10, width - name_w - 4)
+        aor_w = max((len(a.aor) for a in self._accounts.values()), default=0)
+        if aor_w and state_w - aor_w - 2 >= 20:
+            return name_w, state_w - aor_w - 2, aor_w
+        return name_w, state_w, 0
 
     def show(self, accounts: dict[str, AccountView]) -> None:
         self._accounts = accounts
@@ -123,11 +129,14 @@ class AccountTable(DataTable):
             self.clear(columns=True)
             self.add_column("Account", key="name", width=widths[0])
             self.add_column("Registration", key="state", width=widths[1])
+            if widths[2]:
+                self.add_column("Address of record", key="aor", width=widths[2])
             self._widths = widths
-        name_w, state_w = widths
+        name_w, state_w, aor_w = widths
         self.clipped = [acc for name, acc in accounts.items()
                         if len(acc.describe()) > state_w or len(name) > name_w]
-        rows = {name: (clip(name, name_w), _account_state(acc, state_w))
+        rows = {name: (clip(name, name_w), _account_state(acc, state_w),
+                       *((acc.aor,) if aor_w else ()))
                 for name, acc in accounts.items()}
         sync_table(self, rows)
         if selected is not None:
