@@ -138,7 +138,7 @@ def layout_state(app: SoftphoneApp) -> None:
                             reason="rejected 403 Not relaying", started_at=0.0))
 
 
-@pytest.mark.parametrize("size", [(80, 24), (140, 40)])
+@pytest.mark.parametrize("size", [(80, 24), (140, 40), (180, 40)])
 async def test_sidebar_and_call_list_show_states_in_full(tmp_path, size):
     history = History(tmp_path / "h.sqlite3")
     history.add(CallRecord("outgoing", "sip:9@relay.example.com", time.time(), 0.0,
@@ -159,6 +159,8 @@ async def test_sidebar_and_call_list_show_states_in_full(tmp_path, size):
         assert "rejected 403 Not relaying" in region_text(app, app.history_table)
         left = app.query_one("#left").region.width
         assert left >= 34 if size[0] == 80 else left > 40  # more width: a wider panel
+        if size[0] >= 180:  # and the addresses of record in it
+            assert "sip:1001@pbx.example.com" in accounts
     history.close()
 
 
