@@ -111,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
         "opens the Textual interface.")
     parser.add_argument("--version", action="version", version=f"softphone {_version()}")
     _common(parser, tui=True)
+    # the TUI's own flags (the sub-commands take them too, after their name)
+    parser.add_argument("--account", metavar="NAME", default=argparse.SUPPRESS,
+                        help="TUI: the account selected at start (default: the first)")
+    parser.add_argument("--listen", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                        help="TUI: SIP listen address (default: config, else 5060 when it "
+                             "is free, else a free port)")
+    parser.add_argument("--sip-trace", metavar="FILE", default=argparse.SUPPRESS,
+                        help="TUI: write every SIP message to FILE (.pcap, .pcapng: a "
+                             "capture; else text)")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="TUI: log to softphone.log in the data dir (-vv for debug); "
+                             "never on the screen")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("register", help="register, stay, unregister")
@@ -555,7 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         from .tui import run_tui
 
-        return run_tui(config, audio=getattr(args, "audio", None))
+        return run_tui(config, audio=getattr(args, "audio", None),
+                       listen=getattr(args, "listen", None),
+                       account=getattr(args, "account", None),
+                       sip_trace=getattr(args, "sip_trace", None),
+                       verbose=getattr(args, "verbose", 0) or 0)
     _setup_logging(getattr(args, "verbose", 0) or 0)
     printer = EventPrinter(getattr(args, "events", None))
     try:
