@@ -94,6 +94,16 @@ def _count(value: str) -> int:
     return int(value)
 
 
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 < number <= 1000:
+        raise argparse.ArgumentTypeError("must be calls per second, more than 0, at most 1000")
+    return number
+
+
 def _digits(value: str) -> str:
     from .ua.commands import CommandError, check_digits
 
@@ -101,6 +111,14 @@ def _digits(value: str) -> str:
         return check_digits(value)
     except CommandError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("digits: ")) from None
+
+
+def _scenario_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", metavar="FILE",
+                   help="run this TOML scenario for each call: steps with expectations, a "
+                        "verdict per step, exit 1 when any call failed")
+    p.add_argument("--junit", metavar="FILE",
+                   help="with --scenario: write a JUnit XML report (one testcase per call)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtmf", metavar="DIGITS", type=_digits,
                    help="send these RFC 4733 digits after the answer (0-9 * # A-D; ',' "
                         "pauses 1 s)")
+    _scenario_flags(p)
+    p.add_argument("--repeat", type=_count, metavar="N",
+                   help="with --scenario: place N calls (default 1)")
+    p.add_argument("--rate", type=_rate, metavar="R",
+                   help="with --scenario --repeat: R new calls per second (default: one "
+                        "after the other)")
 
     p = sub.add_parser("answer", help="wait for calls and answer them")
     _common(p)
@@ -154,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="WAV",
                    help="record each call ({n} in the name: the call's number)")
     p.add_argument("--echo", action="store_true", help="send the received audio back")
+    _scenario_flags(p)
 
     lines = [f"  {c.name:<9} {c.help}" for c in COMMANDS.values()]
     p = sub.add_parser(
@@ -181,6 +206,12 @@ class EventPrinter:
 
         self.mode = mode
         self.encoder = JsonLines()
+
+    def say(self, line: str) -> None:
+        """A human line on stdout (scenario verdicts); JSON-lines mode has the events."""
+        if self.mode != "jsonl":
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     def __call__(self, event: Any) -> None:
         if event.name == "notice":
@@ -295,6 +326,7 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     if args.command == "register" and account is None:
         raise UsageError("register: no account configured (add [[accounts]] to the config)")
     options = _options(args, config, accounts)
+    scenario = _scenario(args)
     if args.command == "call" and args.uri.strip().lower() != "echo":
         try:
             target = parse_target(args.uri, account.aor_uri.hostport if account else None)
@@ -308,7 +340,8 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     except MediaOptionError as exc:
         raise UsageError(str(exc)) from None
     _check_trace(options, printer)
-    if args.command == "answer" and not options.auto_answer and printer.mode != "jsonl":
+    if args.command == "answer" and not options.auto_answer and printer.mode != "jsonl" \
+            and scenario is None:
         phone.bus.subscribe(_answer_hint)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -329,7 +362,9 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         if args.command == "register":
             await _wait_stop(stop, phone, args.duration)
             return 0
-        if args.command == "call":
+        if scenario is not None:
+            status = await _run_scenario(phone, scenario, args, stop, printer)
+        elif args.command == "call":
             status = await _call(phone, args, stop)
         else:
             status = await _answer(phone, args, stop)
@@ -338,6 +373,80 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         return status
     finally:
         await phone.close(timeout=5.0)
+
+
+def _scenario(args: argparse.Namespace) -> Any:
+    """The --scenario file, read and checked whole (exit 2 naming file, step and key),
+    with the flags it cannot go with refused; None without --scenario."""
+    path = getattr(args, "scenario", None)
+    command = args.command
+    if path is None:
+        for flag in ("junit", "repeat", "rate"):
+            if getattr(args, flag, None) is not None:
+                raise UsageError(f"{command}: --{flag} needs --scenario")
+        return None
+    clashes = {"call": ("duration", "dtmf"), "answer": ("auto", "delay")}.get(command, ())
+    for flag in clashes:
+        if getattr(args, flag, None):
+            raise UsageError(f"{command}: --{flag} cannot go with --scenario (the scenario's "
+                             f"steps do that)")
+    if getattr(args, "rate", None) is not None and getattr(args, "repeat", None) is None:
+        raise UsageError("call: --rate needs --repeat")
+    from .scenario import ScenarioError, load_scenario
+    from .ua.phone import MediaOptionError, probe_audio_file
+
+    try:
+        scenario = load_scenario(path, command)
+        for step in scenario.steps:
+            if step.kind == "play" and step["file"]:
+                try:
+                    probe_audio_file(step["file"], "file")
+                except MediaOptionError as exc:
+                    raise ScenarioError(str(exc).removeprefix("file: "),
+                                        source=scenario.source,
+                                        where=f"steps[{step.index}] (play)", key="file") from None
+    except ScenarioError as exc:
+        raise UsageError(f"scenario error: {exc}") from None
+    junit = getattr(args, "junit", None)
+    if junit:
+        try:
+            open(junit, "ab").close()
+        except OSError as exc:
+            raise UsageError(f"--junit: cannot write {junit}: {exc.strerror or exc}") from None
+    return scenario
+
+
+async def _run_scenario(phone, scenario: Any, args: argparse.Namespace, stop: asyncio.Event,
+                        printer: EventPrinter) -> int:
+    from .scenario.report import write_junit
+    from .scenario.runner import ScenarioRunner
+
+    runner = ScenarioRunner(phone, scenario, say=printer.say)
+    try:
+        if args.command == "call":
+            await runner.place(args.uri, repeat=args.repeat or 1, rate=args.rate,
+                               timeout=args.timeout, stop=stop)
+        else:
+            ended = asyncio.Event()
+            watch = asyncio.ensure_future(_first(stop.wait(), phone.stopped.wait(),
+                                                 timeout=args.duration))
+            watch.add_done_callback(lambda _: ended.set())
+            try:
+                await runner.serve(max_calls=args.max_calls, stop=ended)
+            finally:
+                watch.cancel()
+    finally:
+        runner.close()
+    summary = runner.summary()
+    if args.junit:
+        write_junit(args.junit, scenario, runner.results, summary.duration)
+    if not runner.results:
+        raise Failure(f"scenario {scenario.name}: no call " +
+                      ("was placed" if args.command == "call" else "came in"))
+    if summary.failed:
+        raise Failure(f"scenario {scenario.name}: {summary.failed} of {summary.calls} "
+                      f"call{'s' if summary.calls != 1 else ''} failed")
+    return 0
 
 
 def _check_trace(options: Any, printer: EventPrinter) -> None:
@@ -495,16 +604,20 @@ def _ctl(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {}
     command = COMMANDS.get(name)
     positional = [p.name for p in command.params if p.positional] if command else []
+    paths = {p.name for p in command.params if p.kind == "path"} if command else set()
     for item in args.ctl_args:
         key, eq, value = item.partition("=")
         if eq and key.replace("_", "").isalnum():
             payload[key] = value
         elif positional:
-            payload[positional.pop(0)] = item
+            key, value = positional.pop(0), item
+            payload[key] = value
         else:
             print(f"softphone: ctl {name}: unexpected argument {item!r} (use NAME=VALUE)",
                   file=sys.stderr)
             return 2
+        if key in paths:  # the phone may run in another directory: a name means ours
+            payload[key] = os.path.abspath(os.path.expanduser(value))
     path = args.socket or _find_socket(default_socket_path())
     sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
     try:

@@ -72,16 +72,29 @@ def _flag(value: Any) -> bool:
     raise CommandError(f"must be true or false (got {value!r})")
 
 
+def _number(name: str, low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise CommandError(f"not a number: {value!r}") from None
+        if not low <= number <= high:
+            raise CommandError(f"must be {name} from {low:g} to {high:g} (got {value!r})")
+        return number
+    return check
+
+
 KINDS: dict[str, Callable[[Any], Any]] = {
     "text": _text, "digits": check_digits, "status": _status, "seconds": _seconds,
-    "flag": _flag,
+    "flag": _flag, "path": _text, "hertz": _number("a frequency in Hz", 20, 20000),
+    "dbfs": _number("a level in dBFS", -120, 0),
 }
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # a key of KINDS
+    kind: str  # a key of KINDS ("path": a file name, made absolute by ctl)
     help: str
     required: bool = False
     default: Any = None
@@ -135,6 +148,19 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         Param("digits", "digits", "0-9 * # A-D, ',' for a pause", required=True,
               positional=True), _CALL,
     ), selects_call=True),
+    Command("play", "send a WAV file or a tone into a call instead of its own audio", (
+        Param("file", "path", "WAV file (any rate); played once unless loop",
+              positional=True),
+        Param("tone", "hertz", "a sine of this frequency, Hz (instead of a file)"),
+        Param("level", "dbfs", "the tone's level, dBFS", default=-12.0),
+        Param("duration", "seconds", "stop after S seconds (default: the file's length; a "
+                                     "tone: until stop_playing)"),
+        Param("loop", "flag", "repeat the file (until duration or stop_playing)",
+              default=False),
+        _CALL,
+    ), selects_call=True, returns="call_id, seconds"),
+    Command("stop_playing", "go back to the call's own audio after play", (_CALL,),
+            selects_call=True),
     Command("calls", "list the calls", returns="calls"),
     Command("accounts", "list the accounts and their registration state",
             returns="accounts"),
