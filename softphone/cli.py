@@ -94,6 +94,12 @@ def _count(value: str) -> int:
     return int(value)
 
 
+def _workers(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64 (got {value!r})")
+    return int(value)
+
+
 def _rate(value: str) -> float:
     try:
         number = float(value)
@@ -178,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="WAV",
                    help="record each call ({n} in the name: the call's number)")
     p.add_argument("--echo", action="store_true", help="send the received audio back")
+    p.add_argument("--workers", type=_workers, metavar="N", default=1,
+                   help="N answering processes behind one SIP port, for loads beyond one "
+                        "core (default 1)")
     _scenario_flags(p)
 
     lines = [f"  {c.name:<9} {c.help}" for c in COMMANDS.values()]
@@ -326,6 +335,8 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     if args.command == "register" and account is None:
         raise UsageError("register: no account configured (add [[accounts]] to the config)")
     options = _options(args, config, accounts)
+    if args.command == "answer":
+        config, options = _worker_setup(config, options)
     scenario = _scenario(args)
     if args.command == "call" and args.uri.strip().lower() != "echo":
         try:
@@ -355,7 +366,7 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     try:
         # every account registers at once; a failure of any fails the job
         results = await asyncio.gather(*(_wait_registration(phone, a.name) for a in accounts
-                                         if a.register), return_exceptions=True)
+                                         if a.register and options.register), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -373,6 +384,85 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         return status
     finally:
         await phone.close(timeout=5.0)
+
+
+def _supervise(args: argparse.Namespace, config: Config) -> int:
+    """``answer --workers N``: the dispatcher in front of N workers (softphone.workers)."""
+    from .workers import run_supervisor
+
+    if getattr(args, "scenario", None):
+        print("softphone: answer: --workers cannot go with --scenario", file=sys.stderr)
+        return 2
+    if not args.auto:
+        print("softphone: answer: --workers needs --auto (workers have no control socket to "
+              "answer by hand)", file=sys.stderr)
+        return 2
+    listen = getattr(args, "listen", None) or config.network.listen
+    try:
+        parse_listen(listen)
+    except ValueError as exc:
+        print(f"softphone: --listen: {exc}", file=sys.stderr)
+        return 2
+    try:
+        from .workers import rtp_slice
+
+        rtp_slice(tuple(config.network.rtp_ports), args.workers - 1, args.workers)
+    except ValueError as exc:
+        print(f"softphone: answer: --workers {args.workers}: {exc}", file=sys.stderr)
+        return 2
+    argv = [sys.executable, "-m", "softphone", "answer", "--workers", str(args.workers)]
+    for flag in ("config", "account", "audio", "delay", "play", "record", "sip_trace"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    for flag in ("auto", "echo", "trace_rtp"):
+        if getattr(args, flag, False):
+            argv.append(f"--{flag.replace('_', '-')}")
+    argv += ["-v"] * (getattr(args, "verbose", 0) or 0)
+
+    def human(event: dict) -> str | None:
+        name = event.get("event")
+        if name not in HUMAN_EVENTS:
+            return None
+        details = " ".join(f"{k}={v}" for k, v in event.items()
+                           if k not in ("event", "t", "rtp") and v is not None)
+        return f"{name} {details}".rstrip()
+
+    return run_supervisor(args.workers, listen, argv, jsonl=getattr(args, "events", None) == "jsonl",
+                          human=human, max_calls=args.max_calls, duration=args.duration)
+
+
+def _worker_setup(config: Config, options: Any) -> tuple[Config, Any]:
+    """In a worker of ``answer --workers``: its line to the dispatcher, its RTP ports,
+    its own file names; only worker 0 registers; no control socket."""
+    import dataclasses
+    import socket as socketlib
+
+    from .sip.ids import set_call_id_host
+    from .workers import CALL_ID_HOST, rtp_slice, worker_spec
+
+    spec = worker_spec()
+    if spec is None:
+        return config, options
+    set_call_id_host(f"{CALL_ID_HOST}{spec.index}")
+    network = dataclasses.replace(config.network, rtp_ports=rtp_slice(
+        tuple(config.network.rtp_ports), spec.index, spec.count))
+    config = dataclasses.replace(config, network=network)
+
+    def own(path: str | None) -> str | None:
+        if not path or path == "-":
+            return path
+        from pathlib import Path
+
+        p = Path(path)
+        return str(p.with_name(f"{p.stem}-w{spec.index}{p.suffix}"))
+
+    media = dataclasses.replace(options.media, record=own(options.media.record))
+    options = dataclasses.replace(
+        options, media=media, trace_path=own(options.trace_path), control=False,
+        register=spec.index == 0,
+        relay=socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM, fileno=spec.fd))
+    return config, options
 
 
 def _scenario(args: argparse.Namespace) -> Any:
@@ -686,6 +776,11 @@ def main(argv: list[str] | None = None) -> int:
                        sip_trace=getattr(args, "sip_trace", None),
                        verbose=getattr(args, "verbose", 0) or 0)
     _setup_logging(getattr(args, "verbose", 0) or 0)
+    if args.command == "answer" and args.workers > 1:
+        from .workers import worker_spec
+
+        if worker_spec() is None:
+            return _supervise(args, config)
     printer = EventPrinter(getattr(args, "events", None))
     try:
         return asyncio.run(_run(args, config, printer))

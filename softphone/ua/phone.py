@@ -72,6 +72,7 @@ class PhoneOptions:
     control: bool | None = None               # None: [control] enabled
     control_path: str | None = None           # None: [control] socket, else the default
     user: str | None = None                   # our user part when no account is used
+    relay: Any = None                         # a worker's socket to its dispatcher
 
 
 class Phone:
@@ -116,6 +117,7 @@ class Phone:
                                publish=self.bus.publish, tracer=self._trace,
                                devices=self.devices, auto_answer=o.auto_answer,
                                answer_delay=o.answer_delay, user=o.user, media_tap=tap)
+        self.agent.stack.relay = o.relay
         await self.agent.start(preload_media=o.preload_media)
         stack = self.agent.stack
         if self._trace_file is not None:

@@ -88,11 +88,12 @@ class Stack:
         self._resolving: dict[int, asyncio.Future] = {}  # owner -> its last pending send
         self._trusted_hops: set[tuple[str, int]] = set()
         self._local_ip_cache: dict[str, str] = {}
+        self.relay: socket.socket | None = None  # a worker's line to its dispatcher
 
     # ======================================================================== lifecycle
     async def start(self) -> None:
         host, port = split_hostport(self.listen)
-        await self.transport.start(host, port)
+        await self.transport.start(host, port, relay=self.relay)
         self.resolver.family = socket.AF_INET6 if ":" in self.transport.host else socket.AF_INET
 
     @property
