@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "Event", "AccountEvent", "CallEvent", "Listening", "Registering", "Registered", "RegistrationFailed", "Unregistered",
+    "PublicAddress",
     "Calling", "Incoming", "Ringing", "EarlyMedia", "Answered", "Dtmf", "Hold", "Mute", "Ended",
     "CallStats", "Levels", "SipMessage", "Notice", "EVENT_TYPES",
 ]
@@ -76,6 +77,15 @@ class Registered(AccountEvent):
 class RegistrationFailed(AccountEvent):
     status: int | None
     reason: str
+
+
+class PublicAddress(AccountEvent):
+    """Our address as the outside sees it changed: ``source`` is ``rport`` (the
+    registrar's Via received/rport) or ``stun``; the Contact follows it."""
+
+    address: str
+    source: str
+    previous: str | None = None
 
 
 class Unregistered(AccountEvent):
@@ -184,5 +194,5 @@ class Notice(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls for cls in (Listening, Registering, Registered, RegistrationFailed,
-                              Unregistered, Calling, Incoming, Ringing, EarlyMedia, Answered,
+                              Unregistered, PublicAddress, Calling, Incoming, Ringing, EarlyMedia, Answered,
                               Dtmf, Hold, Mute, Ended, CallStats, Levels, SipMessage, Notice)}
