@@ -166,7 +166,11 @@ class Resolver:
                 targets = await self._by_srv(host, proto, srv_name(proto, host), ttls)
             else:
                 targets = await self._by_naptr(host, secure, ttls)
-            value: list[Peer] | ResolveError = targets
+            if not targets:
+                raise _Failure("empty", NEGATIVE_TTL)
+            # TLS checks the SIP domain of the URI, not the SRV target (RFC 5922 §4.2)
+            value: list[Peer] | ResolveError = [Peer(p.proto, p.host, p.port, host)
+                                                for p in targets]
             ttl = min(ttls) if ttls else ADDRESS_TTL
         except _Failure as exc:
             value = ResolveError(self._reason(host, exc, proto, port))

@@ -67,6 +67,25 @@ def phone_config(path, dns_server: Dnsmasq, kam: Kamailio, user: str, *, registr
     return path
 
 
+def registered_phone(softphone, tmp_path, zone: Dnsmasq, kam: Kamailio):
+    """``softphone register`` as 1001 at ``sip:pbx.test``, keep-alives every second."""
+    cfg = phone_config(tmp_path / "a.toml", zone, kam, "1001", registrar="sip:pbx.test",
+                       network="keepalive = 1")
+    phone = softphone("register", "--config", str(cfg))
+    phone.wait_event("registered", timeout=15)
+    return phone
+
+
+def plain_config(path, zone: Dnsmasq | None, port: int = 0):
+    """No account: a loopback UDP port, null audio, PCMU (and ``zone`` as DNS)."""
+    path.write_text("\n".join([
+        "[network]", f'listen = "127.0.0.1:{port or free_udp_port()}"',
+        f'dns_servers = ["{zone.server}"]' if zone else "",
+        f"rtp_ports = [{RTP_PORTS[0]}, {RTP_PORTS[1]}]", "", "[audio]", 'backend = "null"',
+        'codecs = ["PCMU"]', "", "[control]", "enabled = false", ""]))
+    return path
+
+
 def sent_to(trace, method: str) -> list[str]:
     """host:port of every ``method`` request in a text SIP trace, in order."""
     return [f"{m.group(1)}:{m.group(2)}" for m in
@@ -80,10 +99,7 @@ def test_srv_priority_then_failover_when_the_first_registrar_stops(kams, dns, so
     zone = dns([srv("pbx.test", "udp", "k1.pbx.test", first.port, 10),
                 srv("pbx.test", "udp", "k2.pbx.test", second.port, 20),
                 "--host-record=k1.pbx.test,127.0.0.1", "--host-record=k2.pbx.test,127.0.0.1"])
-    cfg = phone_config(tmp_path / "a.toml", zone, first, "1001", registrar="sip:pbx.test",
-                       network="keepalive = 1")
-    phone = softphone("register", "--config", str(cfg))
-    phone.wait_event("registered", timeout=15)
+    phone = registered_phone(softphone, tmp_path, zone, first)
     assert first.contacts("1001")["1001"] and not second.contacts("1001")["1001"]  # priority
 
     mark = phone.mark()
@@ -113,10 +129,7 @@ def test_naptr_picks_tcp_and_a_reset_flow_registers_again_at_once(kams, dns, sof
                 srv("pbx.test", "tcp", "k1.pbx.test", first.port, 10),
                 srv("pbx.test", "tcp", "k2.pbx.test", second.port, 20),
                 "--host-record=k1.pbx.test,127.0.0.1", "--host-record=k2.pbx.test,127.0.0.1"])
-    cfg = phone_config(tmp_path / "a.toml", zone, first, "1001", registrar="sip:pbx.test",
-                       network="keepalive = 1")
-    phone = softphone("register", "--config", str(cfg))
-    phone.wait_event("registered", timeout=15)
+    phone = registered_phone(softphone, tmp_path, zone, first)
     (contact,) = first.contacts("1001")["1001"]
     assert contact.endswith(";transport=tcp"), contact  # NAPTR order 10: SIP+D2T
     mark = phone.mark()
@@ -163,12 +176,7 @@ def test_call_a_name_and_route_in_dialog_requests_to_a_name(dns, softphone, sipp
                      timeout=20)
     zone = dns([srv("callee.test", "udp", "box.callee.test", uas_port, 10),
                 "--host-record=box.callee.test,127.0.0.1", "--host-record=uas.test,127.0.0.1"])
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("\n".join([
-        "[network]", f'listen = "127.0.0.1:{free_udp_port()}"',
-        f'dns_servers = ["{zone.server}"]', f"rtp_ports = [{RTP_PORTS[0]}, {RTP_PORTS[1]}]", "",
-        "[audio]", 'backend = "null"', 'codecs = ["PCMU"]', "", "[control]", "enabled = false",
-        ""]))
+    cfg = plain_config(tmp_path / "c.toml", zone)
     caller = softphone("call", "sip:uas@callee.test", "--duration", "1", "--config", str(cfg))
     assert caller.wait_event("answered", timeout=15)["codec"] == "PCMU"
     assert caller.wait_exit(15) == 0, caller.diagnostics()
@@ -218,3 +226,54 @@ async def test_registration_retries_after_a_dns_failure(kams, dns):
         assert len(failed) == 1 and failed[0]["status"] is None, events
     finally:
         await ua.close(timeout=3)
+
+
+def test_a_503_sends_the_call_to_the_next_server(dns, softphone, sipp, tmp_path):
+    """RFC 3263 §4.3: the first server (SIPp) answers 503; the same INVITE goes, as a new
+    transaction, to the second (a softphone that answers)."""
+    text = scenario_path("uas_busy").read_text().replace("486 Busy Here",
+                                                         "503 Service Unavailable")
+    assert "503 Service Unavailable" in text
+    (tmp_path / "uas_503.xml").write_text(text)
+    busy_port, answer_port = free_udp_port(), free_udp_port()
+    busy = sipp.start(str(tmp_path / "uas_503.xml"), local_port=busy_port, timeout=20)
+    plain = plain_config(tmp_path / "answer.toml", None, answer_port)
+    callee = softphone("answer", "--auto", "--max-calls", "1", "--config", str(plain))
+    callee.wait_event("listening", timeout=15)
+    zone = dns([srv("svc.test", "udp", "one.svc.test", busy_port, 10),
+                srv("svc.test", "udp", "two.svc.test", answer_port, 20),
+                "--host-record=one.svc.test,127.0.0.1", "--host-record=two.svc.test,127.0.0.1"])
+    cfg = plain_config(tmp_path / "c.toml", zone)
+    caller = softphone("call", "sip:bob@svc.test", "--duration", "1", "--config", str(cfg))
+    caller.wait_event("answered", timeout=15)
+    assert caller.wait_exit(15) == 0, caller.diagnostics()
+    assert callee.wait_event("answered", timeout=5)
+    result = busy.wait(10)
+    assert result.ok and 503 in result.status_codes(), result.explain()  # it was asked first
+
+
+def test_a_hung_registrar_times_out_and_the_next_one_takes_over(kams, dns, softphone,
+                                                              tmp_path):
+    """A frozen Kamailio (SIGSTOP: its sockets stay bound, nothing answers, no ICMP): the
+    REGISTER times out (Timer F = 64·T1, T1 = 100 ms here) and goes to the next server."""
+    import os
+    import signal
+
+    hung, second = kams("k1"), kams("k2")
+    zone = dns([srv("pbx.test", "udp", "k1.pbx.test", hung.port, 10),
+                srv("pbx.test", "udp", "k2.pbx.test", second.port, 20),
+                "--host-record=k1.pbx.test,127.0.0.1", "--host-record=k2.pbx.test,127.0.0.1"])
+    trace = tmp_path / "t.txt"
+    cfg = phone_config(tmp_path / "a.toml", zone, hung, "1001", registrar="sip:pbx.test")
+    cfg.write_text(cfg.read_text() + "\n[sip]\nt1_ms = 100\n")
+    os.killpg(hung.proc.pid, signal.SIGSTOP)  # the group it leads: every worker
+    try:
+        phone = softphone("register", "--config", str(cfg), "--sip-trace", str(trace))
+        registered = phone.wait_event("registered", timeout=20)
+    finally:
+        os.killpg(hung.proc.pid, signal.SIGCONT)
+    assert registered["t"] > 6.4  # it waited for the first server's Timer F
+    assert second.wait_registered("1001", timeout=2)
+    targets = sent_to(trace, "REGISTER")
+    assert targets.count(f"udp:127.0.0.1:{hung.port}") > 3, targets  # retransmitted there
+    assert targets[-1] == f"udp:127.0.0.1:{second.port}", targets

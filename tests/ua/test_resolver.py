@@ -60,7 +60,7 @@ def targets(peers: list[Peer]) -> list[tuple[str, str, int]]:
 async def test_naptr_picks_tcp_then_srv_then_a(dns):
     found = await resolver(dns).resolve_all(parse_uri("sip:pbx.test"))
     assert targets(found) == [("tcp", "127.0.0.11", 5071)]
-    assert found[0].name == "a.pbx.test"  # what TLS would check
+    assert found[0].name == "pbx.test"  # what TLS checks: the SIP domain (RFC 5922)
 
 
 async def test_sips_follows_only_sips_services(dns):
