@@ -59,6 +59,8 @@ class Account:
         self._retry: asyncio.TimerHandle | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._pinger: OptionsPing | None = None
+        self._pings_answered = 0
+        self._crlf_only = False  # the registrar never answered our OPTIONS: CRLF instead
         self._updates = 0                        # contact updates since the last steady one
         self._flow_retry_at = 0.0
         self._stopped = False
@@ -278,7 +280,8 @@ class Account:
         peer = self.stack.peer_of(reg) if reg is not None else None
         if reg is None or peer is None or reg.state != "registered" or self._stopped:
             return
-        if peer.proto != "udp" or self.stack.config.network.keepalive_udp == "crlf":
+        if peer.proto != "udp" or self.stack.config.network.keepalive_udp == "crlf" or \
+                self._crlf_only:
             # the pong is due within 10 s (RFC 5626 §4.4.1), or before the next ping
             pong = min(PONG_TIMEOUT, float(self.keepalive_interval()))
             if not self.stack.transport.ping(peer, pong):
@@ -297,11 +300,19 @@ class Account:
 
     def _on_ping(self, event: object) -> None:
         if isinstance(event, PingAnswered):
+            self._pings_answered += 1
             self._check_nat(event.response)
         elif isinstance(event, PingFailed):
             peer = self.stack.peer_of(self.registration) if self.registration else None
-            if peer is not None:
-                self._flow_dead(peer, event.reason)
+            if peer is None:
+                return
+            if not self._pings_answered and "ICMP" not in event.reason:
+                # some registrars ignore OPTIONS: keep the binding with CRLFs instead,
+                # and let a REGISTER tell whether the flow is alive
+                log.info("%s: %s does not answer OPTIONS: keep-alives by CRLF", self.name,
+                         peer)
+                self._crlf_only = True
+            self._flow_dead(peer, event.reason)
 
     def _on_flow_closed(self, peer: Peer, reason: str) -> None:
         reg = self.registration

@@ -73,6 +73,9 @@ def registered_phone(softphone, tmp_path, zone: Dnsmasq, kam: Kamailio):
                        network="keepalive = 1")
     phone = softphone("register", "--config", str(cfg))
     phone.wait_event("registered", timeout=15)
+    # on loopback nobody rewrites our address: no NAT seen (over TCP the registrar's rport
+    # is our ephemeral source port, which is no NAT either)
+    assert phone.find_event("public_address") is None, phone.diagnostics()
     return phone
 
 
