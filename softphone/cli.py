@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("softphone")
 
 HUMAN_EVENTS = ("listening", "registering", "registered", "registration_failed",
-                "unregistered", "calling", "incoming", "ringing", "early_media", "answered",
+                "unregistered", "public_address", "calling", "incoming", "ringing", "early_media", "answered",
                 "dtmf", "hold", "ended")
 BACKENDS = ("pyaudio", "null")
 

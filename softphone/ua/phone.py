@@ -205,6 +205,7 @@ class Phone:
                         "status": account.status, "reason": account.reason,
                         "expires_in": None if left is None else int(left),
                         "retry_after": account.retry_after,
+                        "public_address": account.public_address,
                         "selected": account.name == self.selected_account})
         return out
 
