@@ -73,6 +73,7 @@ class PhoneOptions:
     control_path: str | None = None           # None: [control] socket, else the default
     user: str | None = None                   # our user part when no account is used
     relay: Any = None                         # a worker's socket to its dispatcher
+    call_id_host: str | None = None           # after '@' in our Call-IDs (a worker's mark)
 
 
 class Phone:
@@ -118,6 +119,10 @@ class Phone:
                                devices=self.devices, auto_answer=o.auto_answer,
                                answer_delay=o.answer_delay, user=o.user, media_tap=tap)
         self.agent.stack.relay = o.relay
+        if o.call_id_host:
+            from ..sip.ids import set_call_id_host
+
+            set_call_id_host(o.call_id_host)
         await self.agent.start(preload_media=o.preload_media)
         stack = self.agent.stack
         if self._trace_file is not None:
