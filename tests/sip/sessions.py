@@ -20,7 +20,7 @@ from softphone.sip.uri import NameAddr
 T = TimerConfig()
 ALICE, BOB = "10.0.0.1", "10.0.0.2"
 
-Extensions = "list[InviteExtension] | Callable[[], list[InviteExtension]]"
+Extensions = list[InviteExtension] | Callable[[], list[InviteExtension]]
 
 
 def caps(*methods: str, tags: tuple[str, ...] = ()) -> Capabilities:

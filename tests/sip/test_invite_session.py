@@ -4,26 +4,19 @@ bytes that crossed."""
 
 from __future__ import annotations
 
-import random
 
 import pytest
 
-from harness import Endpoint, Wire
 from softphone.sip.actions import Emit
-from softphone.sip.caps import Capabilities
 from softphone.sip.challenge import Authenticator
 from softphone.sip.events import (CallAnswered, CallConfirmed, CallEnded, CallProgress,
                                   InfoReceived, MediaAgreed, ReinviteResult, RequestResult,
                                   SessionReleased)
-from softphone.sip.ids import new_call_id, new_tag
-from softphone.sip.invite import (InviteExtension, InviteSession, InviteState, SessionError,
-                                  SessionOptions)
+from softphone.sip.invite import (InviteExtension, InviteState, SessionError)
 from softphone.sip.actions import SendRequest
 from softphone.sip.ids import new_branch
 from softphone.sip.message import Request, make_response, parse_message
 from softphone.sip.negotiator import MediaPolicy, SdpNegotiator
-from softphone.sip.transaction import TimerConfig
-from softphone.sip.uri import NameAddr
 from sessions import ALICE, BOB, T, Net, ended  # noqa: F401 - the shared two-party set-up
 
 # -- the basic exchange ----------------------------------------------------------------
