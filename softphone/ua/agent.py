@@ -32,15 +32,28 @@ log = logging.getLogger(__name__)
 MAX_LIVE_CALLS = 1024     # calls not yet ended: beyond this, new INVITEs get 503
 MAX_ENDED_RECORDS = 4096  # ended calls kept (64·T1) to absorb retransmissions; oldest go first
 _OUT_OF_DIALOG_ONLY_IN_DIALOG = ("BYE", "INFO", "NOTIFY", "PRACK", "UPDATE")
-_KNOWN_UNSUPPORTED = ("REGISTER", "REFER", "MESSAGE", "PUBLISH")
+_KNOWN_UNSUPPORTED = ("REGISTER", "MESSAGE", "PUBLISH")
 
 Devices = Callable[["Call"], tuple[Any, Any]]
 
 
-def base_capabilities() -> Capabilities:
+def base_capabilities(config: Config | None = None) -> Capabilities:
+    """What we advertise: the core methods, and each extension only when it is on."""
+    from ..sip.prack import PrackExtension
+    from ..sip.refer import ReferExtension
+    from ..sip.session_timer import SessionTimer
+    from ..sip.update import UpdateExtension
+
     caps = Capabilities()
     caps.add_method("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO")
     caps.add_accept("application/sdp")
+    if config is None:
+        return caps
+    PrackExtension.advertise(caps, config.sip.reliable_provisional)
+    UpdateExtension.advertise(caps)
+    ReferExtension.advertise(caps)
+    caps.add_option_tag("replaces")
+    SessionTimer.advertise(caps, config.sip.session_timers)
     return caps
 
 
@@ -58,7 +71,7 @@ class UserAgent:
         self.devices = devices
         self.auto_answer = auto_answer
         self.answer_delay = answer_delay
-        self.caps = base_capabilities()
+        self.caps = base_capabilities(config)
         self.stack = Stack(config, listen=listen, tracer=tracer, on_request=self._on_new_request,
                            caps=self.caps)
         self.accounts: dict[str, Account] = {
