@@ -123,3 +123,27 @@ def test_rfc3515_a_refer_outside_a_dialog_is_refused(softphone, tmp_path):
     final = [d for d in got if status(d) >= 200]
     assert final and status(final[0]) == 403, got
     assert b.find_event("calling") is None and b.find_event("transfer") is None
+
+
+def test_call_transfer_to_refers_the_callee_and_exits_with_the_outcome(softphone, tmp_path):
+    """``softphone call URI --transfer-to TARGET`` (a click-to-dial transfer): exit 0 once
+    the callee's NOTIFY says the target answered; exit 1 when it says it did not."""
+    from peers.phoneconfig import write_config
+
+    a = controlled(softphone, tmp_path, "a", "--auto")
+    c = controlled(softphone, tmp_path, "c", "--auto")
+    a_port, c_port = (int(p.wait_event("listening")["port"]) for p in (a, c))
+    x = softphone("call", f"sip:a@127.0.0.1:{a_port}", "--transfer-to",
+                  f"sip:carol@127.0.0.1:{c_port}", "--config",
+                  str(write_config(tmp_path / "x.toml", codecs=["PCMU"])))
+    assert x.wait_exit(30) == 0, x.diagnostics()
+    assert x.find_event("transfer", state="succeeded")["status"] == 200
+    assert a.wait_event("transfer", timeout=10, state="succeeded")["role"] == "transferee"
+    assert c.wait_event("answered", timeout=10)
+    d = controlled(softphone, tmp_path, "d", extra="[calls]\ndnd = true")  # refuses: 486
+    d_port = int(d.wait_event("listening")["port"])
+    y = softphone("call", f"sip:a@127.0.0.1:{a_port}", "--transfer-to",
+                  f"sip:dave@127.0.0.1:{d_port}", "--config",
+                  str(write_config(tmp_path / "y.toml", codecs=["PCMU"])))
+    assert y.wait_exit(30) == 1, y.diagnostics()
+    assert "transfer failed: 486" in y.stderr_text()
