@@ -139,7 +139,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         Param("to_call", "text", "attended: the call (id) whose party the far end is joined "
                                  "to; default with neither: the only other connected call"),
         _CALL,
-    ), key="x", key_label="Transfer", palette="Transfer", selects_call=True,
+    ), key="x", palette="Transfer", selects_call=True,
         returns="call_id, state"),
     Command("conference", "join calls into a local 3-way conference; toggle: split if "
                           "already joined", (
@@ -147,18 +147,18 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                                           "connected call)"),
         Param("toggle", "flag", "split when the call is already in the conference",
               default=False),
-    ), key="c", key_label="Conference", palette="Conference", selects_call=True,
+    ), key="c", palette="Conference", selects_call=True,
         returns="call_ids"),
     Command("split", "split the conference: each call on its own again", (_CALL,),
             palette="Split conference", selects_call=True, returns="call_ids"),
     Command("swap", "swap calls: hold the active call and resume the held one", (_CALL,),
-            key="w", key_label="Swap", palette="Swap calls", selects_call=True,
+            key="w", palette="Swap calls", selects_call=True,
             returns="active, held"),
     Command("dnd", "do not disturb: refuse incoming calls (486, or status)", (
         Param("on", "flag", "on or off (default: on, or the other way with toggle)"),
         Param("status", "status", "the status to refuse calls with (480, 486, 603)"),
         Param("toggle", "flag", "switch it the other way", default=False),
-    ), key="n", key_label="DND", palette="Do not disturb", returns="enabled, status"),
+    ), key="n", palette="Do not disturb", returns="enabled, status"),
     Command("calls", "list the calls", returns="calls"),
     Command("accounts", "list the accounts and their registration state",
             returns="accounts"),
