@@ -63,15 +63,7 @@ def test_the_invite_is_never_changed_after_it_was_handed_over():
 
 def test_retransmitted_2xx_when_the_ack_is_lost_gets_the_ack_again():
     net = Net()
-    lost = []
-
-    def drop(src, dst, data):
-        if data.startswith(b"ACK ") and not lost:
-            lost.append(data)
-            return True
-        return False
-
-    net.wire.drop = drop
+    lost = net.wire.drop_first(b"ACK ")
     ours = net.call()
     net.wire.run_for(0.2)
     theirs = net.theirs

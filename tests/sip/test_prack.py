@@ -51,15 +51,7 @@ def test_rfc3262_s3_required_by_the_uac_the_180_is_reliable_and_pracked():
 
 def test_rfc3262_s3_a_lost_prack_means_the_180_again_and_one_progress_event():
     net, _ = prack_net()
-    dropped: list[bytes] = []
-
-    def drop(src, dst, data):
-        if data.startswith(b"PRACK") and not dropped:
-            dropped.append(data)
-            return True
-        return False
-
-    net.wire.drop = drop
+    net.wire.drop_first(b"PRACK")
     ours = net.call(extensions=lambda: [PrackExtension("required")])
     net.wire.run_for(3)
     assert len(net.wire.sent(b"SIP/2.0 180", src=BOB)) >= 2  # resent at T1 …
