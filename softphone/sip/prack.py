@@ -32,6 +32,7 @@ __all__ = ["PrackExtension", "MODES", "parse_rack"]
 MODES = ("supported", "required", "disabled")
 TAG = "100rel"
 _RSEQ_MAX = 2**31 - 1
+_RNG = random.SystemRandom()  # one for every session (a Random object holds 2.5 KB)
 
 
 def parse_rack(value: str | None) -> tuple[int, int, str] | None:
@@ -60,7 +61,7 @@ class PrackExtension(InviteExtension):
         if mode not in MODES:
             raise ValueError(f"reliable_provisional must be one of {', '.join(MODES)}")
         self.mode = mode
-        self.rng = rng or random.SystemRandom()
+        self.rng = rng or _RNG
         # UAS
         self.reliable = False           # our provisionals go out reliably
         self._next_rseq = self.rng.randint(1, 2**31 // 2)

@@ -81,3 +81,63 @@ def test_redirect_policy_order_loops_and_limit():
     assert policy.next_target(redirect(302, "sip:b@h", "sip:a@h")) is None
     assert policy.next_target(redirect(302, "sip:d@h")) is None  # the limit (2) is used up
     assert RedirectPolicy(0, first).next_target(redirect(302, "sip:b@h")) is None
+
+
+def cfg(**tables) -> Config:
+    return Config.from_dict({"network": {"listen": "127.0.0.1:0", "rate_limit": 0},
+                             "audio": {"codecs": ["PCMU"]}, **tables})
+
+
+def test_capabilities_advertise_only_what_is_enabled():
+    from softphone.ua.agent import base_capabilities
+
+    on = base_capabilities(cfg())
+    assert {"PRACK", "UPDATE", "REFER", "NOTIFY"} <= set(on.methods)
+    assert {"100rel", "timer", "replaces", "norefersub"} <= set(on.option_tags)
+    assert "refer" in on.events
+    off = base_capabilities(cfg(sip={"reliable_provisional": "disabled",
+                                     "session_timers": "disabled"}))
+    assert "PRACK" not in off.methods and "100rel" not in off.option_tags
+    assert "timer" not in off.option_tags
+
+
+async def test_rfc3262_require_100rel_when_disabled_gets_420_and_ours_declined_transfer():
+    """A 420 names the extension (RFC 3261 §8.2.2.3); a REFER the user does not take is
+    declined 603 and shown as a refused transfer on both sides."""
+    import socket
+
+    from peers.sipmsg import responses, sip_request, status
+
+    b_events: list = []
+    a_events: list = []
+    a = make_agent(cfg(), user="alice", events=a_events)
+    b = make_agent(cfg(sip={"reliable_provisional": "disabled"},
+                       calls={"accept_transfer": False}), user="bob", auto_answer=True,
+                   events=b_events)
+    await a.start(preload_media=False)
+    await b.start(preload_media=False)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            invite = sip_request("INVITE", f"sip:bob@127.0.0.1:{port_of(b)}", "127.0.0.1",
+                                 sock.getsockname()[1], extra="Require: 100rel\r\n")
+            sock.sendto(invite, ("127.0.0.1", port_of(b)))
+            import asyncio
+
+            got = [d for d in await asyncio.to_thread(  # the loop must run to answer
+                responses, sock, 5, lambda codes: any(s >= 200 for s in codes))
+                if status(d) >= 200]
+        assert status(got[0]) == 420 and b"Unsupported: 100rel" in got[0]
+        call = await a.dial(f"sip:bob@127.0.0.1:{port_of(b)}")
+        assert await call.wait_answered(5)
+        from softphone.ua import transfer
+
+        with pytest.raises(CallError, match="transfer refused: 603"):
+            await transfer.start(call, parse_uri("sip:carol@127.0.0.1:9"))
+        assert [f["state"] for n, f in b_events if n == "transfer"] == ["refused"]
+        assert [f["state"] for n, f in a_events if n == "transfer"] == ["trying", "failed"]
+        await wait_for(lambda: not call.on_hold, 5, "the call resumed")
+        assert not call.ended
+    finally:
+        await a.close(timeout=2)
+        await b.close(timeout=2)
