@@ -181,6 +181,12 @@ class RtpSession:
             return self
         raise OSError(f"no free RTP port pair in {lo}-{hi}: {last_exc}")
 
+    @property
+    def rtp_transport(self) -> asyncio.DatagramTransport | None:
+        """The RTP socket. Until start(), what it receives goes to its protocol's
+        ``on_rtp`` (dropped by default): a STUN binding can borrow it then."""
+        return self._rtp_transport
+
     # ------------------------------------------------------------------ control
     def capture(self, tap: Callable[[str, bytes, tuple, tuple], None]) -> None:
         """Hand every packet sent and received to ``tap(direction, data, local, remote)``
@@ -341,10 +347,9 @@ class RtpSession:
         if self._ticker is not None:
             self._ticker.remove(self)
         self._ticker = Ticker.get(self.loop, period)
-        first = self._ticker.next_tick()
+        first = self._ticker.add(self, self.send_tick, self.receiver.play_tick)
         self.sender.due = first
         self.receiver.play_due = first
-        self._ticker.add(self, self.send_tick, self.receiver.play_tick)
 
     # ------------------------------------------------------------------ attributes of the parts
     @property

@@ -61,10 +61,11 @@ class Call:
         self.remote_hold = False    # the far end holds us
         self.rtp_timeout_hit = False
         self.announced = False      # the user heard of it (incoming/calling published)
+        self.signalling_peer: Peer | None = None  # where its SIP goes (for STUN decisions)
         loop = asyncio.get_running_loop()
         self._answered = loop.create_future()
         self._finished = loop.create_future()
-        self._waiters: dict[type, asyncio.Future] = {}
+        self._waiters: dict[tuple, asyncio.Future] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
         self._hold_busy = False
@@ -124,6 +125,8 @@ class Call:
             agent.discard_call(call)
             raise CallError(f"no RTP port available: {exc}") from None
         negotiator.port = port
+        call.signalling_peer = peer
+        await call._map_media()
         stack.attach(session, call._on_session_event)
         call.announced = True
         call._publish(ev.Calling(call.call_id, str(remote.uri), call.account_name))
@@ -154,6 +157,7 @@ class Call:
                    NameAddr(to.uri, to.display_name))
         call.replaces = replaces
         agent.add_call(call)
+        call.signalling_peer = response_peer
         stack.attach(session, call._on_session_event)
         stack.adopt(request, session)
         call._run(session.start(stack.now()))
@@ -167,6 +171,24 @@ class Call:
             return call
         call._spawn(call._prepare_incoming())
         return call
+
+    async def _map_media(self) -> None:
+        """With ``[network] stun_server``: our SDP offers the RTP socket's public address
+        (its STUN mapping), not the local one; not towards loopback peers."""
+        network = self.agent.config.network
+        peer = self.signalling_peer
+        if not network.stun_server or network.public_address or peer is None or \
+                peer.host.startswith("127.") or peer.host == "::1":
+            return
+        try:
+            server = await self.agent.stack.stun_server()
+            if server is None:
+                return
+            mapped = await self.media.stun_binding(server)
+        except OSError as exc:
+            log.warning("STUN for RTP failed, offering the local address: %s", exc)
+            return
+        self.session.negotiator.set_local(*mapped)
 
     @staticmethod
     def _negotiator(agent: "UserAgent", address: str) -> SdpNegotiator:
@@ -203,6 +225,9 @@ class Call:
         if self.ended:  # cancelled while we opened the socket
             return
         session.negotiator.port = port
+        await self._map_media()
+        if self.ended:
+            return
         self._run(session.media_ready(agent.stack.now()))
         if self.ended:  # 488: nothing in common
             return
@@ -527,6 +552,32 @@ class Call:
         if muted != self.media.muted:
             self.media.set_muted(muted)
             self._publish(ev.Mute(self.call_id, muted))
+
+    def play(self, source: Any, seconds: float | None) -> None:
+        """Send ``source`` instead of the call's own audio for ``seconds``."""
+        if self.ended or self.state != "connected":
+            raise CallError("playing needs a connected call")
+        try:
+            self.media.play(source, seconds)
+        except ValueError as exc:
+            raise CallError(f"cannot play: {exc}") from None
+
+    def add_audio_tap(self, sink: Any) -> Any:
+        """``sink.write(pcm, rate)`` hears what the far end sends, decoded; returns the
+        function that removes it."""
+        if self.ended or self.state != "connected":
+            raise CallError("listening needs a connected call")
+        try:
+            return self.media.add_tap(sink)
+        except ValueError as exc:
+            raise CallError(f"cannot listen: {exc}") from None
+
+    def request_headers(self) -> list[tuple[str, str]]:
+        """The header lines of the INVITE that set the call up (incoming calls; empty
+        once the call has ended and let it go)."""
+        invite = self.session.request if self.direction == "incoming" else self.session.invite
+        return list(invite.headers) if invite is not None else []
+
 
     @property
     def dtmf_method(self) -> str:

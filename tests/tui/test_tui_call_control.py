@@ -1,5 +1,5 @@
 """The TUI's call control against real in-process UAs on loopback: do-not-disturb (key n,
-noted in the history), the call-waiting banner, the transfer screen (key x) and a
+noted in the history), the call-waiting banner, the transfer screen (key f) and a
 transfer the far end makes, shown in the call list."""
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ async def test_call_waiting_banner_transfer_screen_and_a_remote_transfer(tmp_pat
             assert "Call waiting" in text and "holds the current call" in text
             assert "call waiting" in table_text(app)
             await carol.phone.execute("hangup", {"call_id": second})
-            # x opens the transfer screen on the selected call; Escape leaves it
+            # f opens the transfer screen on the selected call; Escape leaves it
             app.call_table.select_call(first)
             app.call_table.focus()
-            await pilot.press("x")
+            await pilot.press("f")
             await wait_for(pilot, lambda: isinstance(app.screen, TransferScreen),
                            what="the transfer screen")
             await pilot.press("escape")
