@@ -456,7 +456,7 @@ def _worker_setup(config: Config, options: Any) -> tuple[Config, Any]:
     import dataclasses
     import socket as socketlib
 
-    from .sip.ids import set_call_id_host
+    from .ua.phone import set_call_id_host
     from .workers import CALL_ID_HOST, rtp_slice, worker_spec
 
     spec = worker_spec()

@@ -128,8 +128,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         Param("timeout", "seconds", "give up when no final answer came S seconds after the "
                                     "INVITE"),
     ), palette="Dial", returns="call_id"),
-    Command("answer", "answer a ringing call", (_CALL,), key="a", key_label="Answer",
-            global_key="f5", palette="Answer", selects_call=True),
+    Command("answer", "answer a ringing call (a waiting call: the current one is held "
+                      "first)", (
+        _CALL, Param("hold_others", "flag", "hold the calls we are talking on first (call "
+                                            "waiting); false: each call on its own",
+                     default=True),
+    ), key="a", key_label="Answer", global_key="f5", palette="Answer", selects_call=True),
     Command("reject", "reject a ringing call", (
         _CALL, Param("status", "status", "final status to send", default=486),
     ), key="r", key_label="Reject", global_key="f6", palette="Reject", selects_call=True),

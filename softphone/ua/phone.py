@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Config
+from ..sip.ids import set_call_id_host
 from ..sip.uri import SipUri
 from ..transport import Peer
 from . import events as ev
@@ -28,8 +29,8 @@ from .trace import trace_format
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["Phone", "PhoneOptions", "CallError", "CommandError", "TargetError",
-           "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",
+__all__ = ["Phone", "PhoneOptions", "set_call_id_host", "CallError", "CommandError",
+           "TargetError", "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",
            "parse_target", "check_digits", "record_path", "ev", "default_socket_path",
            "audio_devices", "trace_format", "probe_audio_file"]
 
@@ -275,12 +276,16 @@ class Phone:
             raise CallError(f"call {call.call_id} is not ringing ({call.state})")
         return call
 
-    async def cmd_answer(self, call_id: str | None = None) -> dict[str, Any]:
+    async def cmd_answer(self, call_id: str | None = None,
+                         hold_others: bool = True) -> dict[str, Any]:
         from . import waiting
 
         call = self._ringing(call_id)
         assert self.agent is not None
-        await waiting.answer(self.agent, call)  # a waiting call: the others are held first
+        if hold_others:  # a waiting call: the calls we talk on are held first
+            await waiting.answer(self.agent, call)
+        else:
+            call.answer()
         return {"call_id": call.call_id}
 
     async def cmd_reject(self, call_id: str | None = None, status: int = 486) -> dict[str, Any]:
