@@ -24,8 +24,9 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("softphone")
 
 HUMAN_EVENTS = ("listening", "registering", "registered", "registration_failed",
-                "unregistered", "public_address", "calling", "incoming", "ringing", "early_media", "answered",
-                "dtmf", "hold", "ended")
+                "unregistered", "public_address", "calling", "incoming", "ringing",
+                "early_media", "answered", "dtmf", "hold", "ended", "redirected", "transfer",
+                "conference", "dnd")
 BACKENDS = ("pyaudio", "null")
 
 
@@ -164,8 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--play", metavar="WAV", help="loop this WAV file into the call")
     p.add_argument("--record", metavar="WAV", help="record what the far end sends")
     p.add_argument("--dtmf", metavar="DIGITS", type=_digits,
-                   help="send these RFC 4733 digits after the answer (0-9 * # A-D; ',' "
-                        "pauses 1 s)")
+                   help="send these digits after the answer (0-9 * # A-D; ',' pauses 1 s; "
+                        "RFC 4733 or SIP INFO as [audio] dtmf_mode says)")
+    p.add_argument("--transfer-to", metavar="URI",
+                   help="after the answer, transfer the far end to URI (blind, REFER) and "
+                        "end when the transfer has succeeded (exit 0) or failed (exit 1)")
     _scenario_flags(p)
     p.add_argument("--repeat", type=_count, metavar="N",
                    help="with --scenario: place N calls (default 1)")
@@ -241,13 +245,16 @@ class EventPrinter:
 
 
 class CallWatch:
-    """The events of one call, as futures the jobs can wait on."""
+    """The events of one call, as futures the jobs can wait on. When the far end
+    transfers us, the watch follows the new call once it has taken over."""
 
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
         self.call_id: str | None = None
         self.answered: asyncio.Future = loop.create_future()
         self.ended: asyncio.Future = loop.create_future()
+        self.transfer: asyncio.Future = loop.create_future()  # our transfer's outcome
+        self._successor: str | None = None  # the call a transfer of the far end's made
         self._early: list[Any] = []
 
     def __call__(self, event: Any) -> None:
@@ -257,11 +264,22 @@ class CallWatch:
         if self.call_id is None:
             self._early.append(event)
             return
+        if event.name == "transfer" and call_id == self.call_id:
+            if event.role == "transferee" and event.new_call_id:
+                self._successor = event.new_call_id if event.state != "failed" else None
+            elif event.role == "transferor" and event.state in ("succeeded", "failed") \
+                    and not self.transfer.done():
+                self.transfer.set_result(event)
+        if event.name == "ended" and call_id == self._successor:
+            self._successor = None  # the new call failed: we stay with the old one
         if call_id != self.call_id:
             return
         if event.name == "answered" and not self.answered.done():
             self.answered.set_result(event)
         elif event.name == "ended" and not self.ended.done():
+            if self._successor is not None:  # transferred: go on with the new call
+                self.call_id, self._successor = self._successor, None
+                return
             self.ended.set_result(event)
 
     def follow(self, call_id: str) -> None:
@@ -650,10 +668,13 @@ async def _call(phone, args: argparse.Namespace, stop: asyncio.Event) -> int:
             await phone.execute("dtmf", {"digits": args.dtmf, "call_id": call_id})
         except CommandError as exc:
             raise Failure(f"call failed: {str(exc).removeprefix('dtmf: ')}") from None
+    if args.transfer_to:
+        await _transfer(phone, watch, call_id, args.transfer_to, stop)
+        return 0
     await _first(watch.ended, stop.wait(), timeout=args.duration)
     if not watch.ended.done():
         try:
-            await phone.execute("hangup", {"call_id": call_id})
+            await phone.execute("hangup", {"call_id": watch.call_id})
         except CommandError:
             pass
     if watch.ended.done():
@@ -661,6 +682,30 @@ async def _call(phone, args: argparse.Namespace, stop: asyncio.Event) -> int:
         if end.reason in ("error", "timeout"):  # the media died, no ACK …
             raise Failure(f"call failed: {end.phrase or end.reason}")
     return 0
+
+
+async def _transfer(phone, watch: CallWatch, call_id: str, target: str,
+                    stop: asyncio.Event) -> None:
+    """``call --transfer-to``: REFER the far end, wait for the outcome (bounded)."""
+    from .ua.phone import CommandError
+
+    try:
+        await phone.execute("transfer", {"call_id": call_id, "target": target})
+    except CommandError as exc:
+        raise Failure(f"transfer failed: {str(exc).removeprefix('transfer: ')}") from None
+    await _first(watch.transfer, watch.ended, stop.wait(), timeout=120)
+    outcome = watch.transfer.result() if watch.transfer.done() else None
+    if outcome is not None and outcome.state == "succeeded":
+        await _first(watch.ended, timeout=64 * phone.config.sip.t1_ms / 1000 + 1)
+        return
+    if not watch.ended.done():
+        try:
+            await phone.execute("hangup", {"call_id": call_id})
+        except CommandError:
+            pass
+    if outcome is None:
+        raise Failure("transfer failed: no outcome")
+    raise Failure(f"transfer failed: {outcome.status or ''} {outcome.reason or ''}".strip())
 
 
 async def _answer(phone, args: argparse.Namespace, stop: asyncio.Event) -> int:

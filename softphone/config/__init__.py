@@ -27,8 +27,8 @@ from .declare import keys_of, tables_of
 from .load import load_config, loads, read_config
 from .save import config_to_dict, dumps_toml, save_config
 from .save import toml_string as _toml_string  # noqa: F401  (tests)
-from .schema import (Account, AudioSettings, Config, ControlSettings, NetworkSettings,
-                     SipSettings, UiSettings)
+from .schema import (Account, AudioSettings, CallSettings, Config, ControlSettings,
+                     NetworkSettings, SipSettings, UiSettings)
 from .validators import parse_listen
 
 
@@ -56,6 +56,7 @@ __all__ = [
     "Account",
     "AddAccount",
     "AudioSettings",
+    "CallSettings",
     "Change",
     "Config",
     "config_to_dict",

@@ -17,8 +17,8 @@ from .common import (APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, 
                      ConfigError, Secret)
 from .declare import setting, table, tables
 
-__all__ = ["Account", "AudioSettings", "Config", "ControlSettings", "NetworkSettings",
-           "SipSettings", "UiSettings"]
+__all__ = ["Account", "AudioSettings", "CallSettings", "Config", "ControlSettings",
+           "NetworkSettings", "SipSettings", "UiSettings"]
 
 EXPIRES_RANGE = (10, 86400)
 
@@ -222,6 +222,10 @@ class AudioSettings:
                                       parse=v.codec_list)
     ptime: int = setting(20, doc="packetisation time, milliseconds", choices=PTIMES)
     dtmf: bool = setting(True, doc="offer telephone-event (RFC 4733) for DTMF")
+    dtmf_mode: str = setting("auto", doc="how we send DTMF: rfc4733, info (SIP INFO "
+                                         "application/dtmf-relay), or auto (RFC 4733 when "
+                                         "negotiated, else INFO)",
+                             choices=("auto", "rfc4733", "info"))
 
 
 @dataclass(frozen=True)
@@ -235,8 +239,31 @@ class SipSettings:
     tls_verify: bool = setting(True, doc="verify the TLS server's certificate and host name")
     tls_ca_file: str | None = setting(None, doc="PEM bundle to trust instead of the system's CAs",
                                       check=v.ca_file)
+    reliable_provisional: str = setting(
+        "supported", doc="100rel/PRACK (RFC 3262): supported (used when the peer requires "
+                         "it), required, or disabled", choices=("supported", "required", "disabled"))
+    session_timers: str = setting(
+        "supported", doc="session timers (RFC 4028): supported (used when the peer takes "
+                         "part), required, or disabled", choices=("supported", "required", "disabled"))
+    session_expires: int = setting(1800, doc="session interval asked for, seconds (RFC 4028)",
+                                   range=(90, 86400))
+    min_se: int = setting(90, doc="shortest session interval accepted, seconds (>= 90)",
+                          range=(90, 86400))
 
-    _checks = (v.t2_not_below_t1,)
+    _checks = (v.t2_not_below_t1, v.min_se_not_above_expires)
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    accept_transfer: bool = setting(True, doc="follow a REFER from the far end (call the "
+                                              "transfer target); false: decline it (603)")
+    max_redirects: int = setting(5, doc="3xx redirects followed per call; 0: a 3xx is a "
+                                        "rejection", range=(0, 20))
+    call_waiting: bool = setting(True, doc="a call during a call rings (with a call-waiting "
+                                           "tone); false: it gets 486 Busy Here")
+    dnd: bool = setting(False, doc="do not disturb: refuse every incoming call")
+    dnd_status: int = setting(486, doc="the status do-not-disturb refuses calls with",
+                              choices=(480, 486, 603))
 
 
 @dataclass(frozen=True)
@@ -269,6 +296,8 @@ class Config:
     network: NetworkSettings = table(NetworkSettings, doc="SIP and RTP addresses and limits")
     audio: AudioSettings = table(AudioSettings, doc="sound devices and codecs")
     sip: SipSettings = table(SipSettings, doc="SIP protocol details")
+    calls: CallSettings = table(CallSettings, doc="call handling: transfer, redirects, "
+                                                  "call waiting, do not disturb")
     ui: UiSettings = table(UiSettings, doc="the TUI")
     control: ControlSettings = table(ControlSettings, doc="the local control socket")
     source: Path | None = field(default=None, compare=False)

@@ -24,7 +24,8 @@ __all__ = [
     "codec_list", "device", "env_var_name", "keyring_installed", "listen_address",
     "one_secret_source", "outbound_proxy", "parse_listen", "password", "port_pair",
     "public_host", "redact", "registrar", "sip_uri", "sips_needs_tls", "socket_path",
-    "t2_not_below_t1", "unique_names", "dns_servers", "stun_server", "server_address",
+    "t2_not_below_t1", "unique_names", "min_se_not_above_expires", "dns_servers",
+    "stun_server", "server_address",
 ]
 
 RTP_PORT_RANGE = (1024, 65535)
@@ -381,6 +382,13 @@ def t2_not_below_t1(values: Mapping[str, Any]) -> None:
     t1, t2 = values["t1_ms"], values["t2_ms"]
     if t2 < t1:
         raise Invalid(f"must be at least t1_ms ({t1}) (got {t2})", key="t2_ms")
+
+
+def min_se_not_above_expires(values: Mapping[str, Any]) -> None:
+    expires, min_se = values["session_expires"], values["min_se"]
+    if min_se > expires:
+        raise Invalid(f"must not be above session_expires ({expires}) (got {min_se})",
+                      key="min_se")
 
 
 def unique_names(items: tuple[Any, ...]) -> None:

@@ -397,7 +397,8 @@ class _CallSteps:
 
     async def step_answer(self, step: Step) -> str:
         self._live()
-        await self.phone.execute("answer", {"call_id": self.call_id})
+        # every call of a scenario stands alone: answering one holds no other
+        await self.phone.execute("answer", {"call_id": self.call_id, "hold_others": False})
         if not await self._until(self.events.answered, ANSWER_WAIT):
             raise StepFailed(f"the answer was not confirmed within {ANSWER_WAIT:g} s")
         self._connected()

@@ -13,11 +13,13 @@ from .message import Request, Response
 
 if TYPE_CHECKING:
     from .sdp import NegotiatedMedia
+    from .subscription import Notifier
     from .uri import NameAddr
 
 __all__ = [
     "CallProgress", "MediaAgreed", "CallAnswered", "CallConfirmed", "CallEnded",
     "ReinviteResult", "RequestResult", "InfoReceived", "SessionReleased", "Redirected",
+    "ReferReceived", "ReferResult",
     "Registering", "Registered", "RegistrationFailed", "Unregistered",
     "SubscriptionState", "NotifyReceived",
 ]
@@ -64,11 +66,14 @@ class CallEnded:
 
 @dataclass(frozen=True)
 class ReinviteResult:
-    """Our re-INVITE (hold, resume, refresh) finished. On failure the session is as it was."""
+    """Our re-INVITE (or UPDATE with an offer: ``method``) finished: hold, resume, or a
+    session ``refresh`` (RFC 4028). On failure the session is as it was."""
 
     ok: bool
     status: int
     reason: str
+    refresh: bool = False
+    method: str = "INVITE"
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,36 @@ class InfoReceived:
 
 @dataclass(frozen=True)
 class Redirected:
-    """A 3xx to our INVITE: where the callee says to go instead (by q-value)."""
+    """A 3xx to our INVITE: where the callee says to go instead (by q-value, highest
+    first). Also a later failure (no contacts) while following redirects, so the UA can
+    try the next target. The session waits for ``retarget`` or ``give_up``."""
 
     status: int
     reason: str
     contacts: tuple[NameAddr, ...]
+
+
+@dataclass(frozen=True)
+class ReferReceived:
+    """The far end asks us to call ``target`` (RFC 3515), already answered: 202 when
+    ``accepted`` (then ``notifier``, unless it asked for no subscription, RFC 4488, is
+    the implicit subscription to report the new call's progress on), else 603."""
+
+    target: NameAddr
+    referred_by: str | None
+    replaces: str | None     # the Replaces header for the new INVITE (attended transfer)
+    accepted: bool
+    notifier: "Notifier | None" = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ReferResult:
+    """Our REFER got its final answer (408: none came). ``subscription`` False: the far
+    end accepted without an implicit subscription (RFC 4488 Refer-Sub: false)."""
+
+    status: int
+    reason: str
+    subscription: bool = True
 
 
 @dataclass(frozen=True)

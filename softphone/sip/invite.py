@@ -13,9 +13,10 @@ session timers …) plug in through :class:`InviteExtension` hooks.
 from __future__ import annotations
 
 import enum
+import functools
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import sdp
 from .actions import (AbortRequest, Action, BindDialog, Emit, SendCancel, SendRequest,
@@ -25,7 +26,7 @@ from .challenge import AuthFailure, Authenticator
 from .dialog import Dialog, DialogError
 from .errors import SipParseError
 from .events import (CallAnswered, CallConfirmed, CallEnded, CallProgress, InfoReceived,
-                     MediaAgreed, ReinviteResult, RequestResult, SessionReleased)
+                     MediaAgreed, Redirected, ReinviteResult, RequestResult, SessionReleased)
 from .ids import new_branch
 from .message import Headers, Request, Response, make_response
 from .negotiator import OfferState, SdpNegotiator
@@ -35,7 +36,12 @@ from .uri import NameAddr, SipUri
 if TYPE_CHECKING:
     from .auth import DigestClient
 
-__all__ = ["InviteSession", "InviteState", "InviteExtension", "SessionOptions", "SessionError"]
+__all__ = ["InviteSession", "InviteState", "InviteExtension", "SessionOptions", "SessionError",
+           "OnFinal", "sorted_contacts", "header_tokens", "add_token"]
+
+OnFinal = Callable[[int, str, "Response | None", float], "list[Action]"]
+"""Called with the final answer to a request an extension sent (status, reason, the
+response or None when it timed out, now); returns the actions to carry out."""
 
 
 class InviteState(enum.Enum):
@@ -57,9 +63,12 @@ class InviteExtension:
 
     Hooks see every message the session sends or receives. ``on_outgoing_*`` may add
     headers (with ``headers.set``: a digest retry passes through them again) before the
-    message is handed over; ``on_incoming_*`` append actions to ``actions`` and return
-    True when they consumed the message (the session then does nothing more with it).
-    Timers named ``ext:<name>:<key>`` come back to :meth:`on_timer` as ``key``.
+    message is handed over, and queue actions with :meth:`InviteSession.defer`;
+    ``on_incoming_*`` append actions to ``actions`` and return True when they consumed the
+    message (the session then does nothing more with it). In-dialog requests of a method
+    in ``methods`` reach :meth:`on_method` once the session has checked that they belong
+    to the dialog (481, CSeq order). Timers named ``ext:<name>:<key>`` (armed with
+    ``session.timers.start``) come back to :meth:`on_timer` as ``key``.
     """
 
     name = ""
@@ -79,6 +88,21 @@ class InviteExtension:
                             actions: list[Action]) -> bool:
         return False
 
+    def check_invite(self, session: "InviteSession", request: Request
+                     ) -> tuple[int, str, list[tuple[str, str]]] | None:
+        """UAS: refuse the initial INVITE (status, reason, extra headers), or None."""
+        return None
+
+    def on_provisional(self, session: "InviteSession", response: Response, dialog: Dialog,
+                       now: float) -> list[Action]:
+        """UAC: a provisional response with a To tag was taken into ``dialog``."""
+        return []
+
+    def on_method(self, session: "InviteSession", request: Request, dialog: Dialog,
+                  now: float) -> list[Action]:
+        """An in-dialog request of one of ``methods`` (it must be answered)."""
+        return [session._respond(request, 501)]
+
     def on_timer(self, session: "InviteSession", key: str, now: float) -> list[Action]:
         return []
 
@@ -97,6 +121,7 @@ class SessionOptions:
     user_agent: str | None = None
     rng: random.Random = field(default_factory=lambda: _SHARED_RNG)
     extensions: list[InviteExtension] = field(default_factory=list)
+    follow_redirects: bool = False   # a 3xx waits for retarget()/give_up() (the UA's policy)
 
 
 _BASE_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO")
@@ -122,17 +147,43 @@ class _Outstanding:
     request: Request
     chain: "DigestClient | None"
     retried: bool = False  # one digest retry per request
+    on_final: OnFinal | None = None  # an extension's request: its answer goes there
+    target: SipUri | None = None     # where it went (an early dialog's next hop)
 
 
 @dataclass
 class _Reinvite:
     """Our re-INVITE in progress (one at a time)."""
 
-    direction: str
+    direction: str | None
     attempts: int = 0
     request: Request | None = None  # the one in flight (None during a 491 back-off)
     chain: "DigestClient | None" = None
     authed: bool = False
+    refresh: bool = False  # a session refresh (RFC 4028), not the user's hold/resume
+
+
+def _entry(now_at: int):
+    """Mark a public input of the session: its return carries the actions extensions
+    queued with :meth:`InviteSession.defer` meanwhile; ``now_at`` is where ``now`` is
+    among the positional arguments."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def run(self: "InviteSession", *args, **kwargs):
+            if len(args) > now_at:
+                self.now = args[now_at]
+            elif "now" in kwargs:
+                self.now = kwargs["now"]
+            actions = method(self, *args, **kwargs)
+            if self._deferred:
+                actions = [*actions, *self._deferred]
+                self._deferred = []
+            return actions
+
+        return run
+
+    return wrap
 
 
 class InviteSession:
@@ -154,9 +205,19 @@ class InviteSession:
         self.invite: Request | None = None  # the initial INVITE (UAC: the last one sent)
         self.target: SipUri | None = None   # UAC: where the initial INVITE goes
         self.answered = False
+        self.now = 0.0  # the time of the input being handled (for extensions' timers)
         self.methods = set(_BASE_METHODS)
+        self._ext_methods: dict[str, InviteExtension] = {}
         for ext in options.extensions:
             self.methods.update(ext.methods)
+            for method in ext.methods:
+                self._ext_methods.setdefault(method, ext)
+        self._deferred: list[Action] = []
+        self.remote_allow: set[str] = set()      # the far end's Allow, when it said
+        self.remote_supported: set[str] = set()  # its Supported and Require option tags
+        self.awaiting_target = False  # UAC: a 3xx (or a redirected attempt) failed: where next?
+        self.retargeted = False       # UAC: we followed a redirect
+        self._early_answer_final = False  # the answer came in a reliable 1xx (RFC 3262 §5)
         # UAC
         self._branch = ""
         self._chain: "DigestClient | None" = None
@@ -226,6 +287,35 @@ class InviteSession:
     def claims(self, request: Request) -> bool:
         """The in-dialog requests this usage handles (the dialog table asks)."""
         return request.method in self.methods
+
+    def ext(self, name: str) -> InviteExtension | None:
+        """The extension called ``name`` riding on this session, if any."""
+        return next((e for e in self.options.extensions if e.name == name), None)
+
+    def defer(self, *actions: Action) -> None:
+        """Queue actions (from a hook that cannot return them) to go out with the
+        actions of the input being handled."""
+        self._deferred.extend(actions)
+
+    def drain(self) -> list[Action]:
+        """What :meth:`defer` queued, for an extension's own command."""
+        out, self._deferred = self._deferred, []
+        return out
+
+    def remote_allows(self, method: str) -> bool:
+        return method.upper() in self.remote_allow
+
+    def remote_supports(self, tag: str) -> bool:
+        return tag.lower() in self.remote_supported
+
+    def learn_capabilities(self, message: Request | Response) -> None:
+        """Note what the far end says it can do (Allow, Supported, Require)."""
+        allow = message.headers.get_all("Allow")
+        if allow:
+            self.remote_allow = {a.strip().upper() for a in allow if a.strip()}
+        tags = header_tokens(message, "Supported") | header_tokens(message, "Require")
+        if tags or "Supported" in message.headers:
+            self.remote_supported = tags
 
     def _finish_request(self, request: Request) -> Request:
         if self.options.user_agent and "User-Agent" not in request.headers:
@@ -311,6 +401,7 @@ class InviteSession:
         return list(seen.values())
 
     # ======================================================================== UAC
+    @_entry(0)
     def start(self, now: float) -> list[Action]:
         """UAC: send the INVITE with our offer. UAS: 100 Trying, then check the request."""
         if self.state is not InviteState.NULL:
@@ -337,6 +428,7 @@ class InviteSession:
         assert self.invite is not None
         return self.invite.cseq[0]
 
+    @_entry(0)
     def cancel(self, now: float, reason: str = "cancelled") -> list[Action]:
         """UAC: abandon the call before its answer (§9.1). Before any provisional the
         CANCEL waits for one; it is given up locally after 4·T1 if none comes."""
@@ -354,6 +446,7 @@ class InviteSession:
         return [SendCancel(self.invite_cseq),
                 self.timers.start("cancel-expiry", now + 64 * self.options.timers.t1)]
 
+    @_entry(0)
     def abandon(self, now: float, reason: str = "timeout", phrase: str | None = None
                 ) -> list[Action]:
         """UAC: give up locally with no provisional (no CANCEL may be sent yet): stop the
@@ -388,7 +481,56 @@ class InviteSession:
             return actions + [self._send_invite()]
         if self._cancel_sent or self._cancel_pending:
             return actions + self._end(now, self._cancel_reason, status, response.reason)
+        if self.options.follow_redirects and (300 <= status < 400 or self.retargeted):
+            # the UA's policy says where next: retarget() or give_up() (RFC 3261 §8.1.3.4)
+            self.awaiting_target = True
+            contacts = sorted_contacts(response) if status < 400 else ()
+            return actions + [Emit(Redirected(status, response.reason, contacts))]
         return actions + self._end(now, "rejected", status, response.reason)
+
+    @_entry(0)
+    def retarget(self, now: float, request_uri: SipUri, target: SipUri) -> list[Action]:
+        """UAC, after :class:`Redirected`: send the INVITE to ``request_uri`` (through
+        ``target``) in the same call: same Call-ID, From tag and offer, CSeq one up."""
+        if not self.awaiting_target or self.invite is None or self.ended is not None:
+            raise SessionError("no redirect to follow")
+        self.awaiting_target = False
+        self.retargeted = True
+        headers = self.invite.headers.copy()
+        headers.remove("Authorization")
+        headers.remove("Proxy-Authorization")
+        headers.set("CSeq", f"{self.invite_cseq + 1} INVITE")
+        self.invite = Request("INVITE", str(request_uri), headers, self.invite.body)
+        self.target = target
+        self._early.clear()
+        self.dialog = None
+        self.state = InviteState.CALLING
+        self._chain = self.authenticator.new_chain() if self.authenticator else None
+        return [self._send_invite()]
+
+    @_entry(0)
+    def give_up(self, now: float, status: int, reason: str) -> list[Action]:
+        """UAC, after :class:`Redirected`: nowhere (else) to go; the call is rejected."""
+        if not self.awaiting_target:
+            return []
+        self.awaiting_target = False
+        return self._end(now, "rejected", status, reason)
+
+    @_entry(0)
+    def resend_invite(self, now: float, headers: list[tuple[str, str]]) -> list[Action]:
+        """UAC: the initial INVITE again with some headers set (a 422's larger
+        Session-Expires), CSeq one up, before any answer."""
+        if self.role != "uac" or self.invite is None or self.answered or self.ended is not None:
+            return []
+        copy = self.invite.headers.copy()
+        for name, value in headers:
+            copy.set(name, value)
+        copy.set("CSeq", f"{self.invite_cseq + 1} INVITE")
+        self.invite = Request("INVITE", self.invite.uri, copy, self.invite.body)
+        self._early.clear()
+        self.dialog = None
+        self.state = InviteState.CALLING
+        return [self._send_invite()]
 
     def _on_provisional(self, response: Response, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -416,13 +558,20 @@ class InviteSession:
                 self.dialog = early
             if self.state is InviteState.CALLING:
                 self.state = InviteState.EARLY
+            self.learn_capabilities(response)
+            if early is not None:
+                for ext in self.options.extensions:
+                    actions += ext.on_provisional(self, response, early, now)
         actions.append(Emit(CallProgress(response.status, response.reason, response)))
         if response.body and response.content_type in (None, "application/sdp") and \
-                self.negotiator.state is OfferState.LOCAL_OFFER:
+                self.negotiator.state is OfferState.LOCAL_OFFER and not self._early_answer_final:
             try:
                 neg = self.negotiator.receive_answer(response.body)
             except sdp.SdpError:
                 return actions  # an unusable early answer: wait for the 2xx's
+            # an answer in a reliable provisional is THE answer (RFC 3262 §5): a later one
+            # in the 2xx (or a fork's) is not applied over an UPDATE's
+            self._early_answer_final = "100rel" in header_tokens(response, "Require")
             actions.append(Emit(MediaAgreed(neg, early=True)))
         return actions
 
@@ -458,9 +607,10 @@ class InviteSession:
         actions.append(self._send_ack(tag, cseq, ack))
         self.answered = True
         self.state = InviteState.CONFIRMED
+        self.learn_capabilities(response)
         neg = None
         try:
-            if response.body:
+            if response.body and not self._early_answer_final:
                 neg = self.negotiator.receive_answer(response.body)
             else:
                 neg = self.negotiator.active
@@ -510,6 +660,12 @@ class InviteSession:
         except SipParseError as exc:
             return actions + self._refuse(now, 400, exc.reason[:100], "error")
         actions.append(BindDialog(self.dialog.id))
+        self.learn_capabilities(request)
+        for ext in self.options.extensions:
+            verdict = ext.check_invite(self, request)
+            if verdict is not None:
+                status, reason, extra = verdict
+                return actions + self._refuse(now, status, reason, "rejected", extra=extra)
         if not _accepts_sdp(request):  # any answer of ours carries SDP (RFC 4475 §3.3.15)
             return actions + self._refuse(now, 406, "Not Acceptable", "rejected",
                                           extra=[("Accept", "application/sdp")])
@@ -533,6 +689,7 @@ class InviteSession:
         return [self._respond(self.request, status, reason, extra=extra),
                 *self._end(now, end_reason, status, reason)]
 
+    @_entry(0)
     def media_ready(self, now: float) -> list[Action]:
         """UAS: our RTP address is known; refuse now (488) if no codec is common."""
         if self.role != "uas" or self._final_sent or self.ended is not None:
@@ -547,6 +704,7 @@ class InviteSession:
                                 extra=[("Warning", _warning(exc))])
         return []
 
+    @_entry(0)
     def ring(self, now: float, status: int = 180) -> list[Action]:
         """UAS: a provisional response with our tag (the phone rings)."""
         if self.role != "uas" or self._final_sent or self.ended is not None:
@@ -555,6 +713,7 @@ class InviteSession:
         self.state = InviteState.EARLY
         return [self._respond(self.request, status, dialog=True)]
 
+    @_entry(0)
     def answer(self, now: float) -> list[Action]:
         """UAS: 200 with our answer (or our offer, when the INVITE had none), resent until
         the ACK comes."""
@@ -586,6 +745,7 @@ class InviteSession:
         actions.append(Emit(CallAnswered()))
         return actions
 
+    @_entry(0)
     def reject(self, now: float, status: int = 486, reason: str | None = None,
                extra: list[tuple[str, str]] | None = None) -> list[Action]:
         """UAS: refuse the call (486 Busy Here, 603 Decline, 3xx with Contact …)."""
@@ -641,6 +801,7 @@ class InviteSession:
         return actions
 
     # ======================================================================== both
+    @_entry(1)
     def on_request(self, request: Request, now: float) -> list[Action]:
         """An in-dialog request for this session (or a CANCEL/ACK for our INVITE)."""
         method = request.method
@@ -668,7 +829,11 @@ class InviteSession:
                 actions.append(self._respond(self.request, 487, "Request Terminated"))
             return actions + self._end(now, "remote-hangup")
         if method == "INVITE":
+            self.learn_capabilities(request)
             return actions + self._on_reinvite(request, now)
+        owner = self._ext_methods.get(method)
+        if owner is not None:
+            return actions + owner.on_method(self, request, dialog, now)
         if method == "OPTIONS":
             return actions + [self._respond(request, 200,
                                             extra=self.options.caps.options_headers())]
@@ -717,6 +882,7 @@ class InviteSession:
             actions.append(Emit(MediaAgreed(neg, remote_hold=self.negotiator.remote_hold)))
         return actions
 
+    @_entry(1)
     def on_response(self, response: Response, now: float) -> list[Action]:
         """A response to one of our requests (through its transaction, or a stray 2xx)."""
         actions: list[Action] = []
@@ -738,6 +904,7 @@ class InviteSession:
             return actions
         return actions + self._on_outstanding_response(response, number, method, now)
 
+    @_entry(2)
     def on_timeout(self, request: Request, reason: str | None, now: float) -> list[Action]:
         """Our request got no final answer (Timer B/F) or the transport failed."""
         number, method = request.cseq
@@ -751,12 +918,17 @@ class InviteSession:
                 end = "timeout" if not self._cancel_sent else self._cancel_reason
                 return actions + self._end(now, end, 408, "Request Timeout")
             return self._reinvite_failed(now, 408, reason or "Request Timeout")
-        if self._outstanding.pop((number, method), None) is None:
+        job = self._outstanding.pop((number, method), None)
+        if job is None:
             return []  # a CANCEL, or the BYE to a fork we released
+        if job.on_final is not None:
+            return job.on_final(408, reason or "Request Timeout", None, now)
         return [Emit(RequestResult(method, 408, reason or "Request Timeout"))]
 
+    @_entry(1)
     def on_timer(self, key: str, now: float) -> list[Action]:
         if key.startswith("ext:"):
+            self.timers.running.pop(key, None)
             _, name, sub = key.split(":", 2)
             for ext in self.options.extensions:
                 if ext.name == name:
@@ -783,12 +955,16 @@ class InviteSession:
         return []
 
     # -------------------------------------------------------------------- ending
+    @_entry(0)
     def hangup(self, now: float, reason: str = "hangup",
                phrase: str | None = None) -> list[Action]:
         """End the call whatever its state: CANCEL, 486, or BYE (``reason``/``phrase``
         say why when it is not the user's doing: an RTP timeout …)."""
         if self.ended is not None:
             return []
+        if self.awaiting_target:  # between a 3xx and the next INVITE: nothing to cancel
+            self.awaiting_target = False
+            return self._end(now, "cancelled" if reason == "hangup" else reason)
         if self.role == "uac" and not self.answered:
             return self.cancel(now, "cancelled" if reason == "hangup" else reason)
         if self.role == "uas" and not self._final_sent:
@@ -811,9 +987,16 @@ class InviteSession:
     def _track(self, request: Request) -> SendRequest:
         """Send an in-dialog non-INVITE request whose answer we follow (digest retry once,
         then a RequestResult)."""
+        return self.track(request)
+
+    def track(self, request: Request, on_final: OnFinal | None = None,
+              target: SipUri | None = None) -> SendRequest:
+        """Send an in-dialog non-INVITE request and follow its answer: one digest retry,
+        then ``on_final`` (an extension's PRACK, UPDATE, REFER …) or a RequestResult."""
         chain = self.authenticator.new_chain() if self.authenticator else None
-        self._outstanding[(request.cseq[0], request.method)] = _Outstanding(request, chain)
-        return self._send(request)
+        self._outstanding[(request.cseq[0], request.method)] = _Outstanding(
+            request, chain, on_final=on_final, target=target)
+        return self._send(request, target)
 
     def _on_outstanding_response(self, response: Response, number: int, method: str,
                                  now: float) -> list[Action]:
@@ -823,8 +1006,11 @@ class InviteSession:
         del self._outstanding[(number, method)]
         retry = None if job.retried else self._digest_retry(job.request, response, job.chain)
         if retry is not None:
-            self._outstanding[(retry.cseq[0], method)] = _Outstanding(retry, job.chain, True)
-            return [self._send(retry)]
+            self._outstanding[(retry.cseq[0], method)] = _Outstanding(
+                retry, job.chain, True, job.on_final, job.target)
+            return [self._send(retry, job.target)]
+        if job.on_final is not None:
+            return job.on_final(response.status, response.reason, response, now)
         return [Emit(RequestResult(method, response.status, response.reason))]
 
     def _digest_retry(self, request: Request, response: Response,
@@ -845,17 +1031,26 @@ class InviteSession:
         return self.dialog.local_cseq
 
     # -------------------------------------------------------------------- re-INVITE
-    def reinvite(self, now: float, direction: str = "sendrecv") -> list[Action]:
-        """Our re-INVITE with a new offer (hold: ``sendonly``, resume: ``sendrecv``).
-        Its outcome comes as :class:`ReinviteResult`; 491 is retried after §14.1's wait."""
+    @_entry(0)
+    def reinvite(self, now: float, direction: str | None = "sendrecv", *,
+                 refresh: bool = False) -> list[Action]:
+        """Our re-INVITE with a new offer (hold: ``sendonly``, resume: ``sendrecv``; None
+        keeps the direction, as a session refresh does). Its outcome comes as
+        :class:`ReinviteResult`; 491 is retried after §14.1's wait."""
         if self.ended is not None or not self.confirmed or self.dialog is None:
             raise SessionError("hold needs a connected call")
-        if self._reinvite is not None:
-            raise SessionError("a hold or resume is already in progress")
-        if self._pending_2xx is not None or self.negotiator.state is not OfferState.IDLE:
-            raise SessionError("an offer/answer exchange is in progress; try again")
-        self._reinvite = _Reinvite(direction)
+        if not self.can_offer:
+            raise SessionError("a hold or resume is already in progress"
+                               if self._reinvite is not None else
+                               "an offer/answer exchange is in progress; try again")
+        self._reinvite = _Reinvite(direction, refresh=refresh)
         return self._send_reinvite(now)
+
+    @property
+    def can_offer(self) -> bool:
+        """No offer/answer exchange (re-INVITE, UPDATE, unACKed 2xx) is under way."""
+        return self._reinvite is None and self._pending_2xx is None and \
+            self.negotiator.state is OfferState.IDLE
 
     def _send_reinvite(self, now: float) -> list[Action]:
         job = self._reinvite
@@ -896,7 +1091,8 @@ class InviteSession:
                 actions.append(Emit(ReinviteResult(False, 488, f"unusable SDP answer: {exc}")))
                 return actions + self._bye(now, "error", f"bad SDP answer to re-INVITE: {exc}")
             actions.append(Emit(MediaAgreed(neg, remote_hold=self.negotiator.remote_hold)))
-            actions.append(Emit(ReinviteResult(True, status, response.reason)))
+            actions.append(Emit(ReinviteResult(True, status, response.reason,
+                                               refresh=job.refresh)))
             return actions
         retry = None if job.authed else self._digest_retry(job.request, response, job.chain)
         if retry is not None:
@@ -911,11 +1107,13 @@ class InviteSession:
         return self._reinvite_failed(now, status, response.reason)
 
     def _reinvite_failed(self, now: float, status: int, reason: str) -> list[Action]:
-        if self._reinvite is None:
+        job = self._reinvite
+        if job is None:
             return []
         self._reinvite = None
         self.negotiator.cancel_offer()
-        actions: list[Action] = [Emit(ReinviteResult(False, status, reason))]
+        actions: list[Action] = [Emit(ReinviteResult(False, status, reason,
+                                                     refresh=job.refresh))]
         if status == 481:  # the far end has no such dialog (§12.2.1.2)
             return actions + self._end(now, "error", status, f"re-INVITE: {reason}")
         if status == 408:
@@ -923,6 +1121,7 @@ class InviteSession:
         return actions
 
     # -------------------------------------------------------------------- other requests
+    @_entry(0)
     def send_request(self, now: float, method: str, *, body: bytes = b"",
                      content_type: str | None = None,
                      extra: list[tuple[str, str]] | None = None) -> list[Action]:
@@ -935,6 +1134,35 @@ class InviteSession:
         request = self.dialog.create_request(method, contact=self.options.contact, extra=items,
                                              body=body)
         return [self._track(request)]
+
+
+def header_tokens(message: Request | Response, name: str) -> set[str]:
+    """The option tags (or methods) of a list header, lower-cased."""
+    return {v.strip().lower() for v in message.headers.get_all(name) if v.strip()}
+
+
+def add_token(message: Request | Response, name: str, token: str) -> None:
+    """Add an option tag to a list header (Require, Supported), once."""
+    values = [v.strip() for v in message.headers.get_all(name) if v.strip()]
+    if token.lower() not in (v.lower() for v in values):
+        message.headers.set(name, ", ".join([*values, token]))
+
+
+def sorted_contacts(response: Response) -> tuple[NameAddr, ...]:
+    """A 3xx's Contacts by q-value, highest first; equal q keep their order (§8.1.3.4)."""
+    try:
+        contacts = response.contacts
+    except SipParseError:
+        return ()
+
+    def q(contact: NameAddr) -> float:
+        try:
+            return float(contact.params.get("q") or 1.0)
+        except ValueError:
+            return 0.0
+
+    return tuple(sorted((c for c in contacts if isinstance(c.uri, SipUri)), key=q,
+                        reverse=True))
 
 
 def _accepts_sdp(request: Request) -> bool:

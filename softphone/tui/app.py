@@ -113,6 +113,7 @@ class SoftphoneApp(App):
         Binding("l", "log", "Events", show=False),
         Binding("f4", "trace_all", "SIP trace", show=False),
         Binding(COMMANDS["register"].key, "retry_registration", COMMANDS["register"].key_label),
+        Binding(COMMANDS["dnd"].key, "command('dnd')", "Do not disturb", show=False),
     ]
 
     def __init__(self, config: "Config", *, audio: str = "null", live: bool = True,
@@ -295,6 +296,7 @@ class SoftphoneApp(App):
             self.request_refresh()
             return
         self.bridge.seed_accounts(phone.account_info())
+        self.state.dnd = config.calls.dnd
         if self.account is not None:
             phone.select_account(self.account)  # --account (checked before the screen)
         self.state.selected_account = phone.selected_account
@@ -506,11 +508,24 @@ class SoftphoneApp(App):
                 self.notify(f"{name}: select a call first", severity="warning", timeout=2)
                 return
             args["call_id"] = call_id
-        if name in ("hold", "mute"):
+        if any(p.name == "toggle" for p in command.params):  # keys toggle: hold, mute, DND …
             args["toggle"] = True
         if name == "dtmf":
             args["digits"] = digits
+        if name == "transfer":  # where to: a target typed, or another call
+            from .transfer import TransferScreen
+
+            call_id = str(args["call_id"])
+            others = [v for v in self.state.calls.values()
+                      if v.active and v.call_id != call_id and v.state == "connected"]
+            self.push_screen(TransferScreen(self.state.calls[call_id], others),
+                             lambda choice: self._transfer_chosen(call_id, choice))
+            return
         self.run_command(name, **args)
+
+    def _transfer_chosen(self, call_id: str, choice: "dict | None") -> None:
+        if choice:
+            self.run_command("transfer", call_id=call_id, **choice)
 
     def run_command(self, name: str, **args: object) -> None:
         if self.phone is None:
@@ -560,6 +575,12 @@ class SoftphoneApp(App):
             view.dtmf_sent = (view.dtmf_sent + str(result.get("digits", "")))[-24:]
         elif name == "register":
             self.notify("registering…", timeout=2)
+        elif name == "dnd":
+            self.state.dnd = bool(result.get("enabled"))
+            self.notify("do not disturb: on" if self.state.dnd else "do not disturb: off",
+                        timeout=2)
+        elif name == "transfer":
+            self.notify(f"transfer: {result.get('state')}", timeout=2)
         elif name == "quit":
             await self.action_quit()
         self.request_refresh()

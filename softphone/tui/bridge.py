@@ -22,7 +22,8 @@ from .state import LOCAL_ENDING, AccountView, CallView, PhoneState
 if TYPE_CHECKING:
     from textual.app import App
 
-__all__ = ["PhoneEvent", "LiveUpdate", "Bridge", "outcome_of", "reason_text"]
+__all__ = ["PhoneEvent", "LiveUpdate", "Bridge", "outcome_of", "reason_text",
+           "transfer_text"]
 
 
 def reason_text(info: dict[str, Any]) -> str:
@@ -35,13 +36,31 @@ def reason_text(info: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def outcome_of(direction: str, answered: bool, info: dict[str, Any]) -> str:
+def outcome_of(direction: str, answered: bool, info: dict[str, Any],
+               dnd: bool = False) -> str:
     """The history's outcome column: answered calls say so; unanswered ones say why."""
     if answered:
         return "answered"
+    if dnd:
+        return f"do not disturb ({info.get('status') or 'refused'})"
     if direction == "incoming" and info.get("reason") == "cancelled":
         return "missed"
     return reason_text(info)
+
+
+def transfer_text(event: Any) -> str | None:
+    """What the call list says of a transfer: ours (``transferring to …``) or the far
+    end's (``transferred to …``), with its step; nothing once it is over and failed."""
+    status = f" {event.status}" if event.status else ""
+    if event.role == "transferee":
+        if event.state == "refused":
+            return f"transfer to {event.target} declined"
+        if event.state == "failed":
+            return f"transfer to {event.target} failed{status}"
+        return f"transferred to {event.target}: {event.state}{status}"
+    if event.state == "failed":
+        return f"transfer failed{status}"
+    return f"transferring to {event.target}: {event.state}{status}"
 
 
 class PhoneEvent(Message):
@@ -153,6 +172,13 @@ class Bridge:
             acc.expires_at = None
         elif name == "unregistered" and acc:
             acc.state, acc.expires_at = "unregistered", None
+        elif name == "dnd":
+            self.state.dnd = event.enabled
+        elif name == "conference":
+            for call_id in event.call_ids:
+                view = self.state.calls.get(call_id)
+                if view is not None:
+                    view.conference = event.state != "split"
         elif name == "public_address" and acc:
             acc.public = data.get("address")
         elif "call_id" in data:
@@ -170,9 +196,11 @@ class Bridge:
         if name == "incoming":
             view = CallView(call_id=call_id, direction="incoming", uri=event.from_,
                             display_name=event.display_name, account=event.account,
-                            state="ringing", called=event.to)
+                            state="ringing", called=event.to,
+                            waiting=bool(event.call_waiting), dnd=bool(event.dnd))
             self.state.add_call(view)
-            self.on_incoming(view)
+            if not view.dnd:  # refused at once: nothing rings
+                self.on_incoming(view)
             return
         if view is None:
             return
@@ -196,6 +224,8 @@ class Bridge:
             view.muted = event.muted
         elif name == "dtmf":
             view.dtmf_received = (view.dtmf_received + event.digit)[-24:]
+        elif name == "transfer":
+            view.transfer = transfer_text(event)
         elif name == "ended":
             info = event.to_dict()
             view.state = "ended"
@@ -216,7 +246,8 @@ class Bridge:
                 direction=view.direction, party=view.target or view.uri,
                 display_name=view.display_name, started_at=view.started_at,
                 duration=float(info.get("duration", 0.0)),
-                outcome=outcome_of(view.direction, answered, info), account=view.account))
+                outcome=outcome_of(view.direction, answered, info, view.dnd),
+                account=view.account))
         except Exception as exc:  # a full disk must not take the phone down
             self.state.log_line(f"history: {exc}")
 

@@ -85,6 +85,10 @@ class CallView:
     dtmf_received: str = ""
     input_dbfs: float | None = None
     output_dbfs: float | None = None
+    transfer: str | None = None  # "transferring to …: 180", "transferred by remote to …"
+    conference: bool = False     # mixed in the local conference
+    waiting: bool = False        # rang in during another call (call waiting)
+    dnd: bool = False            # refused by do-not-disturb
 
     @property
     def party(self) -> str:
@@ -100,8 +104,14 @@ class CallView:
                 label = "on hold"
             elif self.remote_hold:
                 label = "held by remote"
+            if self.conference:
+                label = "conference" + ("" if label == "connected" else f", {label}")
             if self.muted:
                 label += " (muted)"
+            if self.transfer:
+                label += f" · {self.transfer}"
+        elif self.waiting and self.state in ("incoming", "ringing"):
+            label = "call waiting"
         return label
 
     @property
@@ -214,6 +224,7 @@ class PhoneState:
     log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))
     audio_backend: str = "null"
     notice: str | None = None
+    dnd: bool = False  # do not disturb is on
     max_ended_calls: int = 20
     log_count: int = 0  # lines ever logged (the deque forgets; viewers need the total)
 

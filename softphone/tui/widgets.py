@@ -210,7 +210,8 @@ class CallTable(DataTable):
     two lines, the party over its state. A state is never cut short."""
 
     BINDINGS = [
-        *(Binding(c.key, f"app.command('{c.name}')", c.key_label or c.name)
+        *(Binding(c.key, f"app.command('{c.name}')", c.key_label or c.palette or c.name,
+                  show=c.key_label is not None)  # the rest: in the key list and palette
           for c in COMMANDS.values() if c.key and c.selects_call),
         Binding("t", "app.trace", "SIP trace"),
         Binding("x", "app.clear_ended", "Clear ended"),
@@ -401,10 +402,12 @@ class IncomingBanner(Horizontal):
         self.call_id = first.call_id
         more = f"  (+{len(ringing) - 1} more ringing)" if len(ringing) > 1 else ""
         who = f"{first.display_name} " if first.display_name else ""
+        title = "☎ Call waiting: " if first.waiting else "☎ Incoming call from "
+        hint = "  (answering holds the current call)" if first.waiting else ""
         self.query_one("#banner-text", Static).update(
-            Text.assemble(("☎ Incoming call from ", "bold"), (who, "bold"),
-                          (f"<{first.uri}>", ""), ("\n  to ", "bold"), called_text(first),
-                          (more, "italic")))
+            Text.assemble((title, "bold"), (who, "bold"), (f"<{first.uri}>", ""),
+                          ("\n  to ", "bold"), called_text(first), (more, "italic"),
+                          (hint, "italic")))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -488,6 +491,8 @@ def state_summary(state: PhoneState) -> Text:
         return t
     t.append("Identity: ", style="bold")
     t.append(state.identity)
+    if state.dnd:
+        t.append("  DND", style="bold red")
     if not state.accounts:
         t.append("\nNo account configured: you can dial sip:user@host directly or ")
         t.append("echo", style="bold")

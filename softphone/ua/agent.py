@@ -19,11 +19,13 @@ from ..transport import Peer
 from . import events as ev
 from .account import Account
 from .errors import CallError
+from . import waiting
 from .stack import Stack, Tracer, host_literal
 from .target import TargetError, parse_target
 
 if TYPE_CHECKING:  # calls load with the first one: `softphone register` never needs them
     from .call import Call
+    from .conference import LocalConference
 
 __all__ = ["UserAgent", "MAX_LIVE_CALLS", "MAX_ENDED_RECORDS"]
 
@@ -32,15 +34,28 @@ log = logging.getLogger(__name__)
 MAX_LIVE_CALLS = 1024     # calls not yet ended: beyond this, new INVITEs get 503
 MAX_ENDED_RECORDS = 4096  # ended calls kept (64·T1) to absorb retransmissions; oldest go first
 _OUT_OF_DIALOG_ONLY_IN_DIALOG = ("BYE", "INFO", "NOTIFY", "PRACK", "UPDATE")
-_KNOWN_UNSUPPORTED = ("REGISTER", "REFER", "MESSAGE", "PUBLISH")
+_KNOWN_UNSUPPORTED = ("REGISTER", "MESSAGE", "PUBLISH")
 
 Devices = Callable[["Call"], tuple[Any, Any]]
 
 
-def base_capabilities() -> Capabilities:
+def base_capabilities(config: Config | None = None) -> Capabilities:
+    """What we advertise: the core methods, and each extension only when it is on."""
+    from ..sip.prack import PrackExtension
+    from ..sip.refer import ReferExtension
+    from ..sip.session_timer import SessionTimer
+    from ..sip.update import UpdateExtension
+
     caps = Capabilities()
     caps.add_method("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO")
     caps.add_accept("application/sdp")
+    if config is None:
+        return caps
+    PrackExtension.advertise(caps, config.sip.reliable_provisional)
+    UpdateExtension.advertise(caps)
+    ReferExtension.advertise(caps)
+    caps.add_option_tag("replaces")
+    SessionTimer.advertise(caps, config.sip.session_timers)
     return caps
 
 
@@ -58,12 +73,15 @@ class UserAgent:
         self.devices = devices
         self.auto_answer = auto_answer
         self.answer_delay = answer_delay
-        self.caps = base_capabilities()
+        self.caps = base_capabilities(config)
         self.stack = Stack(config, listen=listen, tracer=tracer, on_request=self._on_new_request,
                            caps=self.caps)
         self.accounts: dict[str, Account] = {
             a.name: Account(self.stack, a, publish) for a in (accounts or [])}
         self.calls: dict[str, Call] = {}
+        self.conference: "LocalConference | None" = None
+        self.dnd = config.calls.dnd
+        self.dnd_status = config.calls.dnd_status
         self.call_count = 0
         self._live = 0
         self._ended: deque[Call] = deque()
@@ -133,7 +151,8 @@ class UserAgent:
 
     # -- calls ------------------------------------------------------------------------------
     async def dial(self, target: str | SipUri, *, account: str | None = None,
-                   timeout: float | None = None) -> Call:
+                   timeout: float | None = None,
+                   extra_headers: list[tuple[str, str]] | None = None) -> Call:
         from .call import Call
 
         acc = self.account(account)
@@ -144,7 +163,8 @@ class UserAgent:
                 ruri = parse_target(target, acc.aor.hostport if acc else None)
             except TargetError as exc:
                 raise CallError(str(exc)) from None
-        return await Call.outgoing(self, ruri, account=acc, timeout=timeout)
+        return await Call.outgoing(self, ruri, account=acc, timeout=timeout,
+                                   extra_headers=extra_headers)
 
     def media_devices(self, call: Call) -> tuple[Any, Any]:
         """(source, sink) for a call: from the factory the phone gave, else silence."""
@@ -181,6 +201,35 @@ class UserAgent:
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
 
+    def set_dnd(self, enabled: bool, status: int | None = None) -> None:
+        self.dnd = enabled
+        if status is not None:
+            self.dnd_status = status
+        self.publish(ev.Dnd(self.dnd, self.dnd_status))
+
+    def _on_replacing_invite(self, request: Request, peer: Peer) -> None:
+        """An INVITE with Replaces (RFC 3891 §3): it takes over one of our dialogs, or is
+        refused by the RFC's rules (481, 486, 603; 400 when it names none or several)."""
+        from ..sip.errors import SipParseError
+        from ..sip.replaces import Replaces, verdict
+        from .call import Call
+
+        values = request.headers.get_all("Replaces")
+        try:
+            if len(values) != 1:
+                raise SipParseError("one Replaces header needed")
+            replaces = Replaces.parse(values[0])
+        except SipParseError as exc:
+            self.stack.answer(request, 400, f"Bad Replaces: {exc.reason}"[:80])
+            return
+        old = self.calls.get(replaces.call_id)
+        refused = verdict(replaces, old.session if old is not None else None)
+        if refused is not None:
+            self.stack.answer(request, *refused)
+            return
+        Call.incoming(self, request, peer, old.account if old else self.account_for(request),
+                      replaces=old)
+
     def _live_call_with(self, invite: Request) -> bool:
         call = self.calls.get(invite.call_id)
         return call is not None and not call.ended
@@ -199,10 +248,18 @@ class UserAgent:
                 stack.answer(request, 486)
             elif self._live >= MAX_LIVE_CALLS:
                 stack.answer(request, 503, extra=[("Retry-After", "5")])
+            elif request.headers.get("Replaces") is not None:
+                self._on_replacing_invite(request, peer)
+            elif not self.dnd and waiting.busy(self):
+                stack.answer(request, 486)  # call waiting is off
             else:
                 from .call import Call
 
-                Call.incoming(self, request, peer, self.account_for(request))
+                refuse = (self.dnd_status, "Do Not Disturb") if self.dnd else None
+                Call.incoming(self, request, peer, self.account_for(request), refuse=refuse)
+            return
+        if method == "REFER":  # RFC 3515 allows it; we follow a REFER only within a call
+            stack.answer(request, 403, "REFER outside a dialog is not accepted")
             return
         if method == "OPTIONS":
             stack.answer(request, 200, extra=self.caps.options_headers())

@@ -128,8 +128,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         Param("timeout", "seconds", "give up when no final answer came S seconds after the "
                                     "INVITE"),
     ), palette="Dial", returns="call_id"),
-    Command("answer", "answer a ringing call", (_CALL,), key="a", key_label="Answer",
-            global_key="f5", palette="Answer", selects_call=True),
+    Command("answer", "answer a ringing call (a waiting call: the current one is held "
+                      "first)", (
+        _CALL, Param("hold_others", "flag", "hold the calls we are talking on first (call "
+                                            "waiting); false: each call on its own",
+                     default=True),
+    ), key="a", key_label="Answer", global_key="f5", palette="Answer", selects_call=True),
     Command("reject", "reject a ringing call", (
         _CALL, Param("status", "status", "final status to send", default=486),
     ), key="r", key_label="Reject", global_key="f6", palette="Reject", selects_call=True),
@@ -148,6 +152,33 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         Param("digits", "digits", "0-9 * # A-D, ',' for a pause", required=True,
               positional=True), _CALL,
     ), selects_call=True),
+    Command("transfer", "transfer a call: blind to a target, or attended to another call "
+                        "(that call's party takes ours over)", (
+        Param("target", "text", "blind: where to send the far end (sip:…, user@host, a number)",
+              positional=True),
+        Param("to_call", "text", "attended: the call (id) whose party the far end is joined "
+                                 "to; default with neither: the only other connected call"),
+        _CALL,
+    ), key="f", palette="Transfer", selects_call=True,
+        returns="call_id, state"),
+    Command("conference", "join calls into a local 3-way conference; toggle: split if "
+                          "already joined", (
+        _CALL, Param("with_call", "text", "the call to join it with (default: every other "
+                                          "connected call)"),
+        Param("toggle", "flag", "split when the call is already in the conference",
+              default=False),
+    ), key="c", palette="Conference", selects_call=True,
+        returns="call_ids"),
+    Command("split", "split the conference: each call on its own again", (_CALL,),
+            palette="Split conference", selects_call=True, returns="call_ids"),
+    Command("swap", "swap calls: hold the active call and resume the held one", (_CALL,),
+            key="w", palette="Swap calls", selects_call=True,
+            returns="active, held"),
+    Command("dnd", "do not disturb: refuse incoming calls (486, or status)", (
+        Param("on", "flag", "on or off (default: on, or the other way with toggle)"),
+        Param("status", "status", "the status to refuse calls with (480, 486, 603)"),
+        Param("toggle", "flag", "switch it the other way", default=False),
+    ), key="n", palette="Do not disturb", returns="enabled, status"),
     Command("play", "send a WAV file or a tone into a call instead of its own audio", (
         Param("file", "path", "WAV file (any rate); played once unless loop",
               positional=True),

@@ -19,8 +19,8 @@ __all__ = [
     "RegistrationFailed", "Unregistered",
     "PublicAddress",
     "Calling", "Incoming", "Ringing", "EarlyMedia", "Answered", "Dtmf", "Hold", "Mute", "Ended",
-    "CallStats", "Levels", "SipMessage", "Step", "CallVerdict", "Summary", "Notice",
-    "EVENT_TYPES",
+    "Redirected", "Transfer", "Conference", "Dnd", "CallStats", "Levels", "SipMessage",
+    "Step", "CallVerdict", "Summary", "Notice", "EVENT_TYPES",
 ]
 
 
@@ -108,11 +108,19 @@ class Calling(CallEvent):
 
 
 class Incoming(CallEvent):
+    """A call rings in. ``call_waiting``: during another call (a tone, not the ring);
+    ``dnd``: do-not-disturb refuses it at once (an ``ended`` follows); ``replaces``: it
+    takes over that call (an attended transfer, RFC 3891) and is answered at once."""
+
     from_: str
     to: str
     display_name: str | None = None
     account: str | None = None
+    call_waiting: bool | None = None
+    dnd: bool | None = None
+    replaces: str | None = None
     rename: ClassVar[dict[str, str]] = {"from_": "from"}
+    omit_none: ClassVar[tuple[str, ...]] = ("call_waiting", "dnd", "replaces")
 
 
 class Ringing(CallEvent):
@@ -151,6 +159,46 @@ class Ended(CallEvent):
     rtp: dict[str, Any] = field(default_factory=dict)
     account: str | None = None
     omit_none: ClassVar[tuple[str, ...]] = ("status", "phrase")
+
+
+class Redirected(CallEvent):
+    """A 3xx (or a failed redirect target): the call goes on to ``target`` (RFC 3261
+    §8.1.3.4); ``contacts`` are the 3xx's, by q-value."""
+
+    status: int
+    target: str
+    contacts: list[str] = field(default_factory=list)
+
+
+class Transfer(CallEvent):
+    """A transfer of this call. ``role``: transferor (we sent the REFER) or transferee
+    (the far end asked us to call ``target``). ``state``: trying (REFER sent), accepted
+    (202), requested (transferee: calling the target), refused, progress (the new call's
+    1xx), succeeded, failed. ``status``: the SIP status of that step (the new call's,
+    from the NOTIFY's sipfrag); ``new_call_id``: the transferee's call to the target."""
+
+    target: str
+    state: str
+    status: int | None = None
+    role: str = "transferor"
+    new_call_id: str | None = None
+    reason: str | None = None
+    omit_none: ClassVar[tuple[str, ...]] = ("new_call_id", "reason")
+
+
+class Conference(Event):
+    """The local conference: ``state`` joined (these calls hear each other and us), left
+    (a call went, the others stay mixed), split (each call on its own again)."""
+
+    call_ids: list[str]
+    state: str
+
+
+class Dnd(Event):
+    """Do not disturb switched on or off; incoming calls get ``status`` while on."""
+
+    enabled: bool
+    status: int
 
 
 class CallStats(CallEvent):
@@ -233,5 +281,6 @@ class Notice(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls for cls in (Listening, Registering, Registered, RegistrationFailed,
                               Unregistered, PublicAddress, Calling, Incoming, Ringing,
-                              EarlyMedia, Answered, Dtmf, Hold, Mute, Ended, CallStats, Levels,
-                              SipMessage, Step, CallVerdict, Summary, Notice)}
+                              EarlyMedia, Answered, Dtmf, Hold, Mute, Ended, Redirected,
+                              Transfer, Conference, Dnd, CallStats, Levels, SipMessage, Step,
+                              CallVerdict, Summary, Notice)}

@@ -44,6 +44,9 @@ class MediaSession:
         self.started = False
         self.muted = False            # the user's mute
         self.held = False             # we hold the call
+        self.bridge: Any = None       # the conference bridge this call is mixed in
+        self._bridge_key: Any = None
+        self._overlay: Any = None     # lays the call-waiting tone over the speaker
         self._closed = False
         self._final: dict[str, Any] | None = None  # the counters, kept after close
         self._playing: Any = None     # what play() put in place of the call's source
@@ -115,6 +118,7 @@ class MediaSession:
             return
         source, sink = self.devices_factory()
         self.devices = (source, sink)
+        sink = self._speaker_overlay(sink)
         self.rtp.start(fmt, remote, remote_rtcp, rtcp_mux=neg.rtcp_mux, source=source,
                        sink=sink, on_dtmf=self.on_dtmf, on_timeout=self.on_timeout,
                        rtp_timeout=self.rtp_timeout)
@@ -122,6 +126,39 @@ class MediaSession:
             self.rtp.set_hold(neg.direction)
         self.started = True
         self._apply_mute()
+
+    def _speaker_overlay(self, sink: Any) -> Any:
+        """The speaker (not a recording) gets an overlay for local tones."""
+        from ..media.devices import OverlaySink, TeeSink
+
+        if isinstance(sink, TeeSink) and sink.sinks:
+            self._overlay = sink.sinks[0] = OverlaySink(sink.sinks[0])
+            return sink
+        self._overlay = OverlaySink(sink)
+        return self._overlay
+
+    def set_alert(self, tone: Any) -> None:
+        """Lay ``tone`` (an audio source; None: stop) over what we hear of this call."""
+        if self._overlay is not None:
+            self._overlay.tone = tone
+
+    @property
+    def alerting(self) -> bool:
+        return self._overlay is not None and self._overlay.tone is not None
+
+    def join(self, bridge: Any, key: Any) -> None:
+        """Mix this call into a conference bridge (its audio path is wrapped)."""
+        if self.rtp is None or not self.started or self._closed:
+            raise ValueError("the call has no media yet")
+        bridge.join(key, self.rtp)
+        self.bridge, self._bridge_key = bridge, key
+        self._apply_mute()
+
+    def leave(self, key: Any) -> None:
+        if self.bridge is not None:
+            self.bridge.leave(key)
+            self.bridge = None
+            self._apply_mute()
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
@@ -133,8 +170,12 @@ class MediaSession:
 
     def _apply_mute(self) -> None:
         """Silence goes out while muted or while we hold (the held party must not hear
-        the room)."""
+        the room). In a conference, mute silences only our microphone, not the others."""
         if self.rtp is not None and self.started:
+            if self.bridge is not None:
+                self.bridge.set_muted(self._bridge_key, self.muted)
+                self.rtp.set_muted(self.held)
+                return
             self.rtp.set_muted(self.muted or self.held)
 
     def send_dtmf(self, digits: str) -> None:

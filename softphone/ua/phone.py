@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Config
+from ..sip.uri import SipUri
 from ..transport import Peer
 from . import events as ev
 from .agent import UserAgent
@@ -27,8 +28,8 @@ from .trace import trace_format
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["Phone", "PhoneOptions", "CallError", "CommandError", "TargetError",
-           "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",
+__all__ = ["Phone", "PhoneOptions", "CallError", "CommandError",
+           "TargetError", "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",
            "parse_target", "check_digits", "record_path", "ev", "default_socket_path",
            "audio_devices", "trace_format", "probe_audio_file"]
 
@@ -195,7 +196,10 @@ class Phone:
             "state": call.state, "account": call.account_name, "remote": str(call.remote.uri),
             "display_name": call.remote.display_name, "codec": call.codec,
             "duration": round(call.duration, 1), "muted": call.muted, "on_hold": call.on_hold,
-            "remote_hold": call.remote_hold}
+            "remote_hold": call.remote_hold, "conference": call.in_conference}
+        job = call.transferor
+        if job is not None:
+            info["transfer"] = {"target": job.target, "state": job.state, "status": job.status}
         if call.ended:
             info["ended"] = {k: v for k, v in call.end_info.items() if k != "call_id"}
         return info
@@ -276,9 +280,16 @@ class Phone:
             raise CallError(f"call {call.call_id} is not ringing ({call.state})")
         return call
 
-    async def cmd_answer(self, call_id: str | None = None) -> dict[str, Any]:
+    async def cmd_answer(self, call_id: str | None = None,
+                         hold_others: bool = True) -> dict[str, Any]:
+        from . import waiting
+
         call = self._ringing(call_id)
-        call.answer()
+        assert self.agent is not None
+        if hold_others:  # a waiting call: the calls we talk on are held first
+            await waiting.answer(self.agent, call)
+        else:
+            call.answer()
         return {"call_id": call.call_id}
 
     async def cmd_reject(self, call_id: str | None = None, status: int = 486) -> dict[str, Any]:
@@ -317,8 +328,98 @@ class Phone:
 
     async def cmd_dtmf(self, digits: str, call_id: str | None = None) -> dict[str, Any]:
         call = self._pick(call_id)
-        call.send_dtmf(digits)
-        return {"call_id": call.call_id, "digits": digits}
+        method = call.send_dtmf(digits)
+        return {"call_id": call.call_id, "digits": digits, "method": method}
+
+    def _connected(self, call_id: str | None) -> Call:
+        call = self._pick(call_id)
+        if call.ended or call.state != "connected":
+            raise CallError(f"call {call.call_id} is not connected ({call.state})")
+        return call
+
+    def _others(self, call: Call) -> list[Call]:
+        return [c for c in self.live_calls() if c is not call and c.state == "connected"]
+
+    async def cmd_transfer(self, target: str | None = None, to_call: str | None = None,
+                           call_id: str | None = None) -> dict[str, Any]:
+        from . import transfer
+
+        assert self.agent is not None
+        call = self._connected(call_id)
+        if target is not None and to_call is not None:
+            raise CallError("give a target (blind) or to_call (attended), not both")
+        if target is not None:
+            account = call.account
+            uri = parse_target(target, account.aor.hostport if account else None)
+            return await transfer.start(call, uri)
+        if to_call is not None:
+            other = self.call(to_call)
+            if other is None:
+                raise CallError(f"no call {to_call!r}")
+        else:
+            others = self._others(call)
+            if len(others) != 1:
+                raise CallError("give a target to transfer to, or to_call: the call to join "
+                                "it with" + (" (there are several)" if others else ""))
+            other = others[0]
+        remote = other.remote.uri
+        if not isinstance(remote, SipUri):
+            raise CallError(f"call {other.call_id} has no SIP address to transfer to")
+        result = await transfer.start(call, remote, other=other)
+        return {**result, "to_call": other.call_id}
+
+    async def cmd_conference(self, call_id: str | None = None, with_call: str | None = None,
+                             toggle: bool = False) -> dict[str, Any]:
+        from .conference import LocalConference
+
+        agent = self.agent
+        assert agent is not None
+        call = self._connected(call_id)
+        if toggle and call.in_conference:
+            return await self.cmd_split(call.call_id)
+        if with_call is not None:
+            other = self.call(with_call)
+            if other is None:
+                raise CallError(f"no call {with_call!r}")
+            others = [other]
+        else:
+            others = self._others(call)
+        if not others:
+            raise CallError("a conference needs another connected call")
+        if agent.conference is None or not agent.conference.calls:
+            agent.conference = LocalConference(agent)
+        ids = await agent.conference.join([call, *others])
+        return {"call_ids": ids}
+
+    async def cmd_split(self, call_id: str | None = None) -> dict[str, Any]:
+        agent = self.agent
+        assert agent is not None
+        if agent.conference is None or not agent.conference.calls:
+            raise CallError("no conference to split")
+        if call_id is not None and call_id not in agent.conference.calls:
+            raise CallError(f"call {call_id} is not in the conference")
+        ids = agent.conference.split()
+        return {"call_ids": ids}
+
+    async def cmd_swap(self, call_id: str | None = None) -> dict[str, Any]:
+        from . import waiting
+
+        assert self.agent is not None
+        to = self.call(call_id) if call_id is not None else None
+        if call_id is not None and to is None:
+            raise CallError(f"no call {call_id!r}")
+        active, held = await waiting.swap(self.agent, to)
+        return {"active": active.call_id, "held": held.call_id}
+
+    async def cmd_dnd(self, on: bool | None = None, status: int | None = None,
+                      toggle: bool = False) -> dict[str, Any]:
+        agent = self.agent
+        assert agent is not None
+        if status is not None and status not in (480, 486, 603):
+            raise CallError("status: do not disturb refuses with 480, 486 or 603")
+        enabled = (not agent.dnd) if toggle else (True if on is None else on)
+        agent.set_dnd(enabled, status)
+        return {"enabled": agent.dnd, "status": agent.dnd_status}
 
     async def cmd_play(self, file: str | None = None, tone: float | None = None,
                        level: float = -12.0, duration: float | None = None,

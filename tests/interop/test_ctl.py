@@ -3,23 +3,14 @@ list, answer, DTMF, hang up, dial out, a bad command answered by an error, quit.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from peers.net import free_udp_port
+from peers.softphone import ctl
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def ctl(socket: Path, *args: str) -> tuple[int, dict | None, str]:
-    out = subprocess.run([sys.executable, "-m", "softphone", "ctl", "--socket", str(socket),
-                          *args], capture_output=True, text=True, timeout=30)
-    reply = json.loads(out.stdout.splitlines()[0]) if out.stdout.strip() else None
-    return out.returncode, reply, out.stderr
 
 
 def config(path: Path, port: int, socket: Path | None = None) -> Path:

@@ -172,3 +172,28 @@ class SoftphoneProcess:
         return (f"argv: {' '.join(self.argv)}\nrc: {rc}\n--- events\n{events}\n"
                 f"--- other stdout\n{chr(10).join(self.other_stdout[-20:])}\n"
                 f"--- stderr\n{''.join(self._stderr)[-3000:]}")
+
+
+def ctl(socket: Path | str, *args: str, timeout: float = 30.0) -> tuple[int, dict | None, str]:
+    """``softphone ctl --socket SOCKET ARGS…``: (exit status, the JSON reply, stderr)."""
+    out = subprocess.run([sys.executable, "-m", "softphone", "ctl", "--socket", str(socket),
+                          *args], capture_output=True, text=True, timeout=timeout,
+                         cwd=REPO_ROOT)
+    reply = json.loads(out.stdout.splitlines()[0]) if out.stdout.strip() else None
+    return out.returncode, reply, out.stderr
+
+
+def controlled(softphone, tmp_path: Path, name: str, *flags: str, kamailio=None,
+               user: str | None = None, extra: str = "", listen: str | None = None):
+    """``softphone answer`` with a control socket of its own (``.socket``), started."""
+    from .phoneconfig import write_config
+
+    sock = tmp_path / f"{name}.sock"
+    cfg = write_config(tmp_path / f"{name}.toml", kamailio, user, codecs=["PCMU"],
+                       listen=listen, extra=f'{extra}\n[control]\nsocket = "{sock}"\n')
+    phone = softphone("answer", "--config", str(cfg), *flags)
+    phone.socket = sock
+    phone.wait_event("listening", timeout=20)
+    if user is not None:
+        phone.wait_event("registered", timeout=15)
+    return phone

@@ -72,6 +72,19 @@ class Wire:
 
         self.schedule(self.now + self.latency, deliver)
 
+    def drop_first(self, prefix: bytes) -> list[bytes]:
+        """Lose the first message that starts with ``prefix``; returns the list it goes in."""
+        dropped: list[bytes] = []
+
+        def drop(src: str, dst: str, data: bytes) -> bool:
+            if data.startswith(prefix) and not dropped:
+                dropped.append(data)
+                return True
+            return False
+
+        self.drop = drop
+        return dropped
+
     def run(self, until: float | None = None, *, max_events: int = 20000) -> None:
         """Process events in time order up to ``until`` (default: until none are left)."""
         for _ in range(max_events):

@@ -4,104 +4,20 @@ bytes that crossed."""
 
 from __future__ import annotations
 
-import random
 
 import pytest
 
-from harness import Endpoint, Wire
 from softphone.sip.actions import Emit
-from softphone.sip.caps import Capabilities
 from softphone.sip.challenge import Authenticator
 from softphone.sip.events import (CallAnswered, CallConfirmed, CallEnded, CallProgress,
                                   InfoReceived, MediaAgreed, ReinviteResult, RequestResult,
                                   SessionReleased)
-from softphone.sip.ids import new_call_id, new_tag
-from softphone.sip.invite import (InviteExtension, InviteSession, InviteState, SessionError,
-                                  SessionOptions)
+from softphone.sip.invite import (InviteExtension, InviteState, SessionError)
 from softphone.sip.actions import SendRequest
 from softphone.sip.ids import new_branch
 from softphone.sip.message import Request, make_response, parse_message
 from softphone.sip.negotiator import MediaPolicy, SdpNegotiator
-from softphone.sip.transaction import TimerConfig
-from softphone.sip.uri import NameAddr
-
-T = TimerConfig()
-ALICE, BOB = "10.0.0.1", "10.0.0.2"
-
-
-def caps() -> Capabilities:
-    c = Capabilities()
-    c.add_method("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO")
-    return c
-
-
-def negotiator(host: str, port: int) -> SdpNegotiator:
-    return SdpNegotiator(MediaPolicy(codecs=("PCMU", "PCMA")), address=host, port=port)
-
-
-class Net:
-    """Alice (UAC) and Bob (UAS) on one wire; Bob's sessions are made by ``on_invite``."""
-
-    def __init__(self, *, bob_answers: str | None = None, rng_seed: int = 1) -> None:
-        self.wire = Wire()
-        self.alice = self.wire.add(Endpoint(ALICE))
-        self.bob = self.wire.add(Endpoint(BOB, on_new_request=self._new))
-        self.bob_sessions: list[InviteSession] = []
-        self.bob_answers = bob_answers  # None | "ring" | "answer" | "ring+answer"
-        self.bob_auth: Authenticator | None = None
-        self.rng = random.Random(rng_seed)
-        self.bob_extensions: list[InviteExtension] = []
-
-    def _new(self, endpoint: Endpoint, request: Request):
-        if request.method != "INVITE":
-            return None
-        session = InviteSession.incoming(
-            request, local_tag=new_tag(), negotiator=negotiator(BOB, 20000),
-            options=SessionOptions(contact=endpoint.contact("bob"), caps=caps(), rng=self.rng,
-                                   extensions=self.bob_extensions),
-            authenticator=self.bob_auth)
-        self.bob_sessions.append(session)
-        endpoint.run(session, session.start(endpoint.now))
-        endpoint.run(session, session.media_ready(endpoint.now))
-        if self.bob_answers and "ring" in self.bob_answers:
-            endpoint.run(session, session.ring(endpoint.now))
-        if self.bob_answers and "answer" in self.bob_answers:
-            endpoint.run(session, session.answer(endpoint.now))
-        return session
-
-    def call(self, *, auth: Authenticator | None = None, start: bool = True,
-             extensions: list[InviteExtension] | None = None) -> InviteSession:
-        session = InviteSession.outgoing(
-            request_uri=self.bob.uri("bob"), local=NameAddr(self.alice.uri("alice")),
-            remote=NameAddr(self.bob.uri("bob")), target=self.bob.uri("bob"),
-            call_id=new_call_id(), local_tag=new_tag(), negotiator=negotiator(ALICE, 10000),
-            options=SessionOptions(contact=self.alice.contact("alice"), caps=caps(),
-                                   rng=self.rng, extensions=extensions or []),
-            authenticator=auth)
-        if start:
-            self.alice.run(session, session.start(self.wire.now))
-        return session
-
-    @property
-    def theirs(self) -> InviteSession:
-        assert self.bob_sessions, "no INVITE reached bob"
-        return self.bob_sessions[-1]
-
-    def connect(self) -> tuple[InviteSession, InviteSession]:
-        ours = self.call()
-        self.wire.run_for(1)
-        theirs = self.theirs
-        self.bob.run(theirs, theirs.answer(self.wire.now))
-        self.wire.run_for(1)
-        assert ours.state is InviteState.CONFIRMED and theirs.state is InviteState.CONFIRMED
-        return ours, theirs
-
-
-def ended(endpoint: Endpoint, session) -> CallEnded:
-    found = endpoint.events_of(session, CallEnded)
-    assert len(found) == 1, found
-    return found[0]
-
+from sessions import ALICE, BOB, T, Net, ended  # noqa: F401 - the shared two-party set-up
 
 # -- the basic exchange ----------------------------------------------------------------
 def test_call_rings_answers_confirms_and_hangs_up():
@@ -147,15 +63,7 @@ def test_the_invite_is_never_changed_after_it_was_handed_over():
 
 def test_retransmitted_2xx_when_the_ack_is_lost_gets_the_ack_again():
     net = Net()
-    lost = []
-
-    def drop(src, dst, data):
-        if data.startswith(b"ACK ") and not lost:
-            lost.append(data)
-            return True
-        return False
-
-    net.wire.drop = drop
+    lost = net.wire.drop_first(b"ACK ")
     ours = net.call()
     net.wire.run_for(0.2)
     theirs = net.theirs

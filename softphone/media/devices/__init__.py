@@ -10,15 +10,16 @@ from .base import (SILENCE_DBFS, AudioSink, AudioSource, AudioUnavailable, rms_d
                    resample)
 from .echo import EchoBridge
 from .null import NullSink, NullSource
+from .overlay import OverlaySink
 from .pyaudio import (DeviceInfo, PyAudioSink, PyAudioSource, list_devices, open_pyaudio,
                       reset_pyaudio)
 from .tee import TeeSink
-from .tone import ToneSource
+from .tone import CadencedTone, ToneSource, call_waiting_tone
 from .wav import WavSink, WavSource
 
 __all__ = [
-    "SILENCE_DBFS", "AudioSink", "AudioSource", "AudioUnavailable", "DeviceInfo",
-    "EchoBridge", "NullSink", "NullSource", "PyAudioSink", "PyAudioSource", "TeeSink",
-    "ToneSource", "WavSink", "WavSource", "list_devices", "open_pyaudio", "reset_pyaudio",
-    "resample", "rms_dbfs",
+    "SILENCE_DBFS", "AudioSink", "AudioSource", "AudioUnavailable", "CadencedTone",
+    "DeviceInfo", "EchoBridge", "NullSink", "NullSource", "OverlaySink", "PyAudioSink",
+    "PyAudioSource", "TeeSink", "ToneSource", "WavSink", "WavSource", "call_waiting_tone",
+    "list_devices", "open_pyaudio", "reset_pyaudio", "resample", "rms_dbfs",
 ]

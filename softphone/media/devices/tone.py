@@ -42,3 +42,40 @@ class ToneSource(Metered):
         self._pos[rate] = end % len(t)
         self._last = out
         return out
+
+
+class CadencedTone(ToneSource):
+    """A tone switched on and off in a repeating ``cadence`` of (on_ms, off_ms) pairs:
+    ring-back, busy, the call-waiting beeps."""
+
+    def __init__(self, freq_hz: float, cadence: tuple[tuple[int, int], ...],
+                 level_dbfs: float = -16.0) -> None:
+        super().__init__(freq_hz, level_dbfs)
+        self.cadence = cadence
+        self._cycle_ms = sum(on + off for on, off in cadence)
+        self._elapsed: dict[int, int] = {}  # samples into the cycle, per rate
+
+    def _mask(self, samples: int, rate: int) -> np.ndarray:
+        cycle = rate * self._cycle_ms // 1000
+        start = self._elapsed.get(rate, 0)
+        pos = (start + np.arange(samples)) % cycle
+        mask = np.zeros(samples, dtype=bool)
+        at = 0
+        for on, off in self.cadence:
+            begin, end = at, at + rate * on // 1000
+            mask |= (pos >= begin) & (pos < end)
+            at = end + rate * off // 1000
+        self._elapsed[rate] = (start + samples) % cycle
+        return mask
+
+    def read(self, samples: int, rate: int) -> bytes:
+        tone = np.frombuffer(super().read(samples, rate), dtype="<i2")
+        out = np.where(self._mask(samples, rate), tone, 0).astype("<i2").tobytes()
+        self._last = out
+        return out
+
+
+def call_waiting_tone() -> CadencedTone:
+    """440 Hz (ITU-T E.180's call-waiting frequency in North America), two short beeps
+    every three seconds, quiet enough to talk over."""
+    return CadencedTone(440.0, ((200, 200), (200, 2400)), level_dbfs=-18.0)

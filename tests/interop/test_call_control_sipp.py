@@ -1,0 +1,132 @@
+"""100rel/PRACK, UPDATE, session timers and redirects against SIPp (a real SIP peer that
+checks what we send with its regexps), each test citing the RFC section it follows."""
+
+from __future__ import annotations
+
+import pytest
+
+from peers.net import free_udp_port
+from peers.phoneconfig import write_config
+
+pytestmark = [pytest.mark.peers, pytest.mark.timeout(60)]
+
+
+def config(tmp_path, name: str = "a.toml", **kw):
+    return str(write_config(tmp_path / name, codecs=["PCMU"], **kw))
+
+
+def caller(softphone, tmp_path, port: int, *args: str):
+    return softphone("call", f"sip:uas@127.0.0.1:{port}", *args, "--config", config(tmp_path))
+
+
+def test_rfc3262_s3_uac_requiring_100rel_gets_a_reliable_180(softphone, sipp, tmp_path):
+    port = free_udp_port()
+    b = softphone("answer", "--auto", "--delay", "0.5", "--max-calls", "1", "--config",
+                  config(tmp_path, listen=f"127.0.0.1:{port}"))
+    b.wait_event("listening", timeout=15)
+    result = sipp.run("uac_100rel", remote=f"127.0.0.1:{port}", service="b", timeout=15)
+    assert result.ok, result.explain()
+    assert b.wait_event("ended", timeout=10)["reason"] == "remote-hangup"
+    log = result.messages()
+    assert "RSeq:" in log and "PRACK sip:" in log
+
+
+def test_rfc3262_s4_reliable_183_with_sdp_is_pracked_and_gives_early_media(softphone, sipp,
+                                                                           tmp_path):
+    port = free_udp_port()
+    uas = sipp.start("uas_183_100rel", local_port=port, timeout=20, media_port=free_udp_port())
+    a = caller(softphone, tmp_path, port, "--duration", "1")
+    assert a.wait_event("early_media", timeout=15)["codec"] == "PCMU"
+    assert a.wait_event("answered", timeout=10)
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    result = uas.wait(10)
+    assert result.ok, result.explain()  # it checked Supported: 100rel and our RAck
+    assert result.messages().count("PRACK sip:") == 1
+
+
+def test_rfc3311_s5_2_update_with_and_without_sdp_is_answered(softphone, sipp, tmp_path):
+    port = free_udp_port()
+    uas = sipp.start("uas_update", local_port=port, timeout=20, media_port=free_udp_port())
+    a = caller(softphone, tmp_path, port, "--duration", "2")
+    assert a.wait_event("answered", timeout=15)
+    hold = a.wait_event("hold", timeout=10)
+    assert (hold["local"], hold["remote"]) == (False, True)  # the UPDATE's a=sendonly
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    result = uas.wait(10)
+    assert result.ok, result.explain()  # it checked our a=recvonly answer
+
+
+def test_rfc4028_s10_a_short_interval_is_refreshed_by_update(softphone, sipp, tmp_path):
+    port = free_udp_port()
+    uas = sipp.start("uas_timer_refresh", local_port=port, timeout=20,
+                     media_port=free_udp_port())
+    a = caller(softphone, tmp_path, port, "--duration", "3")
+    assert a.wait_event("answered", timeout=15)
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    result = uas.wait(10)
+    assert result.ok, result.explain()
+    log = result.messages()
+    assert "Session-Expires: 1800" in log and "Min-SE: 90" in log  # what we asked first
+    assert "UPDATE sip:" in log
+
+
+def test_rfc4028_s10_no_refresh_from_the_refresher_ends_the_call_with_bye(softphone, sipp,
+                                                                          tmp_path):
+    port = free_udp_port()
+    uas = sipp.start("uas_timer_expire", local_port=port, timeout=20,
+                     media_port=free_udp_port())
+    a = caller(softphone, tmp_path, port, "--duration", "20")
+    answered = a.wait_event("answered", timeout=15)
+    ended = a.wait_event("ended", timeout=10)
+    assert ended["reason"] == "timeout" and "RFC 4028" in ended["phrase"], ended
+    # 4 s interval: BYE min(32, 4/3) s before it runs out
+    assert 2.2 <= ended["t"] - answered["t"] <= 3.6, (answered, ended)
+    assert a.wait_exit(10) == 1
+    result = uas.wait(10)
+    assert result.ok, result.explain()
+
+
+def test_rfc4028_s7_4_a_422_is_retried_with_its_min_se(softphone, sipp, tmp_path):
+    port = free_udp_port()
+    uas = sipp.start("uas_422", local_port=port, timeout=20, media_port=free_udp_port())
+    a = caller(softphone, tmp_path, port, "--duration", "1")
+    assert a.wait_event("answered", timeout=15)
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    result = uas.wait(10)
+    assert result.ok, result.explain()  # it checked Session-Expires/Min-SE: 1900
+
+
+def test_rfc3261_s8_1_3_4_302_with_two_contacts_is_followed_by_q_value(softphone, sipp,
+                                                                       tmp_path):
+    busy_port, answer_port, redirect_port = free_udp_port(), free_udp_port(), free_udp_port()
+    busy = sipp.start("uas_busy", local_port=busy_port, timeout=20)  # q=0.8: tried first
+    b = softphone("answer", "--auto", "--max-calls", "1", "--config",
+                  config(tmp_path, "b.toml", listen=f"127.0.0.1:{answer_port}"))
+    b.wait_event("listening", timeout=15)
+    redirect = sipp.start("uas_302", local_port=redirect_port, timeout=20,
+                          keys={"high_port": busy_port, "low_port": answer_port})
+    a = caller(softphone, tmp_path, redirect_port, "--duration", "1")
+    first = a.wait_event("redirected", timeout=15)
+    assert (first["status"], first["target"]) == (302, f"sip:high@127.0.0.1:{busy_port}")
+    assert first["contacts"] == [f"sip:high@127.0.0.1:{busy_port}",
+                                 f"sip:low@127.0.0.1:{answer_port}"]
+    second = a.wait_event("redirected", timeout=10, target=f"sip:low@127.0.0.1:{answer_port}")
+    assert second["status"] == 486  # the first target was busy: the next one
+    assert a.wait_event("answered", timeout=10)
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    assert b.wait_event("ended", timeout=10)["reason"] == "remote-hangup"
+    for peer in (redirect, busy):
+        result = peer.wait(10)
+        assert result.ok, result.explain()
+
+
+def test_max_redirects_0_treats_a_302_as_a_rejection(softphone, sipp, tmp_path):
+    redirect_port = free_udp_port()
+    redirect = sipp.start("uas_302", local_port=redirect_port, timeout=20,
+                          keys={"high_port": free_udp_port(), "low_port": free_udp_port()})
+    a = softphone("call", f"sip:uas@127.0.0.1:{redirect_port}", "--config",
+                  str(write_config(tmp_path / "a.toml", extra="[calls]\nmax_redirects = 0")))
+    assert a.wait_exit(15) == 1
+    assert "call failed: 302 Moved Temporarily" in a.stderr_text()
+    assert a.find_event("redirected") is None
+    assert redirect.wait(10).ok
