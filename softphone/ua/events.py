@@ -114,6 +114,7 @@ class EarlyMedia(CallEvent):
 class Answered(CallEvent):
     codec: str | None
     account: str | None = None
+    srtp: str | None = None  # the SRTP suite ("AES_CM_128_HMAC_SHA1_80"), None: plain RTP
 
 
 class Dtmf(CallEvent):

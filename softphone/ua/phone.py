@@ -181,6 +181,7 @@ class Phone:
             "call_id": call.call_id, "index": call.index, "direction": call.direction,
             "state": call.state, "account": call.account_name, "remote": str(call.remote.uri),
             "display_name": call.remote.display_name, "codec": call.codec,
+            "srtp": call.media.srtp,
             "duration": round(call.duration, 1), "muted": call.muted, "on_hold": call.on_hold,
             "remote_hold": call.remote_hold}
         if call.ended:
