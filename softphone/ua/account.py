@@ -4,13 +4,16 @@ Every account lives on the same stack and socket; each registers and refreshes o
 (the pure :class:`~softphone.sip.register.RegistrationClient` does the protocol). The
 account also knows where its out-of-dialog requests go (DESIGN §3: the outbound proxy,
 else the registrar for its own domain, else the target) and whether an incoming request
-is addressed to it.
+is addressed to it. The Contact it registers carries a random token in its user part:
+a request to exactly that address came through the registrar (who else knows it?), which
+is how the phone tells its own calls from a scanner's (the stranger policy, agent.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import TYPE_CHECKING, Callable
 
 from ..config import Account as AccountSettings
@@ -44,6 +47,8 @@ class Account:
         self._authenticator: Authenticator | None = None
         self._outcome: asyncio.Future | None = None
         self._contact: SipUri | None = None
+        # 64 random bits: a scanner sweeping extensions never hits it
+        self.contact_user = f"{self.user}-{secrets.token_hex(8)}"
 
     def __repr__(self) -> str:
         return f"<Account {self.name} {self.state}>"
@@ -86,6 +91,15 @@ class Account:
             return parse_uri(s.registrar), []
         return ruri, []
 
+    def is_contact(self, uri: SipUri) -> bool:
+        """``uri`` is the Contact we registered (user with its token, host and port)."""
+        contact = self._contact
+        if contact is None or uri.user != contact.user:
+            return False
+        default = 5061 if contact.params.get("transport") == "tls" else 5060
+        return uri.host_bare == contact.host_bare and \
+            (uri.port or default) == (contact.port or default)
+
     def match(self, request: Request) -> int:
         """How surely ``request`` is for this account: 2 = its Request-URI is the Contact
         we registered (or the AOR), 1 = its To is our AOR, 0 = neither."""
@@ -95,9 +109,7 @@ class Account:
         except Exception:
             return 0
         aor = self.aor
-        contact = self._contact
-        if contact is not None and ruri.user == contact.user and \
-                ruri.host_bare == contact.host_bare and (ruri.port or 5060) == (contact.port or 5060):
+        if self.is_contact(ruri):
             return 2
         if ruri.user == aor.user and ruri.host.lower() == aor.host.lower():
             return 2
@@ -126,7 +138,7 @@ class Account:
                 self.stack.trust(await self.stack.resolve(registrar, s.transport))
             except (ResolveError, OSError):
                 pass
-        contact = self.stack.contact_uri(peer, self.user)
+        contact = self.stack.contact_uri(peer, self.contact_user)
         self._contact = contact
         if self.registration is None:
             options = RegistrationOptions(

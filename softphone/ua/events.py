@@ -56,7 +56,8 @@ class Listening(Event):
     address: str
     port: int
     control: str | None = None  # the control socket, when one listens
-    omit_none: ClassVar[tuple[str, ...]] = ("control",)
+    tls: str | None = None      # host:port of the TLS listener, when one listens
+    omit_none: ClassVar[tuple[str, ...]] = ("control", "tls")
 
 
 class AccountEvent(Event):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Config
+from ..sip.sdes import mask as mask_keys
 from ..transport import Peer
 from . import events as ev
 from .agent import UserAgent
@@ -127,8 +128,14 @@ class Phone:
                 self._notice(f"control socket: {exc}")
                 self.control = None
         self.started = True
+        tls_port = stack.transport.tls_port
+        tls = None
+        if tls_port:
+            from .stack import host_literal, split_hostport
+
+            tls = f"{host_literal(split_hostport(self.config.network.tls_listen)[0])}:{tls_port}"
         self.bus.publish(ev.Listening(stack.transport.host, stack.transport.port,
-                                      control_path))
+                                      control_path, tls))
         self._every("stats", 1.0, self._stats_event)
         self._every("levels", 0.2, self._levels_event)
         if o.register:
@@ -349,10 +356,19 @@ class Phone:
         self.bus.publish(ev.Notice(text, severity))
 
     def _trace(self, direction: str, data: bytes, peer: Peer) -> None:
+        """SIP to the trace file and the TUI's trace. SDES keys are blanked in what people
+        read (the text trace, the TUI); a capture keeps the wire's bytes, so Wireshark
+        can decrypt the SRTP: keep captures as secret as the calls."""
+        text = None
         if self._trace_file is not None:
-            self._trace_file(direction, data, peer)
+            if self._trace_file.capture:
+                self._trace_file(direction, data, peer)
+            else:
+                text = mask_keys(data)
+                self._trace_file(direction, text, peer)
         if self.bus.wants_high_rate:
-            self.bus.publish(ev.SipMessage(direction, peer.proto, str(peer), data))
+            self.bus.publish(ev.SipMessage(direction, peer.proto, str(peer),
+                                           text if text is not None else mask_keys(data)))
 
     def _every(self, name: str, period: float,
                event_of: Callable[[Call], ev.Event | None]) -> None:
