@@ -7,6 +7,7 @@ media error; an offer with no suite in common gets 488."""
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import time
 import wave
@@ -55,21 +56,23 @@ def direct_account(user: str) -> str:
 
 
 def test_softphone_to_softphone_srtp_both_ways(softphone, tmp_path):
+    """Tones both ways, none on the wire; and the keys (read from B's pcap, which keeps the
+    wire's bytes) appear nowhere in A's debug log, text trace or events."""
     port = free_udp_port()
     heard_b, heard_a = tmp_path / "heard-b.wav", tmp_path / "heard-a.wav"
     b_cfg = write_config(tmp_path / "b.toml", codecs=["PCMU"], listen=f"127.0.0.1:{port}")
     b_cfg.write_text(direct_account("b") + b_cfg.read_text())
     a_cfg = write_config(tmp_path / "a.toml", codecs=["PCMU"])
     a_cfg.write_text(direct_account("a") + a_cfg.read_text())
-    capture = tmp_path / "lo.pcap"
+    capture, b_pcap, a_text = tmp_path / "lo.pcap", tmp_path / "b.pcap", tmp_path / "a.txt"
     with LoopbackCapture(capture, f"udp portrange {RTP_PORTS[0]}-{RTP_PORTS[1]}"):
         b = softphone("answer", "--auto", "--max-calls", "1", "--record", str(heard_b),
-                      "--play", str(write_tone(tmp_path / "880.wav", 880.0)), "--config",
-                      str(b_cfg))
+                      "--play", str(write_tone(tmp_path / "880.wav", 880.0)), "--sip-trace",
+                      str(b_pcap), "--config", str(b_cfg))
         b.wait_event("listening", timeout=10)
         a = softphone("call", f"sip:b@127.0.0.1:{port}", "--duration", "2", "--record",
                       str(heard_a), "--play", str(write_tone(tmp_path / "1k.wav", 1000.0)),
-                      "--config", str(a_cfg))
+                      "--sip-trace", str(a_text), "-vv", "--config", str(a_cfg))
         suite = a.wait_event("answered", timeout=15)["srtp"]
         assert suite in supported_suites(), a.diagnostics()
         assert b.wait_event("answered", timeout=5)["srtp"] == suite
@@ -78,6 +81,12 @@ def test_softphone_to_softphone_srtp_both_ways(softphone, tmp_path):
     assert_heard(heard_b, 1000.0)
     assert_heard(heard_a, 880.0)
     assert_wire_carries_no_tone(capture, 1000.0, 880.0)
+    keys = set(re.findall(rb"inline:([A-Za-z0-9+/]{20,}=*)", b_pcap.read_bytes()))
+    assert len(keys) >= 2, keys  # our offer's lines and B's answer
+    artefacts = a_text.read_bytes() + a.stderr_text().encode() + repr(a.events).encode()
+    assert b"DEBUG" in artefacts and b"inline:****" in artefacts
+    for key in keys:
+        assert key not in artefacts and key[:16] not in artefacts
 
 
 def srtp_baresip(baresip, profile: str, kamailio, tone_hz: int):
