@@ -176,6 +176,7 @@ class Bridge:
         elif name == "answered":
             self._answered.add(call_id)
             view.state, view.codec = "connected", event.codec or view.codec
+            view.srtp = event.srtp
             view.answered_at = time.monotonic()
         elif name == "hold":
             view.on_hold, view.remote_hold = event.local, event.remote

@@ -175,7 +175,8 @@ def _call_cells(v: CallView) -> tuple:
     mos_style = "" if v.mos is None else "green" if v.mos >= 4.0 else \
         "yellow" if v.mos >= 3.6 else "red"
     return (DIRECTION_ARROWS.get(v.direction, v.direction), clip(v.party, 22),
-            Text(clip(v.state_label, 20), style=state_style), v.codec or "—",
+            Text(clip(v.state_label + (" 🔒" if v.srtp else ""), 20), style=state_style),
+            v.codec or "—",
             format_duration(v.duration) if v.duration or v.state == "connected" else "—",
             f"{v.jitter_ms:.1f}ms" if live else "—",
             f"{v.loss_pct:.1f}%" if live else "—",
@@ -196,6 +197,8 @@ class CallDetail(Static):
         t.append(f"{view.state_label}", style="bold")
         if view.codec:
             t.append(f" · {view.codec}")
+        if view.srtp:
+            t.append(f" · encrypted (SRTP {view.srtp})", style="green")
         t.append(f" · {format_duration(view.duration)}")
         if view.muted:
             t.append(" · MUTED", style="bold red")
