@@ -66,6 +66,18 @@ async def test_each_suite_carries_media_both_ways_and_no_plain_rtp(suite, monkey
         tag = {"AES_CM_128_HMAC_SHA1_80": 10, "AES_CM_128_HMAC_SHA1_32": 4,
                "AEAD_AES_128_GCM": 16}[suite]
         assert {len(d) for d in rtp_out} == {12 + 160 + tag}
+        # SRTCP: a report each way now (the first is otherwise seconds away), opened
+        remote = next(iter(callee.calls.values()))
+        for rtp in (call.media.rtp, remote.media.rtp):
+            rtp.rtcp.due = 0.0
+        await wait_for(lambda: call.media.rtp.counters.rtcp_received >= 1
+                       and remote.media.rtp.counters.rtcp_received >= 1, 5, "SRTCP both ways")
+        assert call.media.rtp.counters.malformed == remote.media.rtp.counters.malformed == 0
+        rtcp_out = [d for direction, d in captured if direction == "sent" and 200 <= d[1] <= 204]
+        # the SRTCP E flag and index: before the 80-bit tag (RFC 3711 §3.4, even for _32),
+        # at the very end with GCM (RFC 7714 §9)
+        e_flag = -4 if suite.startswith("AEAD") else -14
+        assert rtcp_out and all(d[e_flag] & 0x80 for d in rtcp_out)
         invite = next(d for direction, d in wire if d.startswith(b"INVITE "))
         assert b"RTP/SAVP" in invite and f"a=crypto:1 {suite} inline:".encode() in invite
         await call.hangup()
