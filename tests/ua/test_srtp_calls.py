@@ -114,24 +114,18 @@ async def test_hold_and_resume_rekey_and_media_survives():
         await callee.close(timeout=3)
 
 
-async def test_required_against_none_is_refused_with_488():
-    caller, callee, target = await pair("sdes-required", "none")
+@pytest.mark.parametrize("caller_enc,status", [("sdes-required", 488), ("sdes", None)])
+async def test_against_a_peer_that_does_not_encrypt(caller_enc, status):
+    """Required: refused with 488. Best effort: a plain call."""
+    caller, callee, target = await pair(caller_enc, "none")
     try:
         call = await caller.dial(target)
-        assert not await call.wait_answered(5)
-        assert call.end_info["status"] == 488, call.end_info
-    finally:
-        await caller.close(timeout=3)
-        await callee.close(timeout=3)
-
-
-async def test_best_effort_against_none_is_plain():
-    caller, callee, target = await pair("sdes", "none")
-    try:
-        call = await caller.dial(target)
-        assert await call.wait_answered(5), call.end_info
-        assert call.media.srtp is None
-        await call.hangup()
+        assert await call.wait_answered(5) is (status is None), call.end_info
+        if status is None:
+            assert call.media.srtp is None
+            await call.hangup()
+        else:
+            assert call.end_info["status"] == status, call.end_info
     finally:
         await caller.close(timeout=3)
         await callee.close(timeout=3)
