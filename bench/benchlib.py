@@ -92,7 +92,40 @@ class ProcSample:
     threads: int
 
 
-def proc_sample(pid: int) -> ProcSample | None:
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (workers and their children), from /proc."""
+    out, todo = [], [pid]
+    while todo and len(out) < 256:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def proc_sample(pid: int, tree: bool = False) -> ProcSample | None:
+    """One process's CPU/RSS/threads; with ``tree`` summed over it and its descendants."""
+    own = _proc_sample(pid)
+    if own is None or not tree:
+        return own
+    for child in _descendants(pid):
+        s = _proc_sample(child)
+        if s is not None:
+            own = ProcSample(own.t, own.cpu_s + s.cpu_s, own.rss_kb + s.rss_kb,
+                             own.threads + s.threads)
+    return own
+
+
+def _proc_sample(pid: int) -> ProcSample | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             parts = f.read().rsplit(")", 1)[1].split()
@@ -107,15 +140,16 @@ def proc_sample(pid: int) -> ProcSample | None:
 class Sampler:
     """Samples one PID every ``interval`` s in a thread (CPU time, RSS, threads)."""
 
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
+    def __init__(self, pid: int, interval: float = 0.5, tree: bool = False) -> None:
         self.pid = pid
+        self.tree = tree
         self.interval = interval
         self.samples: list[ProcSample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Sampler:
-        first = proc_sample(self.pid)
+        first = proc_sample(self.pid, self.tree)
         if first:
             self.samples.append(first)
         self._thread.start()
@@ -124,13 +158,13 @@ class Sampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(2.0)
-        last = proc_sample(self.pid)
+        last = proc_sample(self.pid, self.tree)
         if last:
             self.samples.append(last)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            s = proc_sample(self.pid)
+            s = proc_sample(self.pid, self.tree)
             if s is None:
                 return
             self.samples.append(s)
@@ -176,6 +210,7 @@ class Target:
     """An auto-answering UA under load: ``softphone answer --auto`` or baresip perf8k."""
 
     impl = "?"
+    tree = False  # its CPU and RSS: the process alone, or with its children (workers)
 
     def __init__(self, workdir: Path, rtp_block: int = 1600,
                  wav_seconds: int | None = None) -> None:
@@ -225,10 +260,10 @@ class Target:
     def settle(self) -> None:
         """Wait for background start-up work to finish (CPU quiet) before load."""
         deadline = time.monotonic() + 5.0
-        last = proc_sample(self.pid)
+        last = proc_sample(self.pid, self.tree)
         while time.monotonic() < deadline and last is not None:
             time.sleep(0.25)
-            cur = proc_sample(self.pid)
+            cur = proc_sample(self.pid, self.tree)
             if cur is None or cur.cpu_s - last.cpu_s < 0.01:
                 return
             last = cur
@@ -345,7 +380,23 @@ class BaresipTarget(Target):
         return [self.binary, "-f", str(self.config_dir), "-t", "900"]
 
 
-TARGETS = {"softphone": SoftphoneTarget, "baresip": BaresipTarget}
+class SoftphoneWorkersTarget(SoftphoneTarget):
+    """``softphone answer --auto --workers 2``: the dispatcher and two workers (CPU and
+    RSS summed over the three processes)."""
+
+    impl = "softphone-w2"
+    tree = True
+    workers = 2
+
+    def argv(self) -> list[str]:
+        return [*super().argv(), "--workers", str(self.workers)]
+
+    def ready(self) -> bool:
+        return "listening" in self.log_tail() and Target.ready(self)
+
+
+TARGETS = {"softphone": SoftphoneTarget, "softphone-w2": SoftphoneWorkersTarget,
+           "baresip": BaresipTarget}
 
 
 # --------------------------------------------------------------------------- SIPp load
@@ -413,7 +464,7 @@ def run_load(target: Target, rate: float, calls: int, hold_ms: int, workdir: Pat
     res = LoadResult(target.impl, rate, calls, hold_ms)
     out = open(workdir / f"{tag}.sipp.out", "wb")
     t0 = time.monotonic()
-    with Sampler(target.pid) as sampler:
+    with Sampler(target.pid, tree=target.tree) as sampler:
         sipp = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         track(sipp.pid, f"sipp {tag}")

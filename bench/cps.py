@@ -72,6 +72,10 @@ def report(results: dict[str, list[LoadResult]]) -> None:
     for impl, r in at.items():
         figure("cps.cpu_per_call", r.cpu_pct_per_call if r else None, "%core", impl=impl,
                rate=f"{common:g}")
+    if "softphone" in results and "softphone-w2" in results:
+        one, two = best.get("softphone"), best.get("softphone-w2")
+        ratio("cps.ratio.workers_2_vs_1", two.rate if two else 0.0, one.rate if one else None,
+              impl="softphone-w2", peer_name="softphone")
     if "softphone" in results and "baresip" in results:
         s, b = best.get("softphone"), best.get("baresip")
         ratio("cps.ratio.max_sustained", s.rate if s else 0.0, b.rate if b else None)
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="20,50,75,100,150,200", help="calls/s ladder")
     ap.add_argument("--gen", type=float, default=12.0, help="seconds of call generation per step")
     ap.add_argument("--hold", type=int, default=2000, help="call duration, ms")
-    ap.add_argument("--impls", default="softphone,baresip")
+    ap.add_argument("--impls", default="softphone,softphone-w2,baresip")
     ap.add_argument("--quick", action="store_true", help="rates 20,50,100; 6 s per step")
     ap.add_argument("--smoke", action="store_true", help="one tiny step (tests)")
     a = ap.parse_args(argv)

@@ -94,6 +94,22 @@ def _count(value: str) -> int:
     return int(value)
 
 
+def _workers(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64 (got {value!r})")
+    return int(value)
+
+
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 < number <= 1000:
+        raise argparse.ArgumentTypeError("must be calls per second, more than 0, at most 1000")
+    return number
+
+
 def _digits(value: str) -> str:
     from .ua.commands import CommandError, check_digits
 
@@ -101,6 +117,14 @@ def _digits(value: str) -> str:
         return check_digits(value)
     except CommandError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("digits: ")) from None
+
+
+def _scenario_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", metavar="FILE",
+                   help="run this TOML scenario for each call: steps with expectations, a "
+                        "verdict per step, exit 1 when any call failed")
+    p.add_argument("--junit", metavar="FILE",
+                   help="with --scenario: write a JUnit XML report (one testcase per call)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
         "opens the Textual interface.")
     parser.add_argument("--version", action="version", version=f"softphone {_version()}")
     _common(parser, tui=True)
+    # the TUI's own flags (the sub-commands take them too, after their name)
+    parser.add_argument("--account", metavar="NAME", default=argparse.SUPPRESS,
+                        help="TUI: the account selected at start (default: the first)")
+    parser.add_argument("--listen", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                        help="TUI: SIP listen address (default: config, else 5060 when it "
+                             "is free, else a free port)")
+    parser.add_argument("--sip-trace", metavar="FILE", default=argparse.SUPPRESS,
+                        help="TUI: write every SIP message to FILE (.pcap, .pcapng: a "
+                             "capture; else text)")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="TUI: log to softphone.log in the data dir (-vv for debug); "
+                             "never on the screen")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("register", help="register, stay, unregister")
@@ -130,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtmf", metavar="DIGITS", type=_digits,
                    help="send these RFC 4733 digits after the answer (0-9 * # A-D; ',' "
                         "pauses 1 s)")
+    _scenario_flags(p)
+    p.add_argument("--repeat", type=_count, metavar="N",
+                   help="with --scenario: place N calls (default 1)")
+    p.add_argument("--rate", type=_rate, metavar="R",
+                   help="with --scenario --repeat: R new calls per second (default: one "
+                        "after the other)")
 
     p = sub.add_parser("answer", help="wait for calls and answer them")
     _common(p)
@@ -142,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="WAV",
                    help="record each call ({n} in the name: the call's number)")
     p.add_argument("--echo", action="store_true", help="send the received audio back")
+    p.add_argument("--workers", type=_workers, metavar="N", default=1,
+                   help="N answering processes behind one SIP port, for loads beyond one "
+                        "core (default 1)")
+    _scenario_flags(p)
 
     lines = [f"  {c.name:<9} {c.help}" for c in COMMANDS.values()]
     p = sub.add_parser(
@@ -169,6 +215,12 @@ class EventPrinter:
 
         self.mode = mode
         self.encoder = JsonLines()
+
+    def say(self, line: str) -> None:
+        """A human line on stdout (scenario verdicts); JSON-lines mode has the events."""
+        if self.mode != "jsonl":
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     def __call__(self, event: Any) -> None:
         if event.name == "notice":
@@ -283,6 +335,9 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     if args.command == "register" and account is None:
         raise UsageError("register: no account configured (add [[accounts]] to the config)")
     options = _options(args, config, accounts)
+    if args.command == "answer":
+        config, options = _worker_setup(config, options)
+    scenario = _scenario(args)
     if args.command == "call" and args.uri.strip().lower() != "echo":
         try:
             target = parse_target(args.uri, account.aor_uri.hostport if account else None)
@@ -296,7 +351,8 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     except MediaOptionError as exc:
         raise UsageError(str(exc)) from None
     _check_trace(options, printer)
-    if args.command == "answer" and not options.auto_answer and printer.mode != "jsonl":
+    if args.command == "answer" and not options.auto_answer and printer.mode != "jsonl" \
+            and scenario is None:
         phone.bus.subscribe(_answer_hint)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -310,14 +366,16 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
     try:
         # every account registers at once; a failure of any fails the job
         results = await asyncio.gather(*(_wait_registration(phone, a.name) for a in accounts
-                                         if a.register), return_exceptions=True)
+                                         if a.register and options.register), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         if args.command == "register":
             await _wait_stop(stop, phone, args.duration)
             return 0
-        if args.command == "call":
+        if scenario is not None:
+            status = await _run_scenario(phone, scenario, args, stop, printer)
+        elif args.command == "call":
             status = await _call(phone, args, stop)
         else:
             status = await _answer(phone, args, stop)
@@ -326,6 +384,164 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         return status
     finally:
         await phone.close(timeout=5.0)
+
+
+def _supervise(args: argparse.Namespace, config: Config) -> int:
+    """``answer --workers N``: the dispatcher in front of N workers (softphone.workers)."""
+    from .workers import run_supervisor
+
+    if getattr(args, "scenario", None):
+        print("softphone: answer: --workers cannot go with --scenario", file=sys.stderr)
+        return 2
+    if not args.auto:
+        print("softphone: answer: --workers needs --auto (workers have no control socket to "
+              "answer by hand)", file=sys.stderr)
+        return 2
+    listen = getattr(args, "listen", None) or config.network.listen
+    try:
+        parse_listen(listen)
+    except ValueError as exc:
+        print(f"softphone: --listen: {exc}", file=sys.stderr)
+        return 2
+    tls_listen = config.network.tls_listen
+    if tls_listen and parse_listen(tls_listen)[1] == 0:
+        print("softphone: answer: --workers needs a fixed [network] tls_listen port (the "
+              "workers share it; port 0 would give each its own)", file=sys.stderr)
+        return 2
+    try:
+        from .workers import rtp_slice
+
+        rtp_slice(tuple(config.network.rtp_ports), args.workers - 1, args.workers)
+    except ValueError as exc:
+        print(f"softphone: answer: --workers {args.workers}: {exc}", file=sys.stderr)
+        return 2
+    argv = [sys.executable, "-m", "softphone", "answer", "--workers", str(args.workers)]
+    for flag in ("config", "account", "audio", "delay", "play", "record", "sip_trace"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    for flag in ("auto", "echo", "trace_rtp"):
+        if getattr(args, flag, False):
+            argv.append(f"--{flag.replace('_', '-')}")
+    argv += ["-v"] * (getattr(args, "verbose", 0) or 0)
+
+    def human(event: dict) -> str | None:
+        name = event.get("event")
+        if name not in HUMAN_EVENTS:
+            return None
+        details = " ".join(f"{k}={v}" for k, v in event.items()
+                           if k not in ("event", "t", "rtp") and v is not None)
+        return f"{name} {details}".rstrip()
+
+    return run_supervisor(args.workers, listen, argv, jsonl=getattr(args, "events", None) == "jsonl",
+                          human=human, max_calls=args.max_calls, duration=args.duration)
+
+
+def _worker_setup(config: Config, options: Any) -> tuple[Config, Any]:
+    """In a worker of ``answer --workers``: its line to the dispatcher, its RTP ports,
+    its own file names; only worker 0 registers; no control socket."""
+    import dataclasses
+    import socket as socketlib
+
+    from .sip.ids import set_call_id_host
+    from .workers import CALL_ID_HOST, rtp_slice, worker_spec
+
+    spec = worker_spec()
+    if spec is None:
+        return config, options
+    set_call_id_host(f"{CALL_ID_HOST}{spec.index}")
+    network = dataclasses.replace(config.network, rtp_ports=rtp_slice(
+        tuple(config.network.rtp_ports), spec.index, spec.count))
+    config = dataclasses.replace(config, network=network)
+
+    def own(path: str | None) -> str | None:
+        if not path or path == "-":
+            return path
+        from pathlib import Path
+
+        p = Path(path)
+        return str(p.with_name(f"{p.stem}-w{spec.index}{p.suffix}"))
+
+    media = dataclasses.replace(options.media, record=own(options.media.record))
+    options = dataclasses.replace(
+        options, media=media, trace_path=own(options.trace_path), control=False,
+        register=spec.index == 0,
+        relay=socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM, fileno=spec.fd))
+    return config, options
+
+
+def _scenario(args: argparse.Namespace) -> Any:
+    """The --scenario file, read and checked whole (exit 2 naming file, step and key),
+    with the flags it cannot go with refused; None without --scenario."""
+    path = getattr(args, "scenario", None)
+    command = args.command
+    if path is None:
+        for flag in ("junit", "repeat", "rate"):
+            if getattr(args, flag, None) is not None:
+                raise UsageError(f"{command}: --{flag} needs --scenario")
+        return None
+    clashes = {"call": ("duration", "dtmf"), "answer": ("auto", "delay")}.get(command, ())
+    for flag in clashes:
+        if getattr(args, flag, None):
+            raise UsageError(f"{command}: --{flag} cannot go with --scenario (the scenario's "
+                             f"steps do that)")
+    if getattr(args, "rate", None) is not None and getattr(args, "repeat", None) is None:
+        raise UsageError("call: --rate needs --repeat")
+    from .scenario import ScenarioError, load_scenario
+    from .ua.phone import MediaOptionError, probe_audio_file
+
+    try:
+        scenario = load_scenario(path, command)
+        for step in scenario.steps:
+            if step.kind == "play" and step["file"]:
+                try:
+                    probe_audio_file(step["file"], "file")
+                except MediaOptionError as exc:
+                    raise ScenarioError(str(exc).removeprefix("file: "),
+                                        source=scenario.source,
+                                        where=f"steps[{step.index}] (play)", key="file") from None
+    except ScenarioError as exc:
+        raise UsageError(f"scenario error: {exc}") from None
+    junit = getattr(args, "junit", None)
+    if junit:
+        try:
+            open(junit, "ab").close()
+        except OSError as exc:
+            raise UsageError(f"--junit: cannot write {junit}: {exc.strerror or exc}") from None
+    return scenario
+
+
+async def _run_scenario(phone, scenario: Any, args: argparse.Namespace, stop: asyncio.Event,
+                        printer: EventPrinter) -> int:
+    from .scenario.report import write_junit
+    from .scenario.runner import ScenarioRunner
+
+    runner = ScenarioRunner(phone, scenario, say=printer.say)
+    try:
+        if args.command == "call":
+            await runner.place(args.uri, repeat=args.repeat or 1, rate=args.rate,
+                               timeout=args.timeout, stop=stop)
+        else:
+            ended = asyncio.Event()
+            watch = asyncio.ensure_future(_first(stop.wait(), phone.stopped.wait(),
+                                                 timeout=args.duration))
+            watch.add_done_callback(lambda _: ended.set())
+            try:
+                await runner.serve(max_calls=args.max_calls, stop=ended)
+            finally:
+                watch.cancel()
+    finally:
+        runner.close()
+    summary = runner.summary()
+    if args.junit:
+        write_junit(args.junit, scenario, runner.results, summary.duration)
+    if not runner.results:
+        raise Failure(f"scenario {scenario.name}: no call " +
+                      ("was placed" if args.command == "call" else "came in"))
+    if summary.failed:
+        raise Failure(f"scenario {scenario.name}: {summary.failed} of {summary.calls} "
+                      f"call{'s' if summary.calls != 1 else ''} failed")
+    return 0
 
 
 def _check_trace(options: Any, printer: EventPrinter) -> None:
@@ -483,16 +699,20 @@ def _ctl(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {}
     command = COMMANDS.get(name)
     positional = [p.name for p in command.params if p.positional] if command else []
+    paths = {p.name for p in command.params if p.kind == "path"} if command else set()
     for item in args.ctl_args:
         key, eq, value = item.partition("=")
         if eq and key.replace("_", "").isalnum():
             payload[key] = value
         elif positional:
-            payload[positional.pop(0)] = item
+            key, value = positional.pop(0), item
+            payload[key] = value
         else:
             print(f"softphone: ctl {name}: unexpected argument {item!r} (use NAME=VALUE)",
                   file=sys.stderr)
             return 2
+        if key in paths:  # the phone may run in another directory: a name means ours
+            payload[key] = os.path.abspath(os.path.expanduser(value))
     path = args.socket or _find_socket(default_socket_path())
     sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
     try:
@@ -555,8 +775,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         from .tui import run_tui
 
-        return run_tui(config, audio=getattr(args, "audio", None))
+        return run_tui(config, audio=getattr(args, "audio", None),
+                       listen=getattr(args, "listen", None),
+                       account=getattr(args, "account", None),
+                       sip_trace=getattr(args, "sip_trace", None),
+                       verbose=getattr(args, "verbose", 0) or 0)
     _setup_logging(getattr(args, "verbose", 0) or 0)
+    if args.command == "answer" and args.workers > 1:
+        from .workers import worker_spec
+
+        if worker_spec() is None:
+            return _supervise(args, config)
     printer = EventPrinter(getattr(args, "events", None))
     try:
         return asyncio.run(_run(args, config, printer))

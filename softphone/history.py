@@ -1,6 +1,7 @@
 """Call history in SQLite under the user data dir, so it survives restarts.
 
 One row per finished call: direction, remote party, start time, duration and outcome.
+The file is private to the user (mode 0600, its directory 0700 when created here).
 The location is ``$SOFTPHONE_DATA_DIR`` when set (tests point it at a tmp dir), else
 ``platformdirs.user_data_path("softphone")``.
 """
@@ -56,7 +57,12 @@ class History:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else data_dir() / "history.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # who called whom is private, like the config: 0600 (SQLite gives its journal
+        # the database file's mode)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        if os.name == "posix":
+            os.chmod(self.path, 0o600)
         self._db = sqlite3.connect(self.path)
         self._db.executescript(_SCHEMA)
         self._db.commit()

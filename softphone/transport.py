@@ -87,6 +87,55 @@ class _Udp(asyncio.DatagramProtocol):
         log.debug("udp error: %s", exc)
 
 
+class _Relay:
+    """A worker's UDP, through the dispatcher that owns the SIP port (``--workers``): each
+    datagram comes and goes as ``b"HOST PORT\\n" + payload`` on a Unix datagram socket
+    pair (read with the loop's reader callback; a full pipe drops, as UDP would)."""
+
+    def __init__(self, layer: "TransportLayer", sock: socket.socket) -> None:
+        self.layer = layer
+        self.sock = sock
+        sock.setblocking(False)
+        self.dropped = 0
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        for _ in range(64):  # bounded: let the loop breathe between bursts
+            try:
+                data = self.sock.recv(MAX_MESSAGE_SIZE + 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("dispatcher line failed: %s", exc)
+                self.close()
+                return
+            head, _, payload = data.partition(b"\n")
+            try:
+                host, port = head.decode("ascii").rsplit(" ", 1)
+                peer = Peer("udp", host, int(port))
+            except ValueError:
+                log.warning("dispatcher sent an unreadable frame")
+                continue
+            self.layer._received(payload, peer)
+
+    # the part of DatagramTransport the layer uses
+    def sendto(self, data: bytes, addr) -> None:
+        try:
+            self.sock.send(f"{addr[0]} {addr[1]}\n".encode("ascii") + data)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+        except OSError as exc:
+            log.debug("dispatcher line: %s", exc)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+
+    def get_extra_info(self, name: str, default=None):
+        return self.sock if name == "socket" else default
+
+
 class _TcpConnection(asyncio.Protocol):
     def __init__(self, layer: "TransportLayer", inbound: bool = False) -> None:
         self.layer = layer
@@ -167,10 +216,23 @@ class TransportLayer:
             self._tls = tls_context()
         return self._tls
 
-    async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
-        """Bind UDP (and TCP on the same port). Port 0 picks a free one for both."""
+    async def start(self, host: str, port: int, *, tcp: bool = True,
+                    relay: socket.socket | None = None) -> None:
+        """Bind UDP (and TCP on the same port). Port 0 picks a free one for both. With
+        ``relay`` (a worker of ``answer --workers``) UDP goes through the dispatcher that
+        holds ``host:port``, and TCP shares the port with the other workers (the kernel
+        spreads the connections)."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if relay is not None:
+            self._udp = _Relay(self, relay)  # type: ignore[assignment]
+            self.host, self.port = host, port
+            if tcp:
+                self._tcp_server = await loop.create_server(
+                    lambda: _TcpConnection(self, inbound=True), host=host, port=port,
+                    family=family, reuse_address=True, reuse_port=True)
+                self._reaper = loop.call_later(60, self._reap_idle)
+            return
         last_error: OSError | None = None
         for _attempt in range(20 if port == 0 else 1):
             udp = None
@@ -195,14 +257,17 @@ class TransportLayer:
                     udp.close()
         raise OSError(f"cannot listen on {host}:{port}: {last_error}")
 
-    async def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
-        """Listen for SIP over TLS on host:port (0: a free port)."""
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext, *,
+                        shared: bool = False) -> None:
+        """Listen for SIP over TLS on host:port (0: a free port); ``shared``: with the
+        other workers of ``answer --workers`` (SO_REUSEPORT)."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             self._tls_server = await loop.create_server(
                 lambda: _TcpConnection(self, inbound=True), host=host, port=port,
-                family=family, reuse_address=True, ssl=context, ssl_handshake_timeout=10)
+                family=family, reuse_address=True, reuse_port=shared or None, ssl=context,
+                ssl_handshake_timeout=10)
         except OSError as exc:
             raise OSError(f"cannot listen for TLS on {host}:{port}: "
                           f"{exc.strerror or exc}") from None

@@ -113,11 +113,12 @@ def test_config_needs_only_the_sip_uri_parser():
 
 def test_the_ua_never_imports_a_face():
     def allowed(target: str) -> bool:
-        return not target.startswith(("softphone.cli", "softphone.tui", "softphone.history"))
+        return not target.startswith(("softphone.cli", "softphone.tui", "softphone.history",
+                                      "softphone.scenario"))
     assert _violations("softphone.ua", allowed) == []
 
 
-@pytest.mark.parametrize("face", ["softphone.cli", "softphone.tui"])
+@pytest.mark.parametrize("face", ["softphone.cli", "softphone.tui", "softphone.scenario"])
 def test_faces_reach_the_ua_only_through_the_phone_api(face):
     def allowed(target: str) -> bool:
         if target.startswith("softphone.ua"):

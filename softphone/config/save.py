@@ -116,7 +116,23 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-_HEADER = "# softphone configuration (see config.example.toml for every key)\n"
+def example_path() -> Path:
+    """The example config that documents every key, installed with the package (package
+    data: softphone/config/config.example.toml)."""
+    return Path(__file__).resolve().with_name("config.example.toml")
+
+
+def header() -> str:
+    """The comment a config file written by the program starts with: where every key is
+    documented, as installed (the example file, else `softphone --help` and the README)."""
+    example = example_path()
+    if example.is_file():
+        where = f"every key is documented in {example}"
+    else:
+        where = "see softphone --help and the README for the keys"
+    return f"# softphone configuration: {where}\n"
+
+
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
             "\r": "\\r"}
@@ -125,7 +141,7 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f
 def dumps_toml(data: Mapping[str, Any]) -> str:
     """Serialise the config's shapes: top-level tables whose values are scalars or
     arrays of scalars, and arrays of such tables (written [[name]])."""
-    lines = [_HEADER.rstrip("\n")]
+    lines = [header().rstrip("\n")]
     for name, value in data.items():
         if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             for table in value:

@@ -424,10 +424,9 @@ class RtpSession:
         if self._ticker is not None:
             self._ticker.remove(self)
         self._ticker = Ticker.get(self.loop, period)
-        first = self._ticker.next_tick()
+        first = self._ticker.add(self, self.send_tick, self.receiver.play_tick)
         self.sender.due = first
         self.receiver.play_due = first
-        self._ticker.add(self, self.send_tick, self.receiver.play_tick)
 
     # ------------------------------------------------------------------ attributes of the parts
     @property

@@ -6,13 +6,20 @@ come back as Textual messages (``bridge.py``) that update the one ``PhoneState``
 Keys (DESIGN §3, fixed): the dial input has focus at start and Enter dials; after dialing
 the call list takes focus with the new call selected. In the call list: a answer,
 r reject, h hang up, m mute, o hold, t SIP trace, q quit; Escape leaves the dial input; ctrl+q
-quits from anywhere.
+quits from anywhere. From any focus (priority bindings, from the command table's
+``global_key``): F5 answer, F6 reject, F7 hang up; F1 (or ? outside a text field) lists
+every key of the screen.
+
+Keys that move the focus are priority bindings: they run as the key arrives, so the keys
+typed right after them go to the newly focused widget (a key already queued for the old
+one would otherwise land there: a password typed after Tab into the field before it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -23,9 +30,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ..ua.commands import COMMANDS
-from .state import CallView, PhoneState
+from .state import LOCAL_ENDING, CallView, PhoneState
 from .widgets import (AccountTable, CallDetail, CallTable, DialInput, HistoryTable,
-                      IncomingBanner, state_summary)
+                      IncomingBanner, account_details, state_summary)
 
 if TYPE_CHECKING:
     from textual.screen import Screen
@@ -39,26 +46,51 @@ if TYPE_CHECKING:
 __all__ = ["SoftphoneApp"]
 
 CSS = """
-#left { width: 32; border-right: solid $primary-darken-2; }
+#left { width: 34%; min-width: 34; max-width: 60; border-right: solid $primary-darken-2; }
 #identity { height: auto; padding: 0 1; }
 #accounts { height: auto; max-height: 8; }
+#account-detail { height: auto; max-height: 8; padding: 0 1; display: none; }
 #history-title, #calls-title { padding: 0 1; text-style: bold; background: $boost; }
 #history { height: 1fr; }
 #right { width: 1fr; }
 #banner { height: auto; min-height: 3; background: $warning-darken-2; display: none; }
-#banner-text { width: 1fr; height: auto; padding: 1 1; }
+#banner-text { width: 1fr; height: auto; padding: 0 1; }
 #banner Button { min-width: 14; margin: 0 1; }
 #dial { margin: 0 0; }
 #calls { height: 1fr; min-height: 5; }
 #detail { height: auto; min-height: 8; border-top: solid $primary-darken-2; padding: 0 1; }
 #notice { height: auto; color: $warning; padding: 0 1; }
-#trace-body { height: 1fr; }
-#trace-list { width: 60; }
-#trace-message-box { width: 1fr; border-left: solid $primary-darken-2; padding: 0 1;
+#trace-title { padding: 0 1; height: auto; }
+#trace-dialogs { height: auto; max-height: 7; border-bottom: solid $primary-darken-2; }
+#trace-list { height: 1fr; min-height: 4; }
+#trace-message-box { height: 1fr; border-top: solid $primary-darken-2; padding: 0 1;
                      overflow-x: auto; }
 #trace-message { width: auto; }
-#trace-title { padding: 0 1; }
+TraceScreen.zoomed #trace-dialogs, TraceScreen.zoomed #trace-list { display: none; }
 """
+
+class _LogToState(logging.Handler):
+    """Log records (warnings; more with -v) into the event log, never onto the screen:
+    without a handler, Python prints warnings on stderr, under Textual's feet."""
+
+    def __init__(self, state: PhoneState, level: int) -> None:
+        super().__init__(level)
+        self.state = state
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.state.log_line(f"{record.levelname.lower()}: {record.name}: "
+                                f"{record.getMessage()}", when=record.created)
+        except Exception:  # a log line must never take the phone down
+            pass
+
+
+def _global_bindings() -> list[Binding]:
+    """The command table's keys that work from any focus (F5 answer …)."""
+    # not in the footer, which shows the call list's a/r/h already: the banner, the detail
+    # pane and the key list (F1) name them
+    return [Binding(c.global_key, f"command('{c.name}')", c.key_label or c.name, show=False,
+                    priority=True) for c in COMMANDS.values() if c.global_key]
 
 
 class SoftphoneApp(App):
@@ -69,29 +101,48 @@ class SoftphoneApp(App):
     THEME_SAVE_DELAY = 1.0  # seconds a picked theme must stay before it is written
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False,
+                priority=True),
+        *_global_bindings(),
+        Binding("f1", "help", "Keys", priority=True),
+        Binding("question_mark", "help", "Keys", show=False),
         Binding("f2", "settings", "Settings"),
         Binding("s", "settings", "Settings", show=False),
         Binding("f3", "log", "Events"),
         Binding("l", "log", "Events", show=False),
+        Binding("f4", "trace_all", "SIP trace", show=False),
         Binding(COMMANDS["register"].key, "retry_registration", COMMANDS["register"].key_label),
-        Binding("slash", "focus_dial", "Dial", show=False),
     ]
 
     def __init__(self, config: "Config", *, audio: str = "null", live: bool = True,
                  history: "History | None" = None, data_path: Path | None = None,
                  config_path: Path | None = None, state: PhoneState | None = None,
-                 theme_file: Path | None = None) -> None:
+                 theme_file: Path | None = None, listen: str | None = None,
+                 fallback_listen: bool = False, account: str | None = None,
+                 sip_trace: str | None = None,
+                 warnings: Iterable[str] = (), log_file: Path | None = None,
+                 log_level: int = logging.WARNING) -> None:
         super().__init__()
         self.config = config
         self.audio = audio
         self.live = live
+        self.listen = listen  # --listen (None: the config's [network] listen)
+        # ``listen`` is our pick (5060), not the user's: when it is taken, any free port
+        self.fallback_listen = fallback_listen
+        self.account = account  # --account: the account selected at start
+        self.sip_trace = sip_trace  # --sip-trace FILE
+        # said before the screen was ours (config permissions …): shown once it is
+        self.startup_warnings = [*config.warnings, *warnings]
+        self.log_file = log_file  # -v: where the logs go
+        self.state = state or PhoneState(audio_backend=audio)
+        self._log_handler = _LogToState(self.state, log_level)
         self._data_path = data_path
         self.config_path = config_path
         # where a theme picked at run time (command palette) is remembered; None: not kept
         self.theme_file = theme_file
         self._theme_timer: "Timer | None" = None
         self._theme_saved: str | None = None
-        self.state = state or PhoneState(audio_backend=audio)
         self._history = history
         self.phone: "Phone | None" = None
         self.bridge: "Bridge | None" = None
@@ -112,6 +163,7 @@ class SoftphoneApp(App):
             with Vertical(id="left"):
                 yield Static(id="identity")
                 yield AccountTable(id="accounts")
+                yield Static(id="account-detail")
                 yield Static("History (Enter redials)", id="history-title")
                 yield HistoryTable(id="history")
             with Vertical(id="right"):
@@ -132,8 +184,17 @@ class SoftphoneApp(App):
         self.banner = self.query_one(IncomingBanner)
         self.detail = self.query_one(CallDetail)
         self.identity_line = self.query_one("#identity", Static)
+        self.account_detail = self.query_one("#account-detail", Static)
         self.notice_line = self.query_one("#notice", Static)
         self.dial_input.focus()
+        logging.getLogger().addHandler(self._log_handler)
+        self._bindings_key: tuple | None = None
+        if self.log_file is not None:
+            self.state.log_line(f"logs go to {self.log_file}")
+            self.notify(f"logs go to {self.log_file}", timeout=6)
+        for warning in self.startup_warnings:
+            self.state.log_line(f"warning: {warning}")
+            self.notify(warning, title="Warning", severity="warning", timeout=10)
         self._theme_saved = self.theme  # what the config gives (or Textual's default)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.refresh_views()
@@ -144,10 +205,25 @@ class SoftphoneApp(App):
         else:
             self.show_history()
 
+    def on_unmount(self) -> None:
+        logging.getLogger().removeHandler(self._log_handler)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Re-register shows in the footer only when there is an account."""
+        """Re-register shows in the footer only when there is an account; the global
+        answer/reject keys only while a call rings, hang up while a call is live (else
+        the key goes on to the focused widget); Settings, the event log and the trace
+        open from the main screen."""
+        main = self.screen is self.screen_stack[0]
+        if action in ("settings", "log", "trace_all") and not main:
+            return False  # not a second one on top of the screen that is open
         if action == "retry_registration":
-            return bool(self.state.accounts)
+            return bool(self.state.accounts) and main
+        if action == "command" and parameters:
+            name = parameters[0]
+            if name in ("answer", "reject"):
+                return bool(self.state.incoming_ringing())
+            if name == "hangup":
+                return any(c.active for c in self.state.calls.values())
         return True
 
     # -- startup -------------------------------------------------------------------------
@@ -188,7 +264,8 @@ class SoftphoneApp(App):
         assert self.bridge is not None
         self.ready.clear()
         self.start_error = None
-        phone = Phone(config, PhoneOptions(media=MediaOptions(backend=self.audio)))
+        phone = Phone(config, PhoneOptions(listen=self.listen, trace_path=self.sip_trace,
+                                           media=MediaOptions(backend=self.audio)))
         self.bridge.attach(phone.bus)
         self.phone = phone
         if self.audio == "pyaudio":
@@ -197,7 +274,18 @@ class SoftphoneApp(App):
             if phone.devices.backend != self.audio:
                 self._audio_fallback("no audio devices found")
         try:
-            await phone.start()
+            try:
+                await phone.start()
+            except OSError as exc:
+                if not (self.fallback_listen and self.listen):
+                    raise
+                host = self.listen.rpartition(":")[0]
+                self.notify(f"{exc}: listening on a free port instead", severity="warning")
+                self.state.log_line(f"{exc}: listening on a free port instead")
+                await phone.close(timeout=1.0)
+                self.listen, self.fallback_listen = f"{host}:0", False
+                await self._start(config)
+                return
         except Exception as exc:
             self.start_error = str(exc)
             self.state.identity = f"not listening: {exc}"
@@ -207,6 +295,8 @@ class SoftphoneApp(App):
             self.request_refresh()
             return
         self.bridge.seed_accounts(phone.account_info())
+        if self.account is not None:
+            phone.select_account(self.account)  # --account (checked before the screen)
         self.state.selected_account = phone.selected_account
         self.state.identity = phone.identity()
         self.state.log_line(f"listening on {self.state.identity}")
@@ -252,9 +342,21 @@ class SoftphoneApp(App):
         if not hasattr(self, "call_table"):
             return
         self.identity_line.update(state_summary(state))
+        fresh = self.account_table.row_count == 0
         self.account_table.show(state.accounts)
+        if fresh and state.selected_account in state.accounts:  # the cursor is the choice
+            self.account_table.select_row(state.selected_account)
         if self.account_table.display != bool(state.accounts):
             self.account_table.display = bool(state.accounts)
+            self.refresh_bindings()
+        clipped = self.account_table.clipped
+        self.account_detail.display = bool(clipped)
+        if clipped:
+            self.account_detail.update(account_details(clipped))
+        bindings_key = (bool(state.incoming_ringing()),
+                        any(c.active for c in state.calls.values()))
+        if bindings_key != self._bindings_key:  # F5/F6/F7 in the footer when they apply
+            self._bindings_key = bindings_key
             self.refresh_bindings()
         calls = self.call_table
         calls.show(state.calls)
@@ -277,11 +379,14 @@ class SoftphoneApp(App):
                                                  if r.direction == "outgoing"][:50]
 
     def _tick(self) -> None:
-        """Once a second: countdowns and durations move on the screen."""
+        """Once a second: countdowns and durations move on the screen; a call not yet
+        answered shows how long it has been calling or ringing."""
         now = time.monotonic()
         for view in self.state.calls.values():
             if view.state == "connected" and view.answered_at is not None:
                 view.duration = now - view.answered_at
+            elif view.active and view.answered_at is None and self.live:
+                view.duration = now - view.created_at
         self.refresh_views()
 
     # -- selection -----------------------------------------------------------------------
@@ -306,6 +411,9 @@ class SoftphoneApp(App):
         if isinstance(event.data_table, HistoryTable):
             record = event.data_table.selected_record
             if record is not None:
+                # what was half typed goes: the box shows what is being dialled
+                self.dial_input.value = record.party
+                self.dial_input.cursor_position = len(record.party)
                 self.dial(record.party)
 
     def focus_call(self, call_id: str) -> None:
@@ -368,10 +476,15 @@ class SoftphoneApp(App):
         self.focus_call(event.call_id)
 
     # -- commands (the phone's command table) ------------------------------------------------
-    def _target_call(self, *, ringing: bool = False) -> str | None:
-        """The selected call; for answer/reject a ringing call when none is selected."""
+    def _target_call(self, *, ringing: bool = False, live: bool = False) -> str | None:
+        """The selected call; for answer/reject a ringing call when none is selected; with
+        ``live``, the newest live call when the selected one has ended."""
         call_id = self.selected_call_id()
         view = self.state.calls.get(call_id) if call_id else None
+        if live and (view is None or not view.active):
+            active = [c for c in self.state.calls.values() if c.active]
+            if active:
+                return active[-1].call_id
         if ringing and (view is None or view.state not in ("incoming", "ringing")
                         or view.direction != "incoming"):
             ring = self.state.incoming_ringing()
@@ -387,7 +500,8 @@ class SoftphoneApp(App):
         command = COMMANDS[name]
         args: dict[str, object] = {}
         if command.selects_call:
-            call_id = self._target_call(ringing=name in ("answer", "reject"))
+            call_id = self._target_call(ringing=name in ("answer", "reject"),
+                                        live=name == "hangup")
             if call_id is None:
                 self.notify(f"{name}: select a call first", severity="warning", timeout=2)
                 return
@@ -401,20 +515,36 @@ class SoftphoneApp(App):
     def run_command(self, name: str, **args: object) -> None:
         if self.phone is None:
             return
-        if name == "hangup" and args.get("call_id") in self.state.calls:
-            view = self.state.calls[str(args["call_id"])]
-            if view.active and view.state != "connected":
-                view.state = "ending"  # feedback at once; the ended event follows
-                self.request_refresh()
-        self.run_worker(self._run_command(name, args), group=f"command-{name}")
+        view = self.state.calls.get(str(args.get("call_id")))
+        before = None
+        ringing_in = view is not None and view.direction == "incoming" \
+            and view.state in ("incoming", "ringing")
+        if view is not None and view.active and view.state not in LOCAL_ENDING and (
+                name == "hangup" or (name == "reject" and ringing_in)):
+            # feedback at once (a CANCEL may have to wait for the first provisional);
+            # the ended event replaces it
+            before = view.state
+            if view.state == "connected":
+                view.state = "ending"
+            elif view.direction == "outgoing":
+                view.state = "cancelling"
+            else:
+                view.state = "rejecting"
+            self.refresh_views()
+        self.run_worker(self._run_command(name, args, view, before),
+                        group=f"command-{name}")
 
-    async def _run_command(self, name: str, args: dict) -> None:
+    async def _run_command(self, name: str, args: dict, view: CallView | None = None,
+                           before: str | None = None) -> None:
         from ..ua.phone import CommandError
 
         assert self.phone is not None
         try:
             result = await self.phone.execute(name, args)
         except CommandError as exc:
+            if before is not None and view is not None and view.state in LOCAL_ENDING:
+                view.state = before  # it did not happen: say what is true again
+                self.request_refresh()
             self.notify(str(exc), severity="warning", timeout=3)
             self.state.log_line(str(exc))
             return
@@ -435,14 +565,31 @@ class SoftphoneApp(App):
         self.request_refresh()
 
     def action_trace(self) -> None:
+        """The SIP trace, at the selected call's dialog (else the newest one)."""
+        self._open_trace(self._target_call())
+
+    def action_trace_all(self) -> None:
+        self._open_trace(None)
+
+    def _open_trace(self, call_id: str | None) -> None:
         from .screens import TraceScreen
 
-        call_id = self._target_call()
-        if call_id is None:
-            self.notify("select a call to see its SIP trace", severity="warning")
-            return
-        self.push_screen(TraceScreen(self.state, call_id, self.data_path / "traces",
-                                     frozen_times=not self.live))
+        if not isinstance(self.screen, TraceScreen):
+            self.push_screen(TraceScreen(self.state, call_id, self.data_path / "traces",
+                                         frozen_times=not self.live))
+
+    def action_clear_ended(self) -> None:
+        """Take the ended calls off the list (the history keeps them)."""
+        gone = self.state.clear_ended()
+        self.refresh_views()
+        self.notify(f"cleared {gone} ended call{'s' if gone != 1 else ''}" if gone
+                    else "no ended call to clear", timeout=2)
+
+    def action_help(self) -> None:
+        from .screens import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
 
     def action_log(self) -> None:
         from .screens import LogScreen
@@ -464,10 +611,15 @@ class SoftphoneApp(App):
         name = self.theme
         if self.theme_file is None or name == self._theme_saved:
             return
-        from ..config import ConfigError, set_config_value
+        from ..config import ConfigError, save_config, set_config_value
 
         try:
-            set_config_value(self.theme_file, "ui", "theme", name)
+            if self.theme_file.exists():
+                set_config_value(self.theme_file, "ui", "theme", name)
+            else:  # a new file, whole: with the header that says where the keys are
+                save_config(dataclasses.replace(
+                    self.config, ui=dataclasses.replace(self.config.ui, theme=name)),
+                    self.theme_file)
         except (ConfigError, OSError) as exc:
             self.notify(f"theme not saved: {exc}", severity="warning")
             return
@@ -478,14 +630,18 @@ class SoftphoneApp(App):
     def action_settings(self) -> None:
         from .settings import SettingsScreen
 
-        self.push_screen(SettingsScreen(self.config, self.config_path, live=self.live),
+        self.push_screen(SettingsScreen(self.config, self.config_path, live=self.live,
+                                        themes=list(self.available_themes)),
                          self._settings_done)
 
     def _settings_done(self, config: "Config | None") -> None:
         if config is None:
             return
+        if config.network.listen != self.config.network.listen:
+            self.listen, self.fallback_listen = None, False  # the new setting applies
         self.config = config
         if config.ui.theme:
+            self._theme_saved = config.ui.theme  # written already: no second save
             try:
                 self.theme = config.ui.theme
             except Exception:
@@ -518,11 +674,20 @@ class SoftphoneApp(App):
             return
         self.run_command("register", account=self.state.selected_account)
 
+    @staticmethod
+    def _focus_now(widget) -> None:
+        """Focus ``widget`` before the next key is handled (``Widget.focus`` waits for
+        the message queue: keys already queued would still go to the old widget)."""
+        try:
+            widget.screen.set_focus(widget)
+        except Exception:
+            widget.focus()
+
     def action_focus_dial(self) -> None:
-        self.dial_input.focus()
+        self._focus_now(self.dial_input)
 
     def action_leave_dial(self) -> None:
-        self.call_table.focus()
+        self._focus_now(self.call_table)
 
     async def action_quit(self) -> None:
         if self.phone is not None:
@@ -544,10 +709,18 @@ class SoftphoneApp(App):
         yield SystemCommand("Dial", "Focus the dial input", self.action_focus_dial)
         for command in COMMANDS.values():
             if command.palette and command.name != "dial":
-                yield SystemCommand(command.palette, command.help[:1].upper() + command.help[1:],
+                keys = [k.upper() if k.startswith("f") and k[1:].isdigit() else k
+                        for k in (command.key, command.global_key) if k]
+                help_text = command.help[:1].upper() + command.help[1:]
+                if keys:
+                    help_text += f" ({' / '.join(keys)})"
+                yield SystemCommand(command.palette, help_text,
                                     lambda name=command.name: self.action_command(name))
-        yield SystemCommand("SIP trace", "Show the SIP messages of the selected call",
-                            self.action_trace)
+        yield SystemCommand("SIP trace", "Every SIP message, by Call-ID, as a ladder "
+                            "(at the selected call)", self.action_trace)
+        yield SystemCommand("Clear ended calls", "Take the ended calls off the call list "
+                            "(x; the history keeps them)", self.action_clear_ended)
+        yield SystemCommand("Keys", "Every key of this screen (F1 or ?)", self.action_help)
         yield SystemCommand("Echo test", "Call the built-in echo service",
                             lambda: self.dial("echo"))
         yield SystemCommand("Settings", "Audio devices, codecs, accounts",

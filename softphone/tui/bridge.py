@@ -17,7 +17,7 @@ from textual.message import Message
 
 from ..history import CallRecord, History
 from .quality import estimate_mos
-from .state import AccountView, CallView, PhoneState
+from .state import LOCAL_ENDING, AccountView, CallView, PhoneState
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -117,22 +117,27 @@ class Bridge:
             if view is None or not view.active:
                 continue
             if kind == "levels":
-                view.input_dbfs, view.output_dbfs = event.input_dbfs, event.output_dbfs
+                if not view.held:  # on hold nothing flows: no level to show
+                    view.input_dbfs, view.output_dbfs = event.input_dbfs, event.output_dbfs
                 continue
-            view.duration = event.duration
+            if view.state == "connected":  # before: the ringing timer (the app's tick)
+                view.duration = event.duration
             view.loss_pct = event.loss_pct
             view.jitter_ms = event.jitter_ms
             view.rtt_ms = event.rtt_ms
-            if event.received:
+            if event.received and not view.held:
                 view.mos = estimate_mos(view.codec, loss_pct=view.loss_pct, rtt_ms=event.rtt_ms,
                                         jitter_ms=view.jitter_ms, playout_ms=event.playout_ms)
 
     def apply(self, event: Any) -> None:
         name = event.name
         data = event.to_dict()
-        if name in ("listening", "notice"):
-            if name == "notice":
-                self.state.log_line(f"notice: {event.text}")
+        if name == "listening":
+            host = f"[{event.address}]" if ":" in event.address else event.address
+            self.state.local_address = f"{host}:{event.port}"
+            return
+        if name == "notice":
+            self.state.log_line(f"notice: {event.text}")
             return
         details = " ".join(f"{k}={v}" for k, v in data.items() if k != "rtp" and v is not None)
         self.state.log_line(f"{name} {details}".rstrip())
@@ -169,6 +174,8 @@ class Bridge:
             return
         if view is None:
             return
+        if view.state in LOCAL_ENDING and name in ("ringing", "early_media"):
+            return  # we are already ending it: keep saying so until it has ended
         if name == "ringing":
             view.state = "ringing"
         elif name == "early_media":
@@ -178,8 +185,12 @@ class Bridge:
             view.state, view.codec = "connected", event.codec or view.codec
             view.srtp = event.srtp
             view.answered_at = time.monotonic()
+            view.duration = 0.0  # was the ringing time
         elif name == "hold":
             view.on_hold, view.remote_hold = event.local, event.remote
+            if view.held:  # the last levels and MOS are no longer true
+                view.input_dbfs = view.output_dbfs = None
+                view.mos = None
         elif name == "mute":
             view.muted = event.muted
         elif name == "dtmf":

@@ -20,21 +20,58 @@ from textual.screen import Screen
 from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Select, Static,
                              Switch)
 
-from ..config import (CODECS, TRANSPORTS, AddAccount, Change, Config, ConfigError, Remove,
-                      RemoveAccount, Set, default_config_path, edit_config, keys_of,
+from ..config import (CODECS, PTIMES, TRANSPORTS, AddAccount, Change, Config, ConfigError,
+                      Remove, RemoveAccount, Set, default_config_path, edit_config, keys_of,
                       save_config, tables_of)
 
 __all__ = ["SettingsScreen", "build_config", "changes_between"]
 
 ACCOUNT_TEXT_FIELDS = ("name", "aor", "username", "display_name", "password", "password_env",
                        "registrar", "outbound_proxy", "expires")
+# what the form calls each key (the config file's name is in the placeholder or the docs)
+LABELS = {
+    "name": "Account name", "aor": "Address of record", "username": "Auth user",
+    "display_name": "Display name", "password": "Password (kept in the file)",
+    "password_env": "Password from env var", "registrar": "Registrar",
+    "outbound_proxy": "Outbound proxy", "expires": "Registration expiry (s)",
+}
 DEFAULT_DEVICE = "__default__"
+DEFAULT_THEME = "__default__"
+
+
+def complete_aor(text: str) -> str:
+    """`1001@pbx.example.com` → `sip:1001@pbx.example.com` (what users paste from other
+    phones); anything else as it is, for the loader to judge."""
+    text = text.strip()
+    if "@" in text and not text.lower().startswith(("sip:", "sips:")) and "<" not in text:
+        return "sip:" + text
+    return text
+
+
+def parse_port_range(text: str) -> list[int] | str:
+    """`10000-20000` (or `10000 20000`, `10000, 20000`) → [10000, 20000]; what cannot be
+    read as two numbers is passed on, for the loader to name the key and the reason."""
+    parts = [p for p in text.replace(",", " ").replace("-", " ").split() if p]
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return [int(parts[0]), int(parts[1])]
+    return text
 
 
 def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
-                 input_device: Any, output_device: Any, source: Path | None) -> Config:
-    """The edited settings over ``base``; raises ConfigError when anything is invalid."""
+                 input_device: Any, output_device: Any, source: Path | None,
+                 tables: dict[str, dict[str, Any]] | None = None) -> Config:
+    """The edited settings over ``base``; raises ConfigError when anything is invalid.
+    ``tables`` sets other keys (``{"network": {"listen": …}}``); None removes one (its
+    default applies)."""
     data = base.to_dict()
+    for name, values in (tables or {}).items():
+        table = dict(data.get(name, {}))
+        for key, value in values.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+        data[name] = table
     audio = dict(data.get("audio", {}))
     names = [c.strip() for c in codecs.replace(";", ",").split(",") if c.strip()]
     audio["codecs"] = names
@@ -99,7 +136,8 @@ class SettingsScreen(Screen[Config | None]):
     DEFAULT_CSS = """
     SettingsScreen VerticalScroll { padding: 0 2; }
     SettingsScreen .section { text-style: bold; margin: 1 0 0 0; color: $accent; }
-    SettingsScreen Grid { grid-size: 2; grid-columns: 22 1fr; grid-rows: auto; height: auto; }
+    SettingsScreen Grid { grid-size: 2; grid-columns: 26 1fr; grid-rows: auto; height: auto; }
+    SettingsScreen #settings-path { color: $text-muted; margin: 1 0 0 0; }
     SettingsScreen Grid Label { padding: 1 0 0 0; }
     SettingsScreen #accounts-table { height: auto; max-height: 8; }
     SettingsScreen #settings-error { color: $error; text-style: bold; height: auto; }
@@ -107,10 +145,12 @@ class SettingsScreen(Screen[Config | None]):
     SettingsScreen .buttons Button { margin-right: 2; }
     """
 
-    def __init__(self, config: Config, path: Path | None, *, live: bool = True) -> None:
+    def __init__(self, config: Config, path: Path | None, *, live: bool = True,
+                 themes: list[str] = ()) -> None:
         super().__init__()
         self.config = config
         self.path = path
+        self.themes = list(themes)
         self.live = live
         self.initial: list[dict[str, Any]] = config.to_dict().get("accounts", [])
         self.accounts: list[dict[str, Any]] = [dict(a) for a in self.initial]
@@ -120,10 +160,20 @@ class SettingsScreen(Screen[Config | None]):
         self.saved_to: Path | None = None
 
     # -- layout -------------------------------------------------------------------------
+    @property
+    def target(self) -> Path:
+        """The file Save writes."""
+        return Path(self.path) if self.path is not None else \
+            (self.config.source or default_config_path())
+
     def compose(self) -> ComposeResult:
-        audio = self.config.audio
+        audio, network = self.config.audio, self.config.network
         yield Header(show_clock=False)
         with VerticalScroll():
+            target = self.target
+            how = ("only the keys you change are edited; the old file is kept as "
+                   f"{target.name}.bak") if target.exists() else "a new file"
+            yield Static(f"Saves to {target} ({how})", id="settings-path")
             yield Static("Audio", classes="section")
             with Grid():
                 yield Label("Input device")
@@ -135,6 +185,28 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("Codecs, in order")
                 yield Input(", ".join(audio.codecs), id="codecs",
                             placeholder=", ".join(CODECS))
+                yield Label("Packet time (ms)")
+                yield Select([(f"{p} ms", p) for p in PTIMES], id="ptime", value=audio.ptime,
+                             allow_blank=False)
+                yield Label("DTMF as RFC 4733 events")
+                yield Switch(id="dtmf", value=audio.dtmf)
+            yield Static("Network", classes="section")
+            with Grid():
+                yield Label("Listen address")
+                yield Input(network.listen, id="listen", placeholder="0.0.0.0:5060")
+                yield Label("RTP port range")
+                yield Input(f"{network.rtp_ports[0]}-{network.rtp_ports[1]}", id="rtp-ports",
+                            placeholder="10000-20000")
+                yield Label("TLS CA file")
+                yield Input(self.config.sip.tls_ca_file or "", id="tls-ca-file",
+                            placeholder="default: the system's CAs")
+            yield Static("Appearance", classes="section")
+            with Grid():
+                yield Label("Theme")
+                themes = sorted(set(self.themes) | ({self.config.ui.theme} - {None}))
+                yield Select([("Textual's default", DEFAULT_THEME)] + [(t, t) for t in themes],
+                             id="theme", value=self.config.ui.theme or DEFAULT_THEME,
+                             allow_blank=False)
             yield Static("Accounts", classes="section")
             yield DataTable(id="accounts-table", cursor_type="row")
             with Horizontal(classes="buttons"):
@@ -142,22 +214,21 @@ class SettingsScreen(Screen[Config | None]):
                 yield Button("Remove account", id="account-remove", variant="warning")
             with Grid(id="account-form"):
                 for key in ACCOUNT_TEXT_FIELDS:
-                    yield Label(key.replace("_", " ").capitalize())
+                    yield Label(LABELS[key])
                     yield Input(id=f"acc-{key}", password=key == "password",
                                 type="integer" if key == "expires" else "text",
                                 placeholder=_PLACEHOLDERS.get(key, ""))
                 yield Label("Transport")
                 yield Select([(t, t) for t in TRANSPORTS], id="acc-transport", value="udp",
                              allow_blank=False)
-                yield Label("Password in keyring")
+                yield Label("Password from keyring")
                 yield Switch(id="acc-keyring")
-                yield Label("Register")
+                yield Label("Register at start")
                 yield Switch(id="acc-register", value=True)
             yield Static(id="settings-error")
             with Horizontal(classes="buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
-            yield Static(f"Saves to {self.path or 'the default config file'}", id="settings-path")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -167,6 +238,7 @@ class SettingsScreen(Screen[Config | None]):
         table.add_column("Password from", key="secret")
         self._show_accounts()
         self._load_form()
+        self.query_one("#input-device", Select).focus()  # the first field
         if self.live:
             self.run_worker(self._load_devices, thread=True, name="devices")
 
@@ -233,6 +305,9 @@ class SettingsScreen(Screen[Config | None]):
         acc: dict[str, Any] = {}
         for key in ACCOUNT_TEXT_FIELDS:
             value = self.query_one(f"#acc-{key}", Input).value.strip()
+            if key == "aor" and value:
+                value = complete_aor(value)
+                self.query_one("#acc-aor", Input).value = value
             if value:
                 acc[key] = int(value) if key == "expires" and value.lstrip("-").isdigit() \
                     else value
@@ -247,6 +322,29 @@ class SettingsScreen(Screen[Config | None]):
         if not register or "register" in current:
             acc["register"] = register
         self.accounts[self.editing] = acc
+
+    def on_input_blurred(self, event: Input.Blurred) -> None:
+        """Leaving the address of record: show it completed (`sip:` added)."""
+        if event.input.id == "acc-aor" and event.value.strip():
+            completed = complete_aor(event.value)
+            if completed != event.value:
+                event.input.value = completed
+
+    def _tables(self) -> dict[str, dict[str, Any]]:
+        """The form's keys outside [audio] codecs/devices and [[accounts]]."""
+        def text(widget_id: str) -> str | None:
+            return self.query_one(widget_id, Input).value.strip() or None
+
+        theme = self.query_one("#theme", Select).value
+        rtp = text("#rtp-ports")
+        return {
+            "audio": {"ptime": self.query_one("#ptime", Select).value,
+                      "dtmf": self.query_one("#dtmf", Switch).value},
+            "network": {"listen": text("#listen"),
+                        "rtp_ports": parse_port_range(rtp) if rtp else None},
+            "sip": {"tls_ca_file": text("#tls-ca-file")},
+            "ui": {"theme": None if theme in (DEFAULT_THEME, Select.BLANK) else theme},
+        }
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key is None or event.row_key.value is None:
@@ -302,9 +400,8 @@ class SettingsScreen(Screen[Config | None]):
                 codecs=self.query_one("#codecs", Input).value,
                 input_device=self.query_one("#input-device", Select).value,
                 output_device=self.query_one("#output-device", Select).value,
-                source=self.path)
-            target = Path(self.path) if self.path is not None else \
-                (self.config.source or default_config_path())
+                source=self.path, tables=self._tables())
+            target = self.target
             if target.exists():  # edit just what changed; comments and layout stay
                 config = edit_config(target, changes_between(
                     self.config, config, initial=self.initial, accounts=self.accounts,
@@ -329,7 +426,8 @@ class SettingsScreen(Screen[Config | None]):
 
 
 _PLACEHOLDERS = {
-    "name": "office", "aor": "sip:1001@pbx.example.com", "username": "default: user of aor",
+    "name": "office", "aor": "sip:1001@pbx.example.com (or 1001@pbx.example.com)",
+    "username": "default: user of aor",
     "display_name": "optional", "password": "stored in the config file (mode 0600)",
     "password_env": "or: environment variable name", "registrar": "default: host of aor",
     "outbound_proxy": "optional, e.g. sip:proxy.example.com;lr", "expires": "600",

@@ -35,6 +35,7 @@ class AccountView:
         return self.seconds_left
 
     def describe(self) -> str:
+        """The whole state: `registered (512 s)`, `failed: 403 <the reason>` …"""
         if self.state == "registered":
             seconds = self.left()
             left = f" ({int(seconds)} s)" if seconds is not None else ""
@@ -49,7 +50,10 @@ class AccountView:
 
 STATE_LABELS = {"calling": "calling", "ringing": "ringing", "early": "early media",
                 "incoming": "incoming", "connected": "connected", "ending": "ending",
-                "ended": "ended"}
+                "cancelling": "cancelling", "rejecting": "rejecting", "ended": "ended"}
+# what we asked for and the phone has not confirmed yet: later progress events
+# (a 180 that crossed our CANCEL) must not take the feedback away
+LOCAL_ENDING = ("ending", "cancelling", "rejecting")
 
 
 @dataclass
@@ -71,6 +75,7 @@ class CallView:
     on_hold: bool = False  # we hold the call
     remote_hold: bool = False  # the far end holds us
     started_at: float = field(default_factory=time.time)
+    created_at: float = field(default_factory=time.monotonic)  # for the ringing timer
     account: str | None = None
     target: str | None = None  # what was dialled when it is not the URI ("echo")
     called: str | None = None  # incoming: the address they called (which account)
@@ -102,6 +107,11 @@ class CallView:
     def active(self) -> bool:
         return self.state != "ended"
 
+    @property
+    def held(self) -> bool:
+        """Held by either side: no audio flows, so no levels and no quality to show."""
+        return self.on_hold or self.remote_hold
+
 
 @dataclass
 class TraceEntry:
@@ -124,6 +134,15 @@ class TraceEntry:
             cseq = _CSEQ.search(self.data)
             method = f" ({cseq.group(1).decode()})" if cseq else ""
             return first[8:] + method
+        return first.split(" ", 1)[0]
+
+    @property
+    def method(self) -> str:
+        """The request's method; for a response the method of its CSeq."""
+        first = self.first_line
+        if first.startswith("SIP/2.0 "):
+            cseq = _CSEQ.search(self.data)
+            return cseq.group(1).decode() if cseq else "?"
         return first.split(" ", 1)[0]
 
 
@@ -165,6 +184,10 @@ class TraceStore:
     def messages(self, call_id: str) -> list[TraceEntry]:
         return list(self.dialogs.get(call_id, ()))
 
+    def call_ids(self) -> list[str]:
+        """Every Call-ID seen (calls, registrations, OPTIONS …), oldest first."""
+        return list(self.dialogs)
+
     def export(self, call_id: str) -> str:
         """The call's messages in the `--sip-trace` text format (DESIGN §3)."""
         import datetime as dt
@@ -182,6 +205,7 @@ class TraceStore:
 @dataclass
 class PhoneState:
     identity: str = "starting…"  # our local address, or the selected account's AOR
+    local_address: str | None = None  # host:port we listen on (the `listening` event)
     accounts: dict[str, AccountView] = field(default_factory=dict)
     selected_account: str | None = None
     calls: OrderedDict[str, CallView] = field(default_factory=OrderedDict)
@@ -197,6 +221,13 @@ class PhoneState:
         ended = [cid for cid, c in self.calls.items() if not c.active]
         for cid in ended[:-self.max_ended_calls] if len(ended) > self.max_ended_calls else ():
             del self.calls[cid]
+
+    def clear_ended(self) -> int:
+        """Drop the ended calls from the list (history keeps them); how many went."""
+        ended = [cid for cid, c in self.calls.items() if not c.active]
+        for cid in ended:
+            del self.calls[cid]
+        return len(ended)
 
     def incoming_ringing(self) -> list[CallView]:
         return [c for c in self.calls.values()

@@ -450,6 +450,31 @@ class Call:
             self.media.set_muted(muted)
             self.agent.publish(ev.Mute(self.call_id, muted))
 
+    def play(self, source: Any, seconds: float | None) -> None:
+        """Send ``source`` instead of the call's own audio for ``seconds``."""
+        if self.ended or self.state != "connected":
+            raise CallError("playing needs a connected call")
+        try:
+            self.media.play(source, seconds)
+        except ValueError as exc:
+            raise CallError(f"cannot play: {exc}") from None
+
+    def add_audio_tap(self, sink: Any) -> Any:
+        """``sink.write(pcm, rate)`` hears what the far end sends, decoded; returns the
+        function that removes it."""
+        if self.ended or self.state != "connected":
+            raise CallError("listening needs a connected call")
+        try:
+            return self.media.add_tap(sink)
+        except ValueError as exc:
+            raise CallError(f"cannot listen: {exc}") from None
+
+    def request_headers(self) -> list[tuple[str, str]]:
+        """The header lines of the INVITE that set the call up (incoming calls; empty
+        once the call has ended and let it go)."""
+        invite = self.session.request if self.direction == "incoming" else self.session.invite
+        return list(invite.headers) if invite is not None else []
+
     def send_dtmf(self, digits: str) -> None:
         if self.ended or self.state != "connected":
             raise CallError("DTMF needs a connected call")

@@ -1,7 +1,8 @@
 """The command table every face draws from (as baresip's ``struct cmd``).
 
 One entry per thing a user can ask the phone to do: its name, arguments (typed, checked
-here once), help, TUI key and palette title. ``softphone ctl NAME ARGS`` sends it over the
+here once), help, TUI keys (one for the call list, and for the most urgent a global one that
+works whatever has focus) and palette title. ``softphone ctl NAME ARGS`` sends it over the
 control socket, the TUI binds its key and lists it in the command palette, the CLI's
 ``call`` takes its flags from ``dial``. The Phone implements each one as a method of the
 same name; a wrong argument is a :class:`CommandError` saying which and why, never a crash.
@@ -71,16 +72,29 @@ def _flag(value: Any) -> bool:
     raise CommandError(f"must be true or false (got {value!r})")
 
 
+def _number(name: str, low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise CommandError(f"not a number: {value!r}") from None
+        if not low <= number <= high:
+            raise CommandError(f"must be {name} from {low:g} to {high:g} (got {value!r})")
+        return number
+    return check
+
+
 KINDS: dict[str, Callable[[Any], Any]] = {
     "text": _text, "digits": check_digits, "status": _status, "seconds": _seconds,
-    "flag": _flag,
+    "flag": _flag, "path": _text, "hertz": _number("a frequency in Hz", 20, 20000),
+    "dbfs": _number("a level in dBFS", -120, 0),
 }
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # a key of KINDS
+    kind: str  # a key of KINDS ("path": a file name, made absolute by ctl)
     help: str
     required: bool = False
     default: Any = None
@@ -94,6 +108,7 @@ class Command:
     params: tuple[Param, ...] = ()
     key: str | None = None        # TUI key binding
     key_label: str | None = None  # footer text (None: not shown in the footer)
+    global_key: str | None = None  # TUI key that works from any focus (the dial input too)
     palette: str | None = None    # command palette title (None: not listed)
     selects_call: bool = False    # the TUI fills call_id from the selected call
     returns: str = ""             # what the reply holds, for --help
@@ -114,12 +129,13 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                                     "INVITE"),
     ), palette="Dial", returns="call_id"),
     Command("answer", "answer a ringing call", (_CALL,), key="a", key_label="Answer",
-            palette="Answer", selects_call=True),
+            global_key="f5", palette="Answer", selects_call=True),
     Command("reject", "reject a ringing call", (
         _CALL, Param("status", "status", "final status to send", default=486),
-    ), key="r", key_label="Reject", palette="Reject", selects_call=True),
+    ), key="r", key_label="Reject", global_key="f6", palette="Reject", selects_call=True),
     Command("hangup", "hang up a call (CANCEL, reject or BYE, as its state needs)", (_CALL,),
-            key="h", key_label="Hang up", palette="Hang up", selects_call=True),
+            key="h", key_label="Hang up", global_key="f7", palette="Hang up",
+            selects_call=True),
     Command("mute", "mute the microphone of a call; toggle: unmute if muted", (
         _CALL, Param("toggle", "flag", "unmute when already muted", default=False),
     ), key="m", key_label="Mute", palette="Mute", selects_call=True),
@@ -132,6 +148,19 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         Param("digits", "digits", "0-9 * # A-D, ',' for a pause", required=True,
               positional=True), _CALL,
     ), selects_call=True),
+    Command("play", "send a WAV file or a tone into a call instead of its own audio", (
+        Param("file", "path", "WAV file (any rate); played once unless loop",
+              positional=True),
+        Param("tone", "hertz", "a sine of this frequency, Hz (instead of a file)"),
+        Param("level", "dbfs", "the tone's level, dBFS", default=-12.0),
+        Param("duration", "seconds", "stop after S seconds (default: the file's length; a "
+                                     "tone: until stop_playing)"),
+        Param("loop", "flag", "repeat the file (until duration or stop_playing)",
+              default=False),
+        _CALL,
+    ), selects_call=True, returns="call_id, seconds"),
+    Command("stop_playing", "go back to the call's own audio after play", (_CALL,),
+            selects_call=True),
     Command("calls", "list the calls", returns="calls"),
     Command("accounts", "list the accounts and their registration state",
             returns="accounts"),

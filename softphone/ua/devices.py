@@ -112,21 +112,24 @@ class DeviceFactory:
                 self.backend = "null"
 
     @staticmethod
-    def _check_play(path: str) -> None:
+    def _check_play(path: str, what: str = "--play") -> float:
+        """Decode ``path`` once; its length in seconds (MediaOptionError naming ``what``)."""
         from ..media.devices import WavSource
 
         if not os.path.exists(path):
-            raise MediaOptionError(f"--play: no such file: {path}")
+            raise MediaOptionError(f"{what}: no such file: {path}")
         if not os.path.isfile(path):
-            raise MediaOptionError(f"--play: not a file: {path}")
+            raise MediaOptionError(f"{what}: not a file: {path}")
         try:
             source = WavSource(path)
             source.prepare(8000)  # decodes it: a file that is not audio fails here
         except Exception as exc:  # PyAV's InvalidDataError, PermissionError …
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise MediaOptionError(f"--play: cannot read {path} as audio: {reason}") from None
-        if not len(source._cache[8000]):
-            raise MediaOptionError(f"--play: {path} holds no audio")
+            raise MediaOptionError(f"{what}: cannot read {path} as audio: {reason}") from None
+        samples = len(source._cache[8000])
+        if not samples:
+            raise MediaOptionError(f"{what}: {path} holds no audio")
+        return samples / 8000
 
     @staticmethod
     def _check_record(path: str) -> None:

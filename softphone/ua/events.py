@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 __all__ = [
     "Event", "AccountEvent", "CallEvent", "Listening", "Registering", "Registered", "RegistrationFailed", "Unregistered",
     "Calling", "Incoming", "Ringing", "EarlyMedia", "Answered", "Dtmf", "Hold", "Mute", "Ended",
-    "CallStats", "Levels", "SipMessage", "Notice", "EVENT_TYPES",
+    "CallStats", "Levels", "SipMessage", "Step", "CallVerdict", "Summary", "Notice",
+    "EVENT_TYPES",
 ]
 
 
@@ -177,6 +178,42 @@ class SipMessage(Event):
     data: bytes = field(repr=False)
 
 
+class Step(CallEvent):
+    """One step of a scenario (``--scenario``) done: its verdict and what was measured."""
+
+    call: int               # the call's number in this run, from 1
+    index: int              # the step's number in the scenario, from 1
+    step: str               # its kind (expect_tone, dtmf …)
+    label: str              # its name in the scenario (the kind unless named)
+    result: str             # passed | failed | skipped
+    value: str | None       # what was measured or done
+    message: str | None     # why it failed or was skipped
+    elapsed: float          # seconds it took
+    omit_none: ClassVar[tuple[str, ...]] = ("value", "message")
+
+
+class CallVerdict(CallEvent):
+    """A scenario's call is over: passed when every step passed."""
+
+    call: int
+    result: str             # passed | failed
+    steps: int              # how many steps ran
+    failed: int             # how many of them failed
+    duration: float
+    message: str | None = None  # the first failure
+    omit_none: ClassVar[tuple[str, ...]] = ("message",)
+
+
+class Summary(Event):
+    """The end of a scenario run: every call's verdict counted."""
+
+    scenario: str
+    calls: int
+    passed: int
+    failed: int
+    duration: float
+
+
 class Notice(Event):
     """Something the user should know that is not a failure (audio fell back to silence)."""
 
@@ -187,4 +224,5 @@ class Notice(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls for cls in (Listening, Registering, Registered, RegistrationFailed,
                               Unregistered, Calling, Incoming, Ringing, EarlyMedia, Answered,
-                              Dtmf, Hold, Mute, Ended, CallStats, Levels, SipMessage, Notice)}
+                              Dtmf, Hold, Mute, Ended, CallStats, Levels, SipMessage, Step,
+                              CallVerdict, Summary, Notice)}

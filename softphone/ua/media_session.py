@@ -50,6 +50,9 @@ class MediaSession:
         self.held = False             # we hold the call
         self._closed = False
         self._final: dict[str, Any] | None = None  # the counters, kept after close
+        self._playing: Any = None     # what play() put in place of the call's source
+        self._play_timer: Any = None
+        self._taps: list[Any] = []    # sinks that hear what the speaker hears
 
     async def open(self, host: str, port_range: tuple[int, int]) -> int:
         """Bind the RTP/RTCP port pair; returns the RTP port (raises OSError)."""
@@ -148,10 +151,74 @@ class MediaSession:
     def levels(self) -> tuple[float | None, float | None]:
         if len(self.devices) != 2:
             return None, None
+        source = self._playing if self._playing is not None else self.devices[0]
         try:
-            return float(self.devices[0].level_dbfs), float(self.devices[1].level_dbfs)
+            return float(source.level_dbfs), float(self.devices[1].level_dbfs)
         except Exception:
             return None, None
+
+    # ------------------------------------------------------------------ play and listen
+    def play(self, source: Any, seconds: float | None,
+             on_done: Callable[[], None] | None = None) -> None:
+        """Send ``source`` instead of the call's own audio (microphone, --play file) for
+        ``seconds`` (None: until :meth:`stop_playing`), then go back to it."""
+        if self.rtp is None or not self.started:
+            raise ValueError("no media yet")
+        self.stop_playing()
+        self._playing = source
+        self.rtp.source = source
+        if seconds is not None:
+            import asyncio
+
+            def done() -> None:
+                self._play_timer = None
+                if self._playing is source:
+                    self.stop_playing()
+                if on_done is not None:
+                    on_done()
+
+            self._play_timer = asyncio.get_running_loop().call_later(seconds, done)
+
+    def stop_playing(self) -> bool:
+        """Back to the call's own audio; False when nothing was playing."""
+        if self._play_timer is not None:
+            self._play_timer.cancel()
+            self._play_timer = None
+        if self._playing is None:
+            return False
+        self._playing = None
+        if self.rtp is not None and self.devices:
+            self.rtp.source = self.devices[0]
+        return True
+
+    @property
+    def playing(self) -> bool:
+        return self._playing is not None
+
+    def add_tap(self, sink: Any) -> Callable[[], None]:
+        """``sink.write(pcm, rate)`` hears what the speaker hears from now on (the playout
+        decodes for it even when the speaker discards); returns the remover."""
+        if self.rtp is None or not self.started:
+            raise ValueError("no media yet")
+        self._taps.append(sink)
+        self._route_sink()
+
+        def remove() -> None:
+            if sink in self._taps:
+                self._taps.remove(sink)
+                self._route_sink()
+        return remove
+
+    def _route_sink(self) -> None:
+        if self.rtp is None or len(self.devices) != 2:
+            return
+        speaker = self.devices[1]
+        if not self._taps:
+            self.rtp.sink = speaker
+            return
+        from ..media.devices import TeeSink
+
+        self.rtp.sink = TeeSink(speaker, *self._taps)
 
     async def close(self) -> None:
         """RTCP BYE and sockets, then the devices (files flushed, PortAudio streams closed)."""
@@ -159,6 +226,8 @@ class MediaSession:
             return
         self._final = self.stats()
         self._closed = True
+        self.stop_playing()
+        self._taps.clear()
         # an ended call is kept a while to absorb retransmissions: keep it light
         rtp, devices, self.rtp, self.devices = self.rtp, self.devices, None, ()
         try:

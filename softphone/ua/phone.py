@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Phone", "PhoneOptions", "CallError", "CommandError", "TargetError",
            "MediaOptions", "MediaOptionError", "EventBus", "JsonLines", "COMMANDS",
            "parse_target", "check_digits", "record_path", "ev", "default_socket_path",
-           "audio_devices", "trace_format"]
+           "audio_devices", "trace_format", "probe_audio_file"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ def default_socket_path():
     from .control import default_socket_path as path
 
     return path()
+
+
+def probe_audio_file(path: str, what: str = "--play") -> float:
+    """Decode an audio file once: its length in seconds. MediaOptionError (naming
+    ``what``) when it is missing or not audio."""
+    return DeviceFactory._check_play(path, what)
 
 
 def audio_devices() -> list:
@@ -67,6 +73,7 @@ class PhoneOptions:
     control: bool | None = None               # None: [control] enabled
     control_path: str | None = None           # None: [control] socket, else the default
     user: str | None = None                   # our user part when no account is used
+    relay: Any = None                         # a worker's socket to its dispatcher
 
 
 class Phone:
@@ -111,6 +118,7 @@ class Phone:
                                publish=self.bus.publish, tracer=self._trace,
                                devices=self.devices, auto_answer=o.auto_answer,
                                answer_delay=o.answer_delay, user=o.user, media_tap=tap)
+        self.agent.stack.relay = o.relay
         await self.agent.start(preload_media=o.preload_media)
         stack = self.agent.stack
         if self._trace_file is not None:
@@ -313,6 +321,50 @@ class Phone:
         call = self._pick(call_id)
         call.send_dtmf(digits)
         return {"call_id": call.call_id, "digits": digits}
+
+    async def cmd_play(self, file: str | None = None, tone: float | None = None,
+                       level: float = -12.0, duration: float | None = None,
+                       loop: bool = False, call_id: str | None = None) -> dict[str, Any]:
+        from ..media.devices import ToneSource, WavSource
+
+        if (file is None) == (tone is None):
+            raise CallError("give a file or a tone (one of them)")
+        call = self._pick(call_id)
+        if call.ended or call.state != "connected":
+            raise CallError(f"call {call.call_id} is not connected ({call.state})")
+        source: Any
+        if tone is not None:
+            source, seconds = ToneSource(tone, level), duration
+        else:
+            try:
+                length = probe_audio_file(file, "file")
+            except MediaOptionError as exc:
+                raise CallError(str(exc)) from None
+            source = WavSource(file, loop=loop)
+            source.prepare(call.media.rtp.audio_rate)
+            seconds = duration if duration is not None else (None if loop else length)
+        call.play(source, seconds)
+        return {"call_id": call.call_id, "seconds": seconds}
+
+    async def cmd_stop_playing(self, call_id: str | None = None) -> dict[str, Any]:
+        call = self._pick(call_id)
+        return {"call_id": call.call_id, "stopped": call.media.stop_playing()}
+
+    def tap_audio(self, call_id: str, sink: Any) -> Callable[[], None]:
+        """``sink.write(pcm, rate)`` hears the call's received audio, decoded, from now on
+        (for test faces such as scenarios); returns the remover. CallError when the call
+        is not connected."""
+        call = self.call(call_id)
+        if call is None:
+            raise CallError(f"no call {call_id!r}")
+        return call.add_audio_tap(sink)
+
+    def request_headers(self, call_id: str) -> list[tuple[str, str]]:
+        """The header lines of the INVITE of an incoming call (name, value)."""
+        call = self.call(call_id)
+        if call is None:
+            raise CallError(f"no call {call_id!r}")
+        return call.request_headers()
 
     async def cmd_calls(self) -> dict[str, Any]:
         assert self.agent is not None

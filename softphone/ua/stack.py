@@ -93,16 +93,18 @@ class Stack:
         self._trusted_hops: set[tuple[str, int]] = set()
         self._trusted_sources: set[tuple[str, str, int]] = set()  # (proto, host, port)
         self._local_ip_cache: dict[str, str] = {}
+        self.relay: socket.socket | None = None  # a worker's line to its dispatcher
 
     # ======================================================================== lifecycle
     async def start(self) -> None:
         host, port = split_hostport(self.listen)
-        await self.transport.start(host, port)
+        await self.transport.start(host, port, relay=self.relay)
         network = self.config.network
         if network.tls_listen:
             tls_host, tls_port = split_hostport(network.tls_listen)
+            # workers of answer --workers share the port, as they share TCP's
             await self.transport.start_tls(tls_host, tls_port, server_tls_context(
-                network.tls_cert_file, network.tls_key_file))
+                network.tls_cert_file, network.tls_key_file), shared=self.relay is not None)
         self.resolver.family = socket.AF_INET6 if ":" in self.transport.host else socket.AF_INET
 
     @property

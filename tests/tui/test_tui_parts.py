@@ -224,5 +224,5 @@ def test_encrypted_calls_show_their_suite():
         bridge.apply(ev.Answered(call_id, "PCMU", None, suite))
     encrypted, plain = state.calls["c1"], state.calls["c2"]
     assert encrypted.srtp == "AES_CM_128_HMAC_SHA1_80" and plain.srtp is None
-    assert str(_call_cells(encrypted)[2]) == "connected 🔒"
-    assert str(_call_cells(plain)[2]) == "connected"
+    assert str(_call_cells(encrypted, ("state",), 22)[0]) == "connected 🔒"
+    assert str(_call_cells(plain, ("state",), 22)[0]) == "connected"

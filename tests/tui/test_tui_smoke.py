@@ -90,3 +90,44 @@ def test_softphone_dials_echo_in_tmux(tmp_path):
         tmux.kill()
     records = History(data / "history.sqlite3").recent()
     assert [(r.party, r.outcome) for r in records] == [("echo", "answered")]
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_verbose_logs_go_to_a_file_not_the_screen(tmp_path):
+    """`softphone -vv`: debug logs in softphone.log in the data dir, the screen says where,
+    and not one log line lands on the terminal Textual draws on."""
+    data = tmp_path / "data"
+    env = {**os.environ, "SOFTPHONE_AUDIO": "null", "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "SOFTPHONE_DATA_DIR": str(data),
+           "TERM": "xterm-256color"}
+    tmux = Tmux(env)
+    log_file = data / "softphone.log"
+    try:
+        tmux.run("new-session", "-d", "-x", "120", "-y", "40", str(EXE), "-vv",
+                 "--listen", "127.0.0.1:0")
+        tmux.wait(lambda t: "listening on 127.0.0.1:" in t, 15, "the UA to listen")
+        tmux.run("send-keys", "F3")  # the event log says where the logs go
+        tmux.wait(lambda t: f"logs go to {log_file}" in t.replace("\n", ""), 10,
+                  "the log file named in the event log")
+        tmux.run("send-keys", "Escape")  # alone: ESC and a letter at once read as alt+letter
+        tmux.wait(lambda t: "Enter dials" in t, 10, "the main screen again")
+        tmux.run("send-keys", "echo")
+        tmux.run("send-keys", "Enter")
+        tmux.wait(lambda t: duration_seconds(t) is not None, 20, "connected")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and " DEBUG " not in (
+                log_file.read_text() if log_file.exists() else ""):
+            time.sleep(0.1)
+        text = log_file.read_text()
+        assert " DEBUG " in text and "sent to udp" in text
+        screen = tmux.pane()
+        assert "DEBUG" not in screen and "INFO" not in screen
+        tmux.run("send-keys", "F7")  # hang up from anywhere
+        tmux.wait(lambda t: "ended: hangup" in t, 10, "the call to end")
+        tmux.run("send-keys", "C-q")
+        deadline = time.monotonic() + 10
+        while tmux.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not tmux.alive(), "softphone did not quit on ctrl+q"
+    finally:
+        tmux.kill()

@@ -117,6 +117,65 @@ async def test_ring_answer_dtmf_mute_hold_hangup_through_commands(phones):
     assert ended.reason == "remote-hangup" and ended.rtp["received"] > 0
 
 
+class Heard:
+    """A tap's sink: every frame of what the far end sends, decoded."""
+
+    def __init__(self) -> None:
+        self.pcm = bytearray()
+        self.rate = 0
+
+    def write(self, pcm: bytes, rate: int) -> None:
+        self.pcm += pcm
+        self.rate = rate
+
+    def strongest_hz(self, seconds: float = 0.5) -> float:
+        import numpy as np
+
+        x = np.frombuffer(bytes(self.pcm), "<i2")[-int(self.rate * seconds):].astype(float)
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+        return float(np.argmax(spectrum)) * self.rate / len(x)
+
+
+async def test_play_replaces_the_audio_and_a_tap_hears_the_far_end(phones):
+    a, b = phones
+    seen_a, seen_b = Recorder(a), Recorder(b)
+    call_id = (await a.execute("dial", {"uri": f"sip:bob@127.0.0.1:{b.address[1]}"}))["call_id"]
+    await wait_for(lambda: "incoming" in seen_b.names(call_id), 5, "bob's phone to ring")
+    with pytest.raises(CommandError, match="is not connected"):
+        await b.execute("play", {"tone": 600, "duration": 1})
+    await b.execute("answer")
+    await wait_for(lambda: "answered" in seen_a.names(call_id), 5, "answered")
+    heard = Heard()
+    untap = a.tap_audio(call_id, heard)
+    reply = await b.execute("play", {"tone": 600, "duration": 5})
+    assert reply == {"call_id": call_id, "seconds": 5.0}
+    await wait_for(lambda: len(heard.pcm) >= 2 * 8000, 5, "a second of bob's tone")
+    assert abs(heard.strongest_hz() - 600) < 20
+    assert (await b.execute("stop_playing"))["stopped"] is True
+    assert (await b.execute("stop_playing"))["stopped"] is False
+    before = len(heard.pcm)
+    await wait_for(lambda: len(heard.pcm) >= before + 2 * 8000, 5, "another second")
+    import numpy as np
+
+    quiet = np.frombuffer(bytes(heard.pcm[-8000:]), "<i2")  # bob's own audio: silence
+    assert int(np.abs(quiet).max()) < 50
+    untap()
+    after = len(heard.pcm)
+    other = Heard()  # a second tap proves audio still flows while the first hears nothing
+    a.tap_audio(call_id, other)
+    await wait_for(lambda: len(other.pcm) >= 8000, 5, "half a second on the second tap")
+    assert len(heard.pcm) == after
+    headers = b.request_headers(call_id)  # the INVITE as it came in
+    assert headers[0][0] == "Via" and ("CSeq", "1 INVITE") in headers
+    with pytest.raises(CommandError, match="give a file or a tone"):
+        await b.execute("play", {})
+    with pytest.raises(CommandError, match="file: no such file: /nonexistent.wav"):
+        await b.execute("play", {"file": "/nonexistent.wav"})
+    with pytest.raises(CommandError, match="tone: must be a frequency in Hz from 20 to 20000"):
+        await b.execute("play", {"tone": 5})
+    await a.execute("hangup")
+
+
 async def test_reject_with_a_status(phones):
     a, b = phones
     seen_a, seen_b = Recorder(a), Recorder(b)
