@@ -12,7 +12,10 @@ is how the phone tells its own calls from a scanner's (the stranger policy, agen
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import os
 import secrets
 from typing import TYPE_CHECKING, Callable
 
@@ -28,9 +31,22 @@ from .resolver import ResolveError
 if TYPE_CHECKING:
     from .stack import Stack
 
-__all__ = ["Account"]
+__all__ = ["Account", "contact_token", "CONTACT_SEED_ENV"]
 
 log = logging.getLogger(__name__)
+
+# processes that share one registration (the workers of answer --workers) share a seed,
+# so that each knows the Contact the first one registered (softphone.workers sets it)
+CONTACT_SEED_ENV = "SOFTPHONE_CONTACT_SEED"
+
+
+def contact_token(account: str) -> str:
+    """64 random bits for the Contact's user part (a scanner sweeping extensions never
+    hits it): fresh per process, or derived from the shared seed when there is one."""
+    seed = os.environ.get(CONTACT_SEED_ENV)
+    if not seed:
+        return secrets.token_hex(8)
+    return hmac.new(seed.encode(), account.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 class Account:
@@ -47,8 +63,7 @@ class Account:
         self._authenticator: Authenticator | None = None
         self._outcome: asyncio.Future | None = None
         self._contact: SipUri | None = None
-        # 64 random bits: a scanner sweeping extensions never hits it
-        self.contact_user = f"{self.user}-{secrets.token_hex(8)}"
+        self.contact_user = f"{self.user}-{contact_token(self.name)}"
 
     def __repr__(self) -> str:
         return f"<Account {self.name} {self.state}>"
@@ -118,6 +133,29 @@ class Account:
         return 0
 
     # -- registration -----------------------------------------------------------------------
+    async def prepare(self) -> SipUri | None:
+        """Resolve the registrar (and outbound proxy), trust them, and work out the
+        Contact to register: what the stranger policy needs, also in a process that does
+        not register itself (a worker of ``answer --workers`` other than the first).
+        None when the next hop cannot be resolved (a ``registration_failed`` says why)."""
+        s = self.settings
+        registrar = parse_uri(s.registrar)
+        hop = parse_uri(s.outbound_proxy) if s.outbound_proxy else registrar
+        try:
+            peer = await self.stack.resolve(hop, s.transport)
+        except (ResolveError, OSError) as exc:
+            self._failed(None, f"cannot reach {'outbound proxy' if s.outbound_proxy else 'registrar'} "
+                               f"{hop.hostport}: {exc}")
+            return None
+        self.stack.trust(peer)
+        if s.outbound_proxy:  # the registrar relays calls to us too
+            try:
+                self.stack.trust(await self.stack.resolve(registrar, s.transport))
+            except (ResolveError, OSError):
+                pass
+        self._contact = self.stack.contact_uri(peer, self.contact_user)
+        return self._contact
+
     async def register(self) -> None:
         """(Re-)register now. Problems come as ``registration_failed`` events."""
         s = self.settings
@@ -126,20 +164,9 @@ class Account:
         if s.outbound_proxy and "lr" in hop.params:
             routes = [f"<{hop}>"]
         self._begin()
-        try:
-            peer = await self.stack.resolve(hop, s.transport)
-        except (ResolveError, OSError) as exc:
-            self._failed(None, f"cannot reach {'outbound proxy' if s.outbound_proxy else 'registrar'} "
-                               f"{hop.hostport}: {exc}")
+        contact = await self.prepare()
+        if contact is None:
             return
-        self.stack.trust(peer)
-        if s.outbound_proxy:  # the registrar relays calls to us too
-            try:
-                self.stack.trust(await self.stack.resolve(registrar, s.transport))
-            except (ResolveError, OSError):
-                pass
-        contact = self.stack.contact_uri(peer, self.contact_user)
-        self._contact = contact
         if self.registration is None:
             options = RegistrationOptions(
                 aor=self.aor, registrar=registrar, target=hop, contact=contact,

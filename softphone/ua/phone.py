@@ -146,10 +146,10 @@ class Phone:
                                       control_path, tls))
         self._every("stats", 1.0, self._stats_event)
         self._every("levels", 0.2, self._levels_event)
-        if o.register:
-            for account in self.agent.accounts.values():
-                if account.settings.register:
-                    await account.register()
+        for account in self.agent.accounts.values():
+            if account.settings.register:
+                # one that leaves registering to another process still guards its Contact
+                await (account.register() if o.register else account.prepare())
 
     async def close(self, timeout: float = 5.0) -> None:
         """Hang up, unregister, stop (bounded by ``timeout``)."""
