@@ -49,16 +49,24 @@ class LoopbackCapture:
         stop_popen(self.proc, grace=5)
 
 
-def rtp_payloads(path: Path, payload_type: int = 0) -> list[bytes]:
+def rtp_payloads(path: Path, payload_type: int = 0,
+                 ports: set[int] | None = None) -> list[bytes]:
     """The payloads (after the 12-byte header and any CSRCs) of every UDP datagram in the
-    capture that looks like RTP version 2 with ``payload_type``: SRTP keeps the header in
-    clear, so its packets are found too, their payload still encrypted."""
+    capture that looks like RTP version 2 with ``payload_type`` (from or to one of
+    ``ports``, when given: other programs on this machine use loopback too): SRTP keeps
+    the header in clear, so its packets are found too, their payload still encrypted."""
     tshark = require_binary("tshark")
-    out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "udp.payload"],
+    out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "udp.srcport",
+                          "-e", "udp.dstport", "-e", "udp.payload"],
                          capture_output=True, text=True, timeout=60)
     payloads = []
-    for line in out.stdout.split():
-        data = bytes.fromhex(line.replace(":", ""))
+    for row in out.stdout.splitlines():
+        fields = row.split("\t")
+        if len(fields) != 3 or not fields[2]:
+            continue
+        if ports is not None and not {int(fields[0]), int(fields[1])} & ports:
+            continue
+        data = bytes.fromhex(fields[2].replace(":", ""))
         if len(data) < 12 or data[0] >> 6 != 2 or data[1] & 0x7F != payload_type:
             continue
         payloads.append(data[12 + 4 * (data[0] & 0x0F):])
