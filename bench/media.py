@@ -89,7 +89,8 @@ class Reflector:
                 pass
 
 
-def engine_run(calls: int, seconds: float, warmup: float, baseline: bool = False) -> dict | None:
+def engine_run(calls: int, seconds: float, warmup: float, baseline: bool = False,
+               uvloop: bool = False) -> dict | None:
     """N RtpSessions in a child process (or, ``baseline``, a bare asyncio timer sending one
     stream); returns CPU and send-interval figures."""
     block = max(64, calls * 2 + 64)
@@ -98,7 +99,8 @@ def engine_run(calls: int, seconds: float, warmup: float, baseline: bool = False
         argv = [PYTHON, str(BENCH / "media_worker.py"), "--calls", str(calls),
                 "--seconds", str(seconds), "--warmup", str(warmup),
                 "--remote", f"127.0.0.1:{refl.port}", "--rtp-ports", f"{base}-{base + block - 1}",
-                "--wav", str(tone_wav())] + (["--baseline"] if baseline else [])
+                "--wav", str(tone_wav())] + (["--baseline"] if baseline else []) + \
+            (["--uvloop"] if uvloop else [])
         proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, text=True)
         track(proc.pid, "media_worker")
@@ -156,6 +158,12 @@ def plateau_run(impl: str, calls: int, plateau_s: float) -> dict | None:
     return {"cpu_pct": cpu, "cpu_pct_per_call": cpu / calls, "rss_mb": res.rss_mb_peak}
 
 
+def has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", default="1,50,100,200")
@@ -194,6 +202,16 @@ def main(argv: list[str] | None = None) -> int:
                 figure("media.packets_per_call", e["rate_per_call"], "pkt/s", impl="softphone",
                        **tags)
                 figure("media.late_ticks", e["late_ticks"], "ticks", impl="softphone", **tags)
+            if has_uvloop():
+                u = engine_run(n, seconds, warmup, uvloop=True)
+                if u:
+                    figure("media.engine.cpu_per_call", u["cpu_pct_per_call"], "%core",
+                           impl="softphone_uvloop", **tags)
+                    figure("media.send_jitter_p99", u["dev_p99"], "ms", impl="softphone_uvloop",
+                           **tags)
+                ratio("media.ratio.uvloop_cpu_per_call", u and u["cpu_pct_per_call"],
+                      e and e["cpu_pct_per_call"], impl="softphone_uvloop",
+                      peer_name="softphone_asyncio", higher_is_better=False, calls=n)
             if a.no_peer:
                 continue
             per = {impl: plateau_run(impl, n, plateau) for impl in ("softphone", "baresip")}

@@ -119,7 +119,14 @@ def main() -> None:
     ap.add_argument("--wav", required=True)
     ap.add_argument("--baseline", action="store_true",
                     help="control run: a bare asyncio 20 ms timer, no media code")
-    asyncio.run(run(ap.parse_args()))
+    ap.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    a = ap.parse_args()
+    if a.uvloop:
+        import uvloop
+
+        uvloop.run(run(a))
+    else:
+        asyncio.run(run(a))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("softphone")
 
 HUMAN_EVENTS = ("listening", "registering", "registered", "registration_failed",
-                "unregistered", "calling", "incoming", "ringing", "early_media", "answered",
+                "unregistered", "public_address", "calling", "incoming", "ringing", "early_media", "answered",
                 "dtmf", "hold", "ended")
 BACKENDS = ("pyaudio", "null")
 
@@ -443,13 +443,11 @@ def _worker_setup(config: Config, options: Any) -> tuple[Config, Any]:
     import dataclasses
     import socket as socketlib
 
-    from .sip.ids import set_call_id_host
     from .workers import CALL_ID_HOST, rtp_slice, worker_spec
 
     spec = worker_spec()
     if spec is None:
         return config, options
-    set_call_id_host(f"{CALL_ID_HOST}{spec.index}")
     network = dataclasses.replace(config.network, rtp_ports=rtp_slice(
         tuple(config.network.rtp_ports), spec.index, spec.count))
     config = dataclasses.replace(config, network=network)
@@ -465,7 +463,7 @@ def _worker_setup(config: Config, options: Any) -> tuple[Config, Any]:
     media = dataclasses.replace(options.media, record=own(options.media.record))
     options = dataclasses.replace(
         options, media=media, trace_path=own(options.trace_path), control=False,
-        register=spec.index == 0,
+        register=spec.index == 0, call_id_host=f"{CALL_ID_HOST}{spec.index}",
         relay=socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM, fileno=spec.fd))
     return config, options
 

@@ -10,7 +10,9 @@ and parsing live in ``sip.message``; what to do with a message lives in the UA.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import socket
 import ssl
 import time
@@ -20,12 +22,17 @@ from typing import Callable
 from .sip.errors import SipParseError
 from .sip.message import MAX_MESSAGE_SIZE, StreamFramer
 
-__all__ = ["TransportLayer", "Peer", "tls_context", "server_tls_context"]
+__all__ = ["TransportLayer", "Peer", "StunClient", "StunError", "is_stun", "tls_context",
+           "server_tls_context"]
 
 log = logging.getLogger(__name__)
 
 MAX_TCP_CONNECTIONS = 256  # open TCP connections (both directions); more are refused
 IDLE_INBOUND_TIMEOUT = 600.0  # s: a connection a peer opened and left silent is closed
+PONG_TIMEOUT = 10.0  # s: RFC 5626 §4.4.1: no pong by then, the flow is dead
+PING = b"\r\n\r\n"
+PONG = b"\r\n"
+STUN_COOKIE = b"\x21\x12\xa4\x42"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,88 @@ class Peer:
 Receiver = Callable[[bytes, Peer], None]
 Tracer = Callable[[str, bytes, Peer], None]  # direction "sent"/"received"
 ErrorSink = Callable[[Peer, str], None]
+
+
+def is_stun(data: bytes) -> bool:
+    """A STUN message (RFC 5389 §6: top bits 00 and the magic cookie); SIP starts with a
+    letter, RTP with version bits 10."""
+    return len(data) >= 20 and data[0] < 2 and data[4:8] == STUN_COOKIE
+
+
+class StunError(OSError):
+    """No usable answer from the STUN server; the message says which and why."""
+
+
+class StunClient:
+    """RFC 5389 Binding requests over a UDP socket someone else reads: ``sendto`` sends on
+    it and whoever reads it hands STUN datagrams to :meth:`feed`. The codec is aioice's
+    (a dependency of aiortc), imported on first use."""
+
+    RTO = 0.25  # s, doubled at each retransmission (§7.2.1), until the timeout
+
+    def __init__(self, sendto: Callable[[bytes, tuple], None]) -> None:
+        self._sendto = sendto
+        self._waiting: dict[bytes, asyncio.Future] = {}
+
+    def feed(self, data: bytes, addr) -> bool:
+        """True when ``data`` answered one of our requests (the caller drops it then)."""
+        if not is_stun(data):
+            return False
+        fut = self._waiting.get(bytes(data[8:20]))
+        if fut is None:  # not ours (late, or a stranger's): no use to anyone else either
+            return True
+        from aioice import stun
+
+        try:
+            message = stun.parse_message(data)
+        except ValueError as exc:
+            if not fut.done():
+                fut.set_exception(StunError(f"STUN server {addr[0]}:{addr[1]} sent a "
+                                            f"malformed answer: {exc}"))
+            return True
+        if not fut.done():
+            fut.set_result(message)
+        return True
+
+    async def binding(self, server: tuple[str, int], timeout: float = 3.0) -> tuple[str, int]:
+        """Our address as ``server`` sees it (XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS)."""
+        from aioice import stun
+
+        request = stun.Message(message_method=stun.Method.BINDING,
+                               message_class=stun.Class.REQUEST)
+        data = bytes(request)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        key = bytes(request.transaction_id)
+        self._waiting[key] = fut
+        where = f"{server[0]}:{server[1]}"
+        deadline = loop.time() + timeout
+        rto = self.RTO
+        try:
+            while True:
+                try:
+                    self._sendto(data, server)
+                except OSError as exc:
+                    raise StunError(f"STUN server {where}: {exc.strerror or exc}") from None
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise StunError(f"STUN server {where} did not answer within {timeout:g} s")
+                try:
+                    answer = await asyncio.wait_for(asyncio.shield(fut), min(rto, left))
+                    break
+                except asyncio.TimeoutError:
+                    rto *= 2
+        finally:
+            self._waiting.pop(key, None)
+        if answer.message_class != stun.Class.RESPONSE:
+            error = answer.attributes.get("ERROR-CODE")
+            raise StunError(f"STUN server {where} refused the binding: "
+                            f"{error[0] if error else ''} {error[1] if error else ''}".strip())
+        mapped = answer.attributes.get("XOR-MAPPED-ADDRESS") or \
+            answer.attributes.get("MAPPED-ADDRESS")
+        if not mapped:
+            raise StunError(f"STUN server {where} answered without a mapped address")
+        return str(mapped[0]), int(mapped[1])
 
 
 def tls_context(*, verify: bool = True, ca_file: str | None = None,
@@ -80,11 +169,54 @@ class _Udp(asyncio.DatagramProtocol):
         self.layer = layer
 
     def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+        if data[:1] in (b"\x00", b"\x01") and self.layer.stun.feed(data, addr):
+            return
         self.layer._received(data, Peer("udp", addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and friends: the transaction layer times out by itself
+        """ICMP port/host unreachable (RFC 3261 §18.4: a transport failure): the error
+        queue (IP_RECVERR) says which destination refused, so its requests fail now (and
+        fail over to the next server) instead of retransmitting for 32 s."""
         log.debug("udp error: %s", exc)
+        transport = self.layer._udp
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        raw = getattr(sock, "_sock", sock)  # asyncio's wrapper hides recvmsg
+        for _ in range(64):
+            try:
+                _data, ancdata, _flags, addr = raw.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except (OSError, AttributeError, ValueError):
+                return
+            errno_ = exc.errno if isinstance(exc, OSError) else None
+            for _level, _type, payload in ancdata:
+                if len(payload) >= 4:  # struct sock_extended_err: ee_errno first
+                    errno_ = int.from_bytes(payload[:4], "little")
+            if not isinstance(addr, tuple) or errno_ is None:
+                continue
+            peer = Peer("udp", addr[0], addr[1])
+            reason = (f"nothing listens at UDP {peer} (ICMP port unreachable)"
+                      if errno_ == errno.ECONNREFUSED else
+                      f"UDP to {peer}: {os.strerror(errno_)} (ICMP)")
+            log.info("%s", reason)
+            if self.layer.on_unreachable is not None:
+                self.layer.on_unreachable(peer, reason)
+
+
+def _udp_socket(family: int, host: str, port: int) -> socket.socket:
+    """Our UDP socket, with ICMP errors queued (IP_RECVERR) so we learn who refused."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        for level, option in ((socket.IPPROTO_IP, 11), (socket.IPPROTO_IPV6, 25)):
+            try:  # IP_RECVERR / IPV6_RECVERR (Linux)
+                sock.setsockopt(level, option, 1)
+            except OSError:
+                pass
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class _Relay:
@@ -116,6 +248,9 @@ class _Relay:
             except ValueError:
                 log.warning("dispatcher sent an unreadable frame")
                 continue
+            if payload[:1] in (b"\x00", b"\x01") and \
+                    self.layer.stun.feed(payload, (peer.host, peer.port)):
+                continue  # the answer to our STUN binding (worker 0: no Call-ID)
             self.layer._received(payload, peer)
 
     # the part of DatagramTransport the layer uses
@@ -144,6 +279,8 @@ class _TcpConnection(asyncio.Protocol):
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
+        self.pong_due: asyncio.TimerHandle | None = None  # a ping of ours awaits its pong
+        self.close_reason: str | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -162,6 +299,7 @@ class _TcpConnection(asyncio.Protocol):
         if self.peer is None:  # refused in connection_made
             return
         self.last_activity = time.monotonic()
+        crlfs = self.framer.keepalives
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
@@ -170,15 +308,46 @@ class _TcpConnection(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
             return
+        crlfs = self.framer.keepalives - crlfs
+        if crlfs:  # RFC 5626 §4.4.1: a CRLF answers our ping, a double CRLF is a ping
+            if self.pong_due is not None:
+                self.pong_due.cancel()
+                self.pong_due = None
+            elif crlfs >= 2 and self.transport is not None:
+                self.transport.write(PONG)
         for raw in messages:
             assert self.peer is not None
             self.layer._received(raw, self.peer)
 
-    def connection_lost(self, exc) -> None:  # type: ignore[override]
+    def ping(self, timeout: float) -> None:
+        assert self.transport is not None
+        self.transport.write(PING)
+        if self.pong_due is None:
+            self.pong_due = asyncio.get_running_loop().call_later(timeout, self._no_pong)
+
+    def _no_pong(self) -> None:
+        self.pong_due = None
         if self.peer is not None:
-            self.layer._connections.pop((self.peer.host, self.peer.port), None)
-            for key in [k for k, conn in self.layer._aliases.items() if conn is self]:
-                del self.layer._aliases[key]
+            log.warning("no CRLF pong from %s within %g s: the flow is dead", self.peer,
+                        PONG_TIMEOUT)
+            self.layer.stats["dead_flows"] += 1
+        self.close_reason = "no keep-alive pong"
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc) -> None:  # type: ignore[override]
+        if self.pong_due is not None:
+            self.pong_due.cancel()
+            self.pong_due = None
+        if self.peer is not None:
+            key = (self.peer.host, self.peer.port)
+            if self.layer._connections.get(key) is self:
+                del self.layer._connections[key]
+            for alias in [k for k, conn in self.layer._aliases.items() if conn is self]:
+                del self.layer._aliases[alias]
+            reason = self.close_reason or (f"connection reset: {exc.strerror or exc}"
+                                           if isinstance(exc, OSError) else "connection closed")
+            self.layer._closed(self.peer, reason, inbound=self.inbound)
 
 
 class TransportLayer:
@@ -205,7 +374,13 @@ class TransportLayer:
         self._connecting: dict[tuple[str, int], asyncio.Future] = {}
         self._reaper: asyncio.TimerHandle | None = None
         self.stats = {"received": 0, "sent": 0, "stream_errors": 0, "oversized": 0,
-                      "connections_refused": 0}
+                      "connections_refused": 0, "keepalives_sent": 0, "dead_flows": 0}
+        # a stream connection closed (reset, EOF, no pong): (peer, reason, inbound)
+        self.on_closed: Callable[[Peer, str, bool], None] | None = None
+        # an ICMP error said nothing listens at a UDP destination: (peer, reason)
+        self.on_unreachable: ErrorSink | None = None
+        self.stun = StunClient(self._send_udp)
+        self._closing = False
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -238,7 +413,7 @@ class TransportLayer:
             udp = None
             try:
                 udp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Udp(self), local_addr=(host, port), family=family)
+                    lambda: _Udp(self), sock=_udp_socket(family, host, port))
                 bound = udp.get_extra_info("sockname")[1]
                 if tcp:
                     self._tcp_server = await loop.create_server(
@@ -248,8 +423,6 @@ class TransportLayer:
                 self.host, self.port = host, bound
                 if tcp:
                     self._reaper = loop.call_later(60, self._reap_idle)
-                sock = udp.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
                 return
             except OSError as exc:
                 last_error = exc
@@ -302,6 +475,44 @@ class TransportLayer:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("received from %s %s: %s", peer.proto, peer, _start_line(data))
         self.on_message(data, peer)
+
+    def _send_udp(self, data: bytes, addr: tuple) -> None:
+        if self._udp is None:
+            raise OSError("transport not started")
+        self._udp.sendto(data, addr)
+
+    def ping(self, peer: Peer, timeout: float = PONG_TIMEOUT) -> bool:
+        """A CRLF keep-alive on the flow to ``peer`` (RFC 5626 §4.4.1): over TCP/TLS a
+        double CRLF that must be answered with a CRLF within ``timeout`` (or the flow is
+        closed as dead); over UDP a double CRLF, unanswered. False: no open flow."""
+        self.stats["keepalives_sent"] += 1
+        if peer.proto == "udp":
+            try:
+                self._send_udp(PING, (peer.host, peer.port))
+            except OSError:
+                return False
+            return True
+        conn = self._connections.get((peer.host, peer.port))
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            return False
+        conn.ping(timeout)
+        return True
+
+    def has_flow(self, peer: Peer) -> bool:
+        """An open stream connection to ``peer`` (always True for UDP)."""
+        if peer.proto == "udp":
+            return self._udp is not None
+        conn = self._connections.get((peer.host, peer.port))
+        return conn is not None and conn.transport is not None and \
+            not conn.transport.is_closing()
+
+    def _closed(self, peer: Peer, reason: str, *, inbound: bool) -> None:
+        if self._closing or self.on_closed is None:
+            return
+        try:
+            self.on_closed(peer, reason, inbound)
+        except Exception:
+            log.exception("flow-closed handler failed")
 
     def send(self, data: bytes, peer: Peer) -> None:
         """Send now over UDP or an existing TCP connection; opens one if needed."""
@@ -370,6 +581,7 @@ class TransportLayer:
             self._reaper = asyncio.get_running_loop().call_later(60, self._reap_idle)
 
     async def close(self) -> None:
+        self._closing = True
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None

@@ -53,7 +53,8 @@ class Account:
     outbound_proxy: str | None = setting(None, doc="send dialog-creating requests via this URI",
                                          check=v.outbound_proxy)
     transport: str | None = setting(None, doc="udp, tcp or tls; default: aor's ;transport=, "
-                                              "tls for sips:, else udp", choices=TRANSPORTS)
+                                              "tls for sips:, else as DNS says (NAPTR/SRV; "
+                                              "UDP when it says nothing)", choices=TRANSPORTS)
     register: bool = setting(True, doc="register at start-up, refresh, unregister on exit")
     expires: int = setting(600, doc="registration lifetime asked for, seconds",
                            range=EXPIRES_RANGE)
@@ -101,6 +102,16 @@ class Account:
     def hostport(self) -> str:
         """host[:port] of the address of record, IPv6 in brackets."""
         return self.aor_uri.hostport
+
+    @property
+    def fixed_transport(self) -> str | None:
+        """The transport the file, the aor's ;transport= or sips: fixes; None when the
+        key was left out: DNS chooses (RFC 3263 NAPTR/SRV), UDP when it says nothing."""
+        given = self._origin.keys if self._origin is not None else frozenset()
+        if self.transport != "udp" or "transport" in given or \
+                "transport" in self.aor_uri.params:
+            return self.transport
+        return None
 
     @property
     def secret_source(self) -> str:
@@ -174,6 +185,20 @@ class NetworkSettings:
     rate_limit: float = setting(50.0, doc="new out-of-dialog requests per second per source IP; "
                                           "0 = no limit", range=(0, None))
     rate_burst: int = setting(100, doc="burst allowed above rate_limit", range=(1, 1_000_000))
+    dns_servers: tuple[str, ...] = setting((), doc="DNS servers \"IP[:PORT]\" for NAPTR/SRV/A "
+                                                   "lookups; empty: the system's",
+                                           parse=v.dns_servers)
+    stun_server: str | None = setting(None, doc="STUN server HOST[:PORT] (RFC 5389): our public "
+                                                "address for Contact and SDP",
+                                      check=v.stun_server)
+    nat_contact: bool = setting(True, doc="learn our public address from the registrar's "
+                                          "received/rport and re-register with it")
+    keepalive: int | None = setting(None, doc="seconds between keep-alives to the registrar; "
+                                              "0 = off; default: 25 once a NAT was seen",
+                                    range=(0, 3600))
+    keepalive_udp: str = setting("options", doc="keep-alive over UDP: options (answered: finds "
+                                                "dead flows, new NAT bindings) or crlf",
+                                 choices=("options", "crlf"))
     tls_listen: str | None = setting(None, doc="HOST:PORT for incoming SIP over TLS (port 0: any "
                                                "free); needs tls_cert_file and tls_key_file",
                                      check=v.listen_address)

@@ -21,10 +21,11 @@ from .declare import Invalid, check_range, choices_text, read_int, read_str, typ
 
 __all__ = [
     "KEYRING_MISSING", "RTP_PORT_RANGE", "SOCKET_PATH_MAX", "aor", "ca_file", "check_host",
-    "codec_list", "default_transport", "device", "env_var_name", "keyring_installed", "listen_address",
-    "one_secret_source", "outbound_proxy", "parse_listen", "password", "pem_file", "port_pair",
-    "public_host", "redact", "registrar", "sdes_needs_tls", "sip_uri", "sips_needs_tls",
-    "socket_path", "t2_not_below_t1", "tls_identity", "unique_names",
+    "codec_list", "default_transport", "device", "dns_servers", "env_var_name",
+    "keyring_installed", "listen_address", "one_secret_source", "outbound_proxy",
+    "parse_listen", "password", "pem_file", "port_pair", "public_host", "redact", "registrar",
+    "sdes_needs_tls", "server_address", "sip_uri", "sips_needs_tls", "socket_path",
+    "stun_server", "t2_not_below_t1", "tls_identity", "unique_names",
 ]
 
 RTP_PORT_RANGE = (1024, 65535)
@@ -108,6 +109,46 @@ def public_host(text: str) -> str:
         return check_host(text, brackets=False)
     except ValueError as exc:
         raise Invalid(f"must be a host name or IP address: {exc}") from None
+
+
+def server_address(text: str, default_port: int) -> tuple[str, int]:
+    """'HOST', 'HOST:PORT', '[IPV6]' or '[IPV6]:PORT' → (host without brackets, port);
+    ValueError with a reason."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]") or (":" not in text and text):
+        return check_host(text, brackets=True), default_port
+    if text.count(":") > 1 and not text.startswith("["):
+        raise ValueError(f"IPv6 addresses must be in brackets, like '[::1]:{default_port}' "
+                         f"(got {text!r})")
+    host, port = parse_listen(text)
+    if port == 0:
+        raise ValueError(f"port must be 1..65535 (got {text!r})")
+    return host, port
+
+
+def dns_servers(value: Any) -> tuple[str, ...]:
+    """[network] dns_servers: IP addresses, each optionally with :PORT (default 53)."""
+    if not isinstance(value, list | tuple):
+        raise Invalid(f"must be an array of \"IP\" or \"IP:PORT\" strings (got {type_name(value)})")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise Invalid(f"must be a string (got {type_name(item)})", key=f"[{i}]")
+        try:
+            host, port = server_address(item, 53)
+            ipaddress.ip_address(host)
+        except ValueError as exc:
+            raise Invalid(f"must be an IP address, optionally :PORT: {exc}", key=f"[{i}]") from None
+        out.append(format_hostport(host, port))
+    return tuple(out)
+
+
+def stun_server(text: str) -> str:
+    """[network] stun_server: HOST or HOST:PORT (default 3478), normalised to HOST:PORT."""
+    try:
+        return format_hostport(*server_address(text, 3478))
+    except ValueError as exc:
+        raise Invalid(f"must be HOST or HOST:PORT: {exc}") from None
 
 
 # --------------------------------------------------------------------------- SIP URIs

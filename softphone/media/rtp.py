@@ -200,6 +200,12 @@ class RtpSession:
             return self
         raise OSError(f"no free RTP port pair in {lo}-{hi}: {last_exc}")
 
+    @property
+    def rtp_transport(self) -> asyncio.DatagramTransport | None:
+        """The RTP socket. Until start(), what it receives goes to its protocol's
+        ``on_rtp`` (dropped by default): a STUN binding can borrow it then."""
+        return self._rtp_transport
+
     # ------------------------------------------------------------------ control
     def capture(self, tap: Callable[[str, bytes, tuple, tuple], None]) -> None:
         """Hand every packet sent and received to ``tap(direction, data, local, remote)``

@@ -499,8 +499,10 @@ class _CallSteps:
             if events.ended.done() and len(events.digits) - self._dtmf_seen < len(wanted):
                 self._live()
 
-    async def _listen(self, step: Step, judge: Callable[[list[Frame]], Any]) -> str:
-        """Feed what arrives from now on to ``judge`` until it says yes or time is up."""
+    async def _listen(self, step: Step, judge: Callable[[list[Frame]], Any],
+                      expected: str) -> str:
+        """Feed what arrives from now on to ``judge`` until it says yes or time is up;
+        a failure says what was ``expected`` and what was heard instead."""
         self._live()
         monitor = self.monitor
         assert monitor is not None
@@ -521,7 +523,7 @@ class _CallSteps:
                 if verdict.ok:
                     return verdict.value
                 if left <= 0:
-                    raise StepFailed(f"{verdict.value} within {within:g} s")
+                    raise StepFailed(f"{expected}: {verdict.value} within {within:g} s")
             monitor.arrived.clear()
             waiter = asyncio.ensure_future(monitor.arrived.wait())
             await asyncio.wait([waiter, self.events.ended], timeout=left,
@@ -532,30 +534,22 @@ class _CallSteps:
                                 f"{judge(frames).value}")
 
     async def step_expect_tone(self, step: Step) -> str:
-        frequency = step["frequency"]
+        frequency, level, duration = step["frequency"], step["level"], step["duration"]
         tolerance = step["tolerance"] or max(10.0, 0.02 * frequency)
-        try:
-            return await self._listen(step, lambda frames: judge_tone(
-                frames, frequency, tolerance, step["level"], step["duration"]))
-        except StepFailed as exc:
-            raise StepFailed(f"no {frequency:g} Hz tone (±{tolerance:g} Hz, at least "
-                             f"{step['level']:g} dBFS, {step['duration']:g} s): {exc}") from None
+        return await self._listen(
+            step, lambda frames: judge_tone(frames, frequency, tolerance, level, duration),
+            f"no {frequency:g} Hz tone (±{tolerance:g} Hz, at least {level:g} dBFS, "
+            f"{duration:g} s)")
 
     async def step_expect_speech(self, step: Step) -> str:
-        try:
-            return await self._listen(step, lambda frames: judge_speech(
-                frames, step["level"], step["duration"]))
-        except StepFailed as exc:
-            raise StepFailed(f"no speech ({step['duration']:g} s at least "
-                             f"{step['level']:g} dBFS): {exc}") from None
+        level, duration = step["level"], step["duration"]
+        return await self._listen(step, lambda frames: judge_speech(frames, level, duration),
+                                  f"no speech ({duration:g} s at least {level:g} dBFS)")
 
     async def step_expect_silence(self, step: Step) -> str:
-        try:
-            return await self._listen(step, lambda frames: judge_silence(
-                frames, step["level"], step["duration"]))
-        except StepFailed as exc:
-            raise StepFailed(f"no silence ({step['duration']:g} s at most "
-                             f"{step['level']:g} dBFS): {exc}") from None
+        level, duration = step["level"], step["duration"]
+        return await self._listen(step, lambda frames: judge_silence(frames, level, duration),
+                                  f"no silence ({duration:g} s at most {level:g} dBFS)")
 
     async def step_record(self, step: Step) -> str:
         self._live()

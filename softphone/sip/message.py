@@ -643,6 +643,7 @@ class StreamFramer:
         self._buf = bytearray()
         self._scanned = 0  # bytes at the front already searched for the blank line
         self._need: int | None = None  # size of the message whose header block is read
+        self.keepalives = 0  # CRLFs seen between messages (RFC 5626 pings and pongs)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the complete raw messages now available.
@@ -658,6 +659,7 @@ class StreamFramer:
                 while self._buf[:2] == b"\r\n":
                     del self._buf[:2]
                     self._scanned = 0
+                    self.keepalives += 1
                 end = self._buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
                 if end < 0:
                     self._scanned = len(self._buf)

@@ -66,6 +66,7 @@ class RegistrationClient:
         self._stopping = False
         self._sent: Request | None = None  # the REGISTER in flight
         self._sent_expires = 0
+        self._stale: list[SipUri] = []  # contacts replaced: removed (expires=0) next time
 
     def __repr__(self) -> str:
         return f"<RegistrationClient {self.options.aor} {self.state}>"
@@ -86,7 +87,14 @@ class RegistrationClient:
 
     def set_contact(self, contact: SipUri) -> None:
         """Our reachable address changed (a new local address, NAT): used from the next
-        REGISTER on."""
+        REGISTER on, which also removes the old binding (its Contact with expires=0), so
+        calls are not forked to an address that no longer reaches us."""
+        old = self.options.contact
+        if str(old) != str(contact):
+            if self.state in ("registered", "registering") and \
+                    all(str(old) != str(c) for c in self._stale):
+                self._stale.append(old)
+            self._stale = [c for c in self._stale if str(c) != str(contact)]
         self.options.contact = contact
 
     def seconds_left(self, now: float) -> float | None:
@@ -108,6 +116,8 @@ class RegistrationClient:
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{self.cseq} REGISTER")
         headers.add("Contact", f"<{o.contact}>;expires={expires}")
+        for stale in self._stale:
+            headers.add("Contact", f"<{stale}>;expires=0")
         headers.add("Expires", str(expires))
         headers.add("Allow", o.caps.allow)
         if o.caps.option_tags:
@@ -159,6 +169,7 @@ class RegistrationClient:
         if 200 <= status < 300:
             if self._chain is not None:
                 self._chain.accepted()
+            self._stale.clear()
             if expires == 0:
                 self.state = "unregistered"
                 self.registered_until = None

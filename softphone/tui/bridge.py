@@ -153,6 +153,8 @@ class Bridge:
             acc.expires_at = None
         elif name == "unregistered" and acc:
             acc.state, acc.expires_at = "unregistered", None
+        elif name == "public_address" and acc:
+            acc.public = data.get("address")
         elif "call_id" in data:
             self._call_event(name, event)
 
@@ -224,4 +226,5 @@ class Bridge:
         self.state.accounts.clear()
         for a in accounts:
             self.state.accounts[a["name"]] = AccountView(a["name"], a["aor"], a["register"],
-                                                         state=a["state"])
+                                                         state=a["state"],
+                                                         public=a.get("public_address"))

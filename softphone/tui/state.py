@@ -25,6 +25,7 @@ class AccountView:
     reason: str | None = None
     expires_at: float | None = None  # time.monotonic() when the registration runs out
     seconds_left: float | None = None  # a fixed value (snapshot tests) when no expires_at
+    public: str | None = None  # our address as the registrar/STUN sees it (behind NAT)
 
     def left(self) -> float | None:
         """Seconds until the registration runs out (counts down by itself)."""
@@ -39,7 +40,8 @@ class AccountView:
         if self.state == "registered":
             seconds = self.left()
             left = f" ({int(seconds)} s)" if seconds is not None else ""
-            return f"registered{left}"
+            public = f" as {self.public}" if self.public else ""
+            return f"registered{left}{public}"
         if self.state == "failed":
             code = f"{self.status} " if self.status else ""
             return f"failed: {code}{self.reason or ''}".rstrip()

@@ -67,6 +67,7 @@ class Call:
         self.remote_hold = False    # the far end holds us
         self.rtp_timeout_hit = False
         self.announced = False      # the user heard of it (incoming/calling published)
+        self.signalling_peer: Peer | None = None  # where its SIP goes (for STUN decisions)
         loop = asyncio.get_running_loop()
         self._answered = loop.create_future()
         self._finished = loop.create_future()
@@ -127,6 +128,8 @@ class Call:
             agent.discard_call(call)
             raise CallError(f"no RTP port available: {exc}") from None
         negotiator.port = port
+        call.signalling_peer = peer
+        await call._map_media()
         stack.attach(session, call._on_session_event)
         call.announced = True
         agent.publish(ev.Calling(call.call_id, str(remote.uri), call.account_name))
@@ -154,12 +157,31 @@ class Call:
                    NameAddr(from_.uri.with_(params={}, headers={}), from_.display_name),
                    NameAddr(to.uri, to.display_name))
         agent.add_call(call)
+        call.signalling_peer = response_peer
         stack.attach(session, call._on_session_event)
         stack.adopt(request, session)
         call._run(session.start(stack.now()))
         if not call.ended:
             call._spawn(call._prepare_incoming())
         return call
+
+    async def _map_media(self) -> None:
+        """With ``[network] stun_server``: our SDP offers the RTP socket's public address
+        (its STUN mapping), not the local one; not towards loopback peers."""
+        network = self.agent.config.network
+        peer = self.signalling_peer
+        if not network.stun_server or network.public_address or peer is None or \
+                peer.host.startswith("127.") or peer.host == "::1":
+            return
+        try:
+            server = await self.agent.stack.stun_server()
+            if server is None:
+                return
+            mapped = await self.media.stun_binding(server)
+        except OSError as exc:
+            log.warning("STUN for RTP failed, offering the local address: %s", exc)
+            return
+        self.session.negotiator.set_local(*mapped)
 
     @staticmethod
     def _negotiator(agent: "UserAgent", address: str, account: "Account | None",
@@ -193,6 +215,9 @@ class Call:
         if self.ended:  # cancelled while we opened the socket
             return
         session.negotiator.port = port
+        await self._map_media()
+        if self.ended:
+            return
         self._run(session.media_ready(agent.stack.now()))
         if self.ended:  # 488: nothing in common
             return

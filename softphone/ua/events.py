@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = [
-    "Event", "AccountEvent", "CallEvent", "Listening", "Registering", "Registered", "RegistrationFailed", "Unregistered",
+    "Event", "AccountEvent", "CallEvent", "Listening", "Registering", "Registered",
+    "RegistrationFailed", "Unregistered",
+    "PublicAddress",
     "Calling", "Incoming", "Ringing", "EarlyMedia", "Answered", "Dtmf", "Hold", "Mute", "Ended",
     "CallStats", "Levels", "SipMessage", "Step", "CallVerdict", "Summary", "Notice",
     "EVENT_TYPES",
@@ -78,6 +80,15 @@ class Registered(AccountEvent):
 class RegistrationFailed(AccountEvent):
     status: int | None
     reason: str
+
+
+class PublicAddress(AccountEvent):
+    """Our address as the outside sees it changed: ``source`` is ``rport`` (the
+    registrar's Via received/rport) or ``stun``; the Contact follows it."""
+
+    address: str
+    source: str
+    previous: str | None = None
 
 
 class Unregistered(AccountEvent):
@@ -223,6 +234,6 @@ class Notice(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls for cls in (Listening, Registering, Registered, RegistrationFailed,
-                              Unregistered, Calling, Incoming, Ringing, EarlyMedia, Answered,
-                              Dtmf, Hold, Mute, Ended, CallStats, Levels, SipMessage, Step,
-                              CallVerdict, Summary, Notice)}
+                              Unregistered, PublicAddress, Calling, Incoming, Ringing,
+                              EarlyMedia, Answered, Dtmf, Hold, Mute, Ended, CallStats, Levels,
+                              SipMessage, Step, CallVerdict, Summary, Notice)}

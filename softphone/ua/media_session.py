@@ -68,6 +68,29 @@ class MediaSession:
         if self.on_error is not None:
             self.on_error(why)
 
+    async def stun_binding(self, server: tuple[str, int], timeout: float = 2.0) -> tuple[str, int]:
+        """The RTP socket's public address as the STUN server sees it (RFC 5389), asked
+        before the stream starts (raises OSError)."""
+        from ..transport import StunClient
+
+        transport = self.rtp.rtp_transport if self.rtp is not None else None
+        if transport is None or self.started:
+            raise OSError("the RTP socket is not open")
+        port = transport.get_protocol()
+        client = StunClient(transport.sendto)
+        previous = port.on_rtp
+
+        def hook(data: bytes, addr) -> None:
+            if not client.feed(data, addr):
+                previous(data, addr)
+
+        port.on_rtp = hook
+        try:
+            return await client.binding(server, timeout)
+        finally:
+            if port.on_rtp is hook:  # (the stream did not start meanwhile)
+                port.on_rtp = previous
+
     @property
     def local_port(self) -> int:
         return self.rtp.local_port if self.rtp is not None else 0

@@ -74,6 +74,7 @@ class PhoneOptions:
     control_path: str | None = None           # None: [control] socket, else the default
     user: str | None = None                   # our user part when no account is used
     relay: Any = None                         # a worker's socket to its dispatcher
+    call_id_host: str | None = None           # after '@' in our Call-IDs (a worker's mark)
 
 
 class Phone:
@@ -119,6 +120,10 @@ class Phone:
                                devices=self.devices, auto_answer=o.auto_answer,
                                answer_delay=o.answer_delay, user=o.user, media_tap=tap)
         self.agent.stack.relay = o.relay
+        if o.call_id_host:
+            from ..sip.ids import set_call_id_host
+
+            set_call_id_host(o.call_id_host)
         await self.agent.start(preload_media=o.preload_media)
         stack = self.agent.stack
         if self._trace_file is not None:
@@ -147,9 +152,15 @@ class Phone:
         self._every("stats", 1.0, self._stats_event)
         self._every("levels", 0.2, self._levels_event)
         for account in self.agent.accounts.values():
-            if account.settings.register:
-                # one that leaves registering to another process still guards its Contact
-                await (account.register() if o.register else account.prepare())
+            if not account.settings.register:
+                continue
+            if o.register:
+                await account.register()
+                continue
+            try:  # another process registers: still guard the Contact it registers
+                await account.prepare()
+            except OSError as exc:
+                self._notice(f"{account.name}: {exc}")
 
     async def close(self, timeout: float = 5.0) -> None:
         """Hang up, unregister, stop (bounded by ``timeout``)."""
@@ -213,6 +224,7 @@ class Phone:
                         "status": account.status, "reason": account.reason,
                         "expires_in": None if left is None else int(left),
                         "retry_after": account.retry_after,
+                        "public_address": account.public_address,
                         "selected": account.name == self.selected_account})
         return out
 

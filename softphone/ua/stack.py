@@ -22,7 +22,7 @@ from ..sip.actions import (AbortRequest, BindDialog, Emit, SendCancel, SendReque
 from ..sip.caps import Capabilities
 from ..sip.dialogs import DialogTable
 from ..sip.errors import SipParseError
-from ..sip.ids import new_tag
+from ..sip.ids import new_branch, new_tag
 from ..sip.message import Request, Response, make_response, parse_message
 from ..sip.transaction import (ClientTransaction, Deliver, Send, ServerTransaction,
                                StartTimer as TxStart, StopTimer as TxStop, Terminated, Timeout,
@@ -55,6 +55,11 @@ class _TxContext:
     error: str | None = None      # why the transport failed, when it did
     created: float = 0.0
     key: tuple | None = None      # server: (Call-ID, From tag, CSeq), for merged requests
+    # client, RFC 3263 §4.3: the targets left to try on a timeout, transport error or 503,
+    # and the request as the usage made it (a failover sends it again with a new branch)
+    alternates: list[Peer] = field(default_factory=list)
+    unstamped: Request | None = None
+    provisional: bool = False     # a 101-199 came: the request reached a server that took it
 
 
 class Stack:
@@ -76,7 +81,7 @@ class Stack:
                                     key_file=network.tls_key_file))
         self.transactions = TransactionTable()
         self.dialogs = DialogTable()
-        self.resolver = Resolver()
+        self.resolver = Resolver(servers=config.network.dns_servers)
         self.rate_limiter = RateLimiter(rate=config.network.rate_limit,
                                         burst=config.network.rate_burst)
         self.stats = {"parse_errors": 0, "bad_requests_answered": 0, "handler_errors": 0,
@@ -94,6 +99,14 @@ class Stack:
         self._trusted_sources: set[tuple[str, str, int]] = set()  # (proto, host, port)
         self._local_ip_cache: dict[str, str] = {}
         self.relay: socket.socket | None = None  # a worker's line to its dispatcher
+        # NAT: our address as a hop sees it (its Via received/rport), per flow, and as a
+        # STUN server sees our SIP socket; both go into the Contacts we send that way
+        self._public: dict[tuple[str, str, int], tuple[str, int]] = {}
+        self.stun_mapped: tuple[str, int] | None = None
+        self._flows: dict[int, Peer] = {}  # usage -> the target its last final came from
+        self.flow_listeners: list[Callable[[Peer, str], None]] = []
+        self.transport.on_closed = self._on_flow_closed
+        self.transport.on_unreachable = self._on_unreachable
 
     # ======================================================================== lifecycle
     async def start(self) -> None:
@@ -162,11 +175,52 @@ class Stack:
         return ip
 
     def contact_uri(self, peer: Peer, user: str) -> SipUri:
-        uri = SipUri(user=user, host=host_literal(self.local_ip_for(peer.host)),
-                     port=self.transport.port_for(peer.proto))
+        host, port = self.public_address(peer)
+        uri = SipUri(user=user, host=host_literal(host), port=port)
         if peer.proto != "udp":
             uri.params["transport"] = peer.proto
         return uri
+
+    def public_address(self, peer: Peer) -> tuple[str, int]:
+        """Where ``peer`` reaches us: the configured public address, else what the hop
+        told us (received/rport), else what STUN saw (UDP), else our local address."""
+        if not self.config.network.public_address:
+            learned = self._public.get((peer.proto, peer.host, peer.port))
+            if learned is not None:
+                return learned
+            if self.stun_mapped is not None and peer.proto == "udp" and \
+                    not _loopback(peer.host):
+                return self.stun_mapped
+        return self.local_ip_for(peer.host), self.transport.port_for(peer.proto)
+
+    async def stun_server(self) -> tuple[str, int] | None:
+        """``[network] stun_server`` resolved (A/AAAA), or None when it is not set."""
+        text = self.config.network.stun_server
+        if not text:
+            return None
+        host, port = split_hostport(text)
+        peer = await self.resolver.resolve(SipUri(host=host_literal(host), port=port), "udp")
+        return peer.host, peer.port
+
+    async def stun_binding(self, timeout: float = 3.0) -> tuple[str, int]:
+        """Our SIP socket's address as the STUN server sees it (kept for Contacts)."""
+        server = await self.stun_server()
+        if server is None:
+            raise OSError("no STUN server configured")
+        self.stun_mapped = await self.transport.stun.binding(server, timeout)
+        return self.stun_mapped
+
+    def learn_public(self, peer: Peer, address: tuple[str, int] | None) -> None:
+        """``peer`` sees us at ``address`` (None: forget it)."""
+        key = (peer.proto, peer.host, peer.port)
+        if address is None:
+            self._public.pop(key, None)
+        elif len(self._public) < MAX_CACHED_ROUTES or key in self._public:
+            self._public[key] = address
+
+    def peer_of(self, usage: Any) -> Peer | None:
+        """The target that sent ``usage`` its last final response (after any failover)."""
+        return self._flows.get(id(usage))
 
     def response_peer(self, request: Request, peer: Peer) -> Peer:
         """Where responses go (§18.2.2 with RFC 3581 rport)."""
@@ -179,7 +233,12 @@ class Stack:
         return Peer("udp", host, port)
 
     async def resolve(self, uri: SipUri, transport: str | None = None) -> Peer:
+        """Where a new request to ``uri`` goes first (RFC 3263)."""
         return await self.resolver.resolve(uri, transport)
+
+    async def resolve_all(self, uri: SipUri, transport: str | None = None) -> list[Peer]:
+        """Every target for ``uri``, in the order a request tries them."""
+        return await self.resolver.resolve_all(uri, transport)
 
     def trust(self, peer: Peer) -> None:
         """Mark an account's registrar or outbound proxy: it relays everyone's requests,
@@ -208,6 +267,7 @@ class Stack:
         key = id(usage)
         self._listeners.pop(key, None)
         self._usages.pop(key, None)
+        self._flows.pop(key, None)
         for tkey in [k for k in self._usage_timers if k[0] == key]:
             self._usage_timers.pop(tkey).cancel()
         self.dialogs.unbind_all(usage)
@@ -282,19 +342,20 @@ class Stack:
 
     def _send_request(self, usage: Any, action: SendRequest) -> None:
         try:
-            peer = self.resolver.lookup_now(action.target, action.transport)
+            peers = self.resolver.lookup_now(action.target, action.transport)
         except ResolveError as exc:
             self._report_unsendable(usage, action, str(exc))
             return
-        if peer is not None and id(usage) not in self._resolving:
-            self._transmit_request(usage, action, peer)
+        if peers is not None and id(usage) not in self._resolving:
+            self._transmit_request(usage, action, peers)
             return
 
         async def later(previous: asyncio.Future | None) -> None:
             if previous is not None:
                 await asyncio.wait([previous])
             try:
-                resolved = peer or await self.resolver.resolve(action.target, action.transport)
+                resolved = peers or await self.resolver.resolve_all(action.target,
+                                                                    action.transport)
             except ResolveError as exc:
                 self._report_unsendable(usage, action, str(exc))
                 return
@@ -334,17 +395,22 @@ class Stack:
         if not action.stateless and usage is not None:
             self._guarded(usage, lambda: usage.on_timeout(action.request, reason, self.now()))
 
-    def _transmit_request(self, usage: Any, action: SendRequest, peer: Peer) -> None:
+    def _transmit_request(self, usage: Any, action: SendRequest, peers: list[Peer]) -> None:
+        peer = peers[0]
         request = self.stamp(action.request, peer, action.branch)
         if action.stateless:
             self.send_stateless(request, peer)
             return
-        self._start_client(usage, request, peer)
+        self._start_client(usage, request, peer, alternates=peers[1:], unstamped=action.request)
 
-    def _start_client(self, usage: Any, request: Request, peer: Peer) -> None:
+    def _start_client(self, usage: Any, request: Request, peer: Peer, *,
+                      alternates: list[Peer] | None = None,
+                      unstamped: Request | None = None) -> None:
         tx = ClientTransaction(request, reliable=peer.proto != "udp", timers=self.timers)
         self.transactions.add_client(tx)
-        ctx = _TxContext(tx, peer, owner=usage, created=self.now())
+        ctx = _TxContext(tx, peer, owner=usage, created=self.now(),
+                         alternates=list(alternates or ()),
+                         unstamped=unstamped if alternates else None)
         self._ctx[id(tx)] = ctx
         try:
             number, method = request.cseq
@@ -444,11 +510,15 @@ class Stack:
                     continue
                 message = action.message
                 if isinstance(message, Response):
+                    if self._answered(ctx, message):
+                        continue  # 503: the next target has the request now
                     self._guarded(owner, lambda m=message: owner.on_response(m, self.now()))
                 else:  # an ACK that matched a 2xx transaction (RFC 6026 §7.1)
                     self._to_dialog(message)
             elif isinstance(action, Timeout):
                 owner = ctx.owner
+                if isinstance(ctx.tx, ClientTransaction) and self._failover(ctx):
+                    continue
                 if owner is not None and isinstance(ctx.tx, ClientTransaction):
                     request = ctx.tx.request
                     self._guarded(owner, lambda: owner.on_timeout(request, ctx.error,
@@ -461,6 +531,38 @@ class Stack:
             tx.request.headers.compact()
             if tx.last_response is not None:
                 tx.last_response.headers.compact()
+
+    def _answered(self, ctx: _TxContext, response: Response) -> bool:
+        """Note what a response says of its server; True when a 503 sent the request on
+        to the next target (RFC 3263 §4.3) instead of to the usage."""
+        status = response.status
+        if 100 < status < 200:
+            ctx.provisional = True
+        if status == 503 and not ctx.provisional and self._failover(ctx):
+            return True
+        if status >= 200:
+            ctx.alternates.clear()
+            ctx.unstamped = None
+            if status != 503:
+                self.resolver.succeeded(ctx.dest)
+            if ctx.owner is not None and id(ctx.owner) in self._usages:
+                self._flows[id(ctx.owner)] = ctx.dest
+        return False
+
+    def _failover(self, ctx: _TxContext) -> bool:
+        """Send the request again, as a new transaction, to the next target left; False
+        when none is (the failure then goes to the usage as usual)."""
+        self.resolver.failed(ctx.dest)
+        request, owner = ctx.unstamped, ctx.owner
+        if not ctx.alternates or request is None or owner is None or self.closing:
+            return False
+        peer, rest = ctx.alternates[0], ctx.alternates[1:]
+        ctx.alternates, ctx.unstamped = [], None
+        log.info("%s to %s failed (%s): trying %s %s", request.method, ctx.dest,
+                 ctx.error or "no answer", peer.proto, peer)
+        self._start_client(owner, self.stamp(request, peer, new_branch()), peer,
+                           alternates=rest, unstamped=request)
+        return True
 
     def _forget(self, ctx: _TxContext) -> None:
         for handle in ctx.timers.values():
@@ -492,6 +594,36 @@ class Stack:
             if ctx.dest == peer and isinstance(ctx.tx, ClientTransaction):
                 ctx.error = reason
                 self._apply(ctx, ctx.tx.on_transport_error(self.now()))
+
+    def _on_unreachable(self, peer: Peer, reason: str) -> None:
+        """ICMP says nothing listens at ``peer`` (UDP). A request with other targets left
+        fails over now (RFC 3263 §4.3, RFC 3261 §18.4); one without keeps retransmitting
+        (a server restarting is back within seconds) and, if it times out, says why; a
+        keep-alive (``fail_fast``) fails at once."""
+        for ctx in list(self._ctx.values()):
+            if ctx.dest != peer or not isinstance(ctx.tx, ClientTransaction) or \
+                    ctx.tx.state not in ("calling", "trying", "proceeding"):
+                continue
+            ctx.error = reason
+            if ctx.alternates or getattr(ctx.owner, "fail_fast", False):
+                self._apply(ctx, ctx.tx.on_transport_error(self.now()))
+
+    def _on_flow_closed(self, peer: Peer, reason: str, inbound: bool) -> None:
+        """A TCP/TLS connection closed (reset, EOF, no keep-alive pong): requests still
+        waiting on it fail now (and fail over), and the accounts hear of it."""
+        if self.closing:
+            return
+        for ctx in list(self._ctx.values()):
+            if ctx.dest == peer and isinstance(ctx.tx, ClientTransaction) and \
+                    ctx.tx.state in ("calling", "trying", "proceeding"):
+                ctx.error = f"{peer.proto.upper()} connection to {peer} lost: {reason}"
+                self._apply(ctx, ctx.tx.on_transport_error(self.now()))
+        for listener in list(self.flow_listeners):
+            try:
+                listener(peer, reason)
+            except Exception:
+                self.stats["handler_errors"] += 1
+                log.exception("flow listener failed")
 
     def _transport_error(self, ctx: _TxContext) -> None:
         if id(ctx.tx) in self._ctx:
@@ -675,6 +807,10 @@ class Stack:
 
 def _request_key(request: Request) -> tuple:
     return (request.call_id, request.from_.tag, request.cseq)
+
+
+def _loopback(host: str) -> bool:
+    return host.startswith("127.") or host == "::1"
 
 
 def split_hostport(text: str) -> tuple[str, int]:

@@ -74,13 +74,19 @@ class Kamailio:
     def __init__(self, run_dir: Path, port: int | None = None, *, sha256: bool = False,
                  noqop: bool = False, debug: bool = False,
                  subscribers: tuple[Subscriber, ...] = SUBSCRIBERS,
-                 tls: tuple[Path, Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path, Path] | None = None,
+                 host: str | None = None, prefix: list[str] | None = None,
+                 defines: tuple[str, ...] = ()) -> None:
         """``tls``: (certificate, key, CA file) to listen for SIP over TLS too, on
         ``tls_port``; phones that connect are not asked for a certificate, phones it
         connects to must present one the CA signed."""
         self.binary = require_binary("kamailio")
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if host is not None:
+            self.host = host  # (another address, e.g. inside a network namespace)
+        self.prefix = list(prefix or [])  # e.g. ``ip netns exec NS``
+        self.defines = tuple(defines)     # extra -A NAME for the config (WITH_NO_PONG …)
         self.port = port or free_sip_port()
         self.sha256 = sha256
         self.noqop = noqop
@@ -129,6 +135,10 @@ class Kamailio:
         if self.tls:
             args += ["-A", "WITH_TLS", "-A", f"TLS_PORT={self.tls_port}",
                      "-A", f'TLS_CONFIG="{self._tls_config()}"']
+        if self.host != LOOPBACK:
+            args += ["-A", f"SIP_HOST={self.host}"]
+        for name in self.defines:
+            args += ["-A", name]
         return args
 
     def _tls_config(self) -> Path:
@@ -164,7 +174,7 @@ class Kamailio:
             raise RuntimeError(f"kamailio -c failed:\n{check.stderr[-3000:]}")
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "-DD", "-E", "-f", str(CONFIG), *self._defines(),
+            [*self.prefix, self.binary, "-DD", "-E", "-f", str(CONFIG), *self._defines(),
              "-m", "64", "-M", "8", "-Y", str(self.run_dir), "-P", str(self.pid_file)],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -175,10 +185,21 @@ class Kamailio:
             if self.proc.poll() is not None:
                 self._close_log()
                 raise RuntimeError(f"kamailio exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if sip_options_ping(self.host, self.port, 0.2) is not None:
+            if self._ready():
                 return self
         self.stop()
         raise PeerTimeout(f"kamailio gave no OPTIONS answer within {timeout} s:\n{self.log_tail()}")
+
+    def _ready(self) -> bool:
+        if not self.prefix:
+            return sip_options_ping(self.host, self.port, 0.2) is not None
+        # inside a namespace we cannot reach: the ctl socket is a file we can
+        try:
+            self.kamcmd("core.version", timeout=2)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            time.sleep(0.05)  # polling a process's readiness with a deadline
+            return False
+        return True
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM to the PID (Kamailio stops its workers, ~2 s), SIGKILL after ``timeout``."""

@@ -152,3 +152,25 @@ def test_granted_expiry_is_the_one_for_our_contact():
     phone.run(client, client.start(wire.now))
     wire.run_for(1)
     assert client.granted == 77
+
+
+def test_a_new_contact_replaces_the_old_binding_in_one_register():
+    """NAT: the registrar saw us elsewhere; the next REGISTER carries the new Contact and
+    removes the old one (expires=0), once; later REGISTERs carry only the new one."""
+    registrar = Registrar()
+    wire, phone, client = setup(registrar)
+    phone.run(client, client.start(wire.now))
+    wire.run_for(1)
+    assert client.state == "registered"
+    public = SipUri(user="1001", host="203.0.113.5", port=40001)
+    client.set_contact(public)
+    phone.run(client, client.start(wire.now))
+    wire.run_for(1)
+    contacts = registrar.requests[-1].headers.get_all("Contact")
+    assert contacts == ["<sip:1001@203.0.113.5:40001>;expires=120",
+                        f"<sip:1001@{PHONE}:5060>;expires=0"], contacts
+    assert client.state == "registered" and client.granted == 120
+    phone.run(client, client.start(wire.now))
+    wire.run_for(1)
+    assert registrar.requests[-1].headers.get_all("Contact") == \
+        ["<sip:1001@203.0.113.5:40001>;expires=120"]
