@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 
 # Debian packages: build deps for PyAudio, the real SIP peers, headless audio, tools
 APT_PACKAGES := python3-venv python3-dev gcc libc6-dev portaudio19-dev \
-	kamailio kamailio-sqlite-modules sip-tester baresip-core \
+	kamailio kamailio-sqlite-modules kamailio-tls-modules sip-tester baresip-core \
 	pulseaudio pulseaudio-utils libasound2-plugins sox libsox-fmt-all \
 	tshark nftables iproute2 tmux espeak-ng \
 	dnsmasq-base conntrack coturn

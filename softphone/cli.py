@@ -421,6 +421,11 @@ def _supervise(args: argparse.Namespace, config: Config) -> int:
     except ValueError as exc:
         print(f"softphone: --listen: {exc}", file=sys.stderr)
         return 2
+    tls_listen = config.network.tls_listen
+    if tls_listen and parse_listen(tls_listen)[1] == 0:
+        print("softphone: answer: --workers needs a fixed [network] tls_listen port (the "
+              "workers share it; port 0 would give each its own)", file=sys.stderr)
+        return 2
     try:
         from .workers import rtp_slice
 

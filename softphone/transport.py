@@ -1,6 +1,9 @@
-"""asyncio SIP transports: one UDP socket and one TCP listener on the same port.
+"""asyncio SIP transports: one UDP socket and one TCP listener on the same port, and a
+TLS listener on its own port when asked.
 
-Thin on purpose: bytes in, bytes out, plus the connection bookkeeping TCP needs. Framing
+Thin on purpose: bytes in, bytes out, plus the connection bookkeeping TCP needs: a
+response or request to a peer goes over the connection it opened to us (found by its
+address, or by the Via ``;alias`` it announced, RFC 5923), else over one we open. Framing
 and parsing live in ``sip.message``; what to do with a message lives in the UA.
 """
 
@@ -19,7 +22,8 @@ from typing import Callable
 from .sip.errors import SipParseError
 from .sip.message import MAX_MESSAGE_SIZE, StreamFramer
 
-__all__ = ["TransportLayer", "Peer", "StunClient", "StunError", "is_stun"]
+__all__ = ["TransportLayer", "Peer", "StunClient", "StunError", "is_stun", "tls_context",
+           "server_tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +136,26 @@ class StunClient:
         return str(mapped[0]), int(mapped[1])
 
 
-def tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
-    """Client TLS: certificates and host names verified unless the user turned it off."""
+def tls_context(*, verify: bool = True, ca_file: str | None = None,
+                cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
+    """Client TLS: certificates and host names verified unless the user turned it off;
+    our certificate shown to servers that ask for one."""
     context = ssl.create_default_context(cafile=ca_file)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file and key_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def server_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """The TLS listener's: our certificate; callers are not asked for one (who may call
+    is the stranger policy's business, as with UDP and TCP)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
     return context
 
 
@@ -326,13 +343,15 @@ class _TcpConnection(asyncio.Protocol):
             key = (self.peer.host, self.peer.port)
             if self.layer._connections.get(key) is self:
                 del self.layer._connections[key]
+            for alias in [k for k, conn in self.layer._aliases.items() if conn is self]:
+                del self.layer._aliases[alias]
             reason = self.close_reason or (f"connection reset: {exc.strerror or exc}"
                                            if isinstance(exc, OSError) else "connection closed")
             self.layer._closed(self.peer, reason, inbound=self.inbound)
 
 
 class TransportLayer:
-    """UDP + TCP endpoints bound to one host:port."""
+    """UDP + TCP endpoints bound to one host:port (+ a TLS listener on its own)."""
 
     def __init__(self, on_message: Receiver, tracer: Tracer | None = None, *,
                  on_error: ErrorSink | None = None,
@@ -347,7 +366,11 @@ class TransportLayer:
         self.port = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
+        self._tls_server: asyncio.base_events.Server | None = None
+        self.tls_port: int | None = None  # the TLS listener's port, when one listens
         self._connections: dict[tuple[str, int], _TcpConnection] = {}
+        # (proto, host, port) a peer's Via ;alias named -> the connection it opened to us
+        self._aliases: dict[tuple[str, str, int], _TcpConnection] = {}
         self._connecting: dict[tuple[str, int], asyncio.Future] = {}
         self._reaper: asyncio.TimerHandle | None = None
         self.stats = {"received": 0, "sent": 0, "stream_errors": 0, "oversized": 0,
@@ -406,6 +429,39 @@ class TransportLayer:
                 if udp is not None:
                     udp.close()
         raise OSError(f"cannot listen on {host}:{port}: {last_error}")
+
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext, *,
+                        shared: bool = False) -> None:
+        """Listen for SIP over TLS on host:port (0: a free port); ``shared``: with the
+        other workers of ``answer --workers`` (SO_REUSEPORT)."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            self._tls_server = await loop.create_server(
+                lambda: _TcpConnection(self, inbound=True), host=host, port=port,
+                family=family, reuse_address=True, reuse_port=shared or None, ssl=context,
+                ssl_handshake_timeout=10)
+        except OSError as exc:
+            raise OSError(f"cannot listen for TLS on {host}:{port}: "
+                          f"{exc.strerror or exc}") from None
+        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
+
+    def port_for(self, proto: str) -> int:
+        """Our port for ``proto``: the TLS listener's for TLS (when there is one)."""
+        return self.tls_port if proto == "tls" and self.tls_port else self.port
+
+    def alias(self, peer: Peer, port: int) -> None:
+        """RFC 5923: the peer that opened this connection wants requests to its host:port
+        sent over it. Only for its own address (a Via can name any host)."""
+        conn = self._connections.get((peer.host, peer.port))
+        if conn is not None and conn.inbound and (peer.host, port) != (peer.host, peer.port):
+            if len(self._aliases) < MAX_TCP_CONNECTIONS:
+                self._aliases[(peer.proto, peer.host, port)] = conn
+
+    def opened_by_us(self, peer: Peer) -> bool:
+        """``peer`` is the far end of a connection we opened (to a registrar, a proxy)."""
+        conn = self._connections.get((peer.host, peer.port))
+        return conn is not None and not conn.inbound
 
     def _received(self, data: bytes, peer: Peer) -> None:
         self.stats["received"] += 1
@@ -472,7 +528,8 @@ class TransportLayer:
             return
         if peer.proto not in ("tcp", "tls"):
             raise OSError(f"unknown transport {peer.proto!r}")
-        conn = self._connections.get((peer.host, peer.port))
+        conn = self._connections.get((peer.host, peer.port)) or \
+            self._aliases.get((peer.proto, peer.host, peer.port))
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
             conn.last_activity = time.monotonic()
             conn.transport.write(data)
@@ -534,10 +591,12 @@ class TransportLayer:
         for conn in list(self._connections.values()):
             if conn.transport is not None:
                 conn.transport.close()
-        if self._tcp_server is not None:
-            self._tcp_server.close()
+        for server in (self._tcp_server, self._tls_server):
+            if server is None:
+                continue
+            server.close()
             try:
-                await asyncio.wait_for(self._tcp_server.wait_closed(), 2)
+                await asyncio.wait_for(server.wait_closed(), 2)
             except asyncio.TimeoutError:
                 pass
-            self._tcp_server = None
+        self._tcp_server = self._tls_server = None

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -29,6 +30,9 @@ from typing import Callable
 __all__ = ["WORKER_ENV", "WorkerSpec", "worker_spec", "route", "rtp_slice", "Supervisor"]
 
 WORKER_ENV = "SOFTPHONE_WORKER"   # "INDEX/COUNT/FD" in a worker's environment
+# a secret the workers share, so each knows the Contact (its random token) that worker 0
+# registered: the stranger policy of every worker accepts what the registrar sends
+CONTACT_SEED_ENV = "SOFTPHONE_CONTACT_SEED"  # read by softphone.ua.account
 CALL_ID_HOST = "softphone-w"      # + the worker's index
 _CALL_ID = re.compile(rb"^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
 STOP_GRACE = 10.0                 # s a worker has to hang up and unregister when told to stop
@@ -149,6 +153,7 @@ class Supervisor:
     lines: list = field(default_factory=list)
     udp: asyncio.DatagramTransport | None = None
     stats: dict = field(default_factory=lambda: {"in": 0, "out": 0, "dropped": 0})
+    contact_seed: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "APP_NAME", "AUDIO_BACKENDS", "CODECS", "KEYRING_SERVICE", "PTIMES", "TRANSPORTS",
-    "ConfigError", "Secret", "default_config_path",
+    "APP_NAME", "AUDIO_BACKENDS", "CODECS", "KEYRING_SERVICE", "MEDIA_ENCRYPTIONS", "PTIMES",
+    "STRANGER_POLICIES", "TRANSPORTS", "ConfigError", "Secret", "default_config_path",
 ]
 
 APP_NAME = "softphone"
@@ -17,6 +17,8 @@ TRANSPORTS = ("udp", "tcp", "tls")
 AUDIO_BACKENDS = ("pyaudio", "null")
 CODECS = ("opus", "G722", "PCMU", "PCMA")
 PTIMES = (10, 20, 30, 40, 60)
+MEDIA_ENCRYPTIONS = ("none", "sdes", "sdes-required")
+STRANGER_POLICIES = ("reject", "drop", "accept")
 
 
 def default_config_path() -> Path:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..sip.uri import SipUri, parse_uri
 from . import validators as v
-from .common import (APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS,
-                     ConfigError, Secret)
+from .common import (APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, MEDIA_ENCRYPTIONS,
+                     PTIMES, STRANGER_POLICIES, TRANSPORTS, ConfigError, Secret)
 from .declare import setting, table, tables
 
 __all__ = ["Account", "AudioSettings", "CallSettings", "Config", "ControlSettings",
@@ -59,9 +59,14 @@ class Account:
     expires: int = setting(600, doc="registration lifetime asked for, seconds",
                            range=EXPIRES_RANGE)
     auth_realm: str | None = setting(None, doc="answer digest challenges from this realm only")
+    media_encryption: str = setting("none", doc="SRTP with SDES keys (RFC 4568): none; sdes = "
+                                                "when the far end can; sdes-required = always",
+                                    choices=MEDIA_ENCRYPTIONS)
+    allow_sdes_over_udp: bool = setting(False, doc="let SDES keys cross plain-text signalling "
+                                                   "(udp or tcp), where anyone on the path reads them")
     _origin: _Origin | None = field(default=None, repr=False, compare=False)
 
-    _checks = (v.one_secret_source, v.keyring_installed, v.sips_needs_tls)
+    _checks = (v.one_secret_source, v.keyring_installed, v.sips_needs_tls, v.sdes_needs_tls)
 
     def __post_init__(self) -> None:
         if isinstance(self.password, str):
@@ -72,12 +77,7 @@ class Account:
         if self.registrar is None:
             object.__setattr__(self, "registrar", f"{uri.scheme}:{uri.hostport}")
         if self.transport is None:  # by scheme, else the aor's ;transport= parameter
-            param = (uri.params.get("transport") or "").lower()
-            if uri.scheme == "sips":
-                default = "tls"  # sips: means TLS on every hop, whatever the parameter says
-            else:
-                default = param if param in TRANSPORTS else "udp"
-            object.__setattr__(self, "transport", default)
+            object.__setattr__(self, "transport", v.default_transport(uri))
 
     # -- derived views of the aor
     @property
@@ -199,6 +199,16 @@ class NetworkSettings:
     keepalive_udp: str = setting("options", doc="keep-alive over UDP: options (answered: finds "
                                                 "dead flows, new NAT bindings) or crlf",
                                  choices=("options", "crlf"))
+    tls_listen: str | None = setting(None, doc="HOST:PORT for incoming SIP over TLS (port 0: any "
+                                               "free); needs tls_cert_file and tls_key_file",
+                                     check=v.listen_address)
+    tls_cert_file: str | None = setting(None, doc="PEM certificate (chain) the TLS listener "
+                                                  "serves; also our client certificate",
+                                        check=v.pem_file)
+    tls_key_file: str | None = setting(None, doc="PEM private key of tls_cert_file, unencrypted",
+                                       check=v.pem_file)
+
+    _checks = (v.tls_identity,)
 
     @property
     def listen_host(self) -> str:
@@ -249,6 +259,10 @@ class SipSettings:
                                    range=(90, 86400))
     min_se: int = setting(90, doc="shortest session interval accepted, seconds (>= 90)",
                           range=(90, 86400))
+    stranger_policy: str = setting("reject", doc="out-of-dialog requests that come neither from "
+                                                 "a registered account's registrar or proxy nor "
+                                                 "to its Contact: reject (403), drop or accept",
+                                   choices=STRANGER_POLICIES)
 
     _checks = (v.t2_not_below_t1, v.min_se_not_above_expires)
 

@@ -21,11 +21,11 @@ from .declare import Invalid, check_range, choices_text, read_int, read_str, typ
 
 __all__ = [
     "KEYRING_MISSING", "RTP_PORT_RANGE", "SOCKET_PATH_MAX", "aor", "ca_file", "check_host",
-    "codec_list", "device", "env_var_name", "keyring_installed", "listen_address",
-    "one_secret_source", "outbound_proxy", "parse_listen", "password", "port_pair",
-    "public_host", "redact", "registrar", "sip_uri", "sips_needs_tls", "socket_path",
-    "t2_not_below_t1", "unique_names", "min_se_not_above_expires", "dns_servers",
-    "stun_server", "server_address",
+    "codec_list", "default_transport", "device", "dns_servers", "env_var_name",
+    "keyring_installed", "listen_address", "min_se_not_above_expires", "one_secret_source",
+    "outbound_proxy", "parse_listen", "password", "pem_file", "port_pair", "public_host",
+    "redact", "registrar", "sdes_needs_tls", "server_address", "sip_uri", "sips_needs_tls",
+    "socket_path", "stun_server", "t2_not_below_t1", "tls_identity", "unique_names",
 ]
 
 RTP_PORT_RANGE = (1024, 65535)
@@ -335,6 +335,12 @@ def ca_file(text: str) -> str:
     return str(path)
 
 
+def pem_file(text: str) -> str:
+    """[network] tls_cert_file / tls_key_file: an existing file (~ expanded); what it
+    holds is checked with the pair (`tls_identity`)."""
+    return ca_file(text)
+
+
 # Linux's sockaddr_un holds 108 bytes, the last a NUL (macOS: 104)
 SOCKET_PATH_MAX = 107
 
@@ -376,6 +382,89 @@ def sips_needs_tls(values: Mapping[str, Any]) -> None:
     if values["aor"].lower().startswith("sips:") and transport not in (None, "tls"):
         raise Invalid(f"a sips: address of record needs 'tls' (got {transport!r})",
                       key="transport")
+
+
+def default_transport(uri: SipUri) -> str:
+    """An account's transport when none is set: tls for sips:, else the aor's
+    ;transport= parameter, else udp."""
+    if uri.scheme == "sips":
+        return "tls"  # sips: means TLS on every hop, whatever the parameter says
+    param = (uri.params.get("transport") or "").lower()
+    return param if param in TRANSPORTS else "udp"
+
+
+def sdes_needs_tls(values: Mapping[str, Any]) -> None:
+    """SDES puts the media keys in the SDP: plain-text signalling gives them away."""
+    if values.get("media_encryption", "none") == "none" or values.get("allow_sdes_over_udp"):
+        return
+    transport = values.get("transport") or default_transport(parse_uri(values["aor"]))
+    if transport != "tls":
+        raise Invalid(f"SDES sends the media keys inside the SDP, and over transport "
+                      f"{transport!r} anyone on the path can read them: use transport = "
+                      f"\"tls\" (or a sips: aor), or set allow_sdes_over_udp = true",
+                      key="media_encryption")
+
+
+def tls_identity(values: Mapping[str, Any]) -> None:
+    """[network] tls_listen needs a certificate and its key; both files must hold PEM
+    that belongs together, unencrypted and not expired."""
+    cert, key = values.get("tls_cert_file"), values.get("tls_key_file")
+    if values.get("tls_listen") and not (cert and key):
+        missing = " and ".join(k for k, f in (("tls_cert_file", cert), ("tls_key_file", key))
+                               if not f)
+        raise Invalid(f"a TLS listener needs a certificate and its key: set {missing}",
+                      key="tls_listen")
+    if bool(cert) != bool(key):
+        raise Invalid("set tls_key_file too (the private key of tls_cert_file)" if cert else
+                      "set tls_cert_file too (the certificate of tls_key_file)",
+                      key="tls_key_file" if cert else "tls_cert_file")
+    if not cert:
+        return
+    check_tls_pair(cert, key)
+
+
+def check_tls_pair(cert: str, key: str) -> None:
+    """Load the pair as the listener will (raises `Invalid` naming the file at fault)."""
+    import ssl
+
+    def read(path: str, name: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise Invalid(f"cannot read {path}: {exc.strerror or exc}", key=name) from None
+
+    if b"-----BEGIN CERTIFICATE-----" not in read(cert, "tls_cert_file"):
+        raise Invalid(f"{cert} holds no PEM certificate ('-----BEGIN CERTIFICATE-----')",
+                      key="tls_cert_file")
+    if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", read(key, "tls_key_file")):
+        raise Invalid(f"{key} holds no PEM private key", key="tls_key_file")
+
+    def no_passphrase() -> bytes:
+        raise Invalid(f"{key} is encrypted with a passphrase; softphone needs it "
+                      f"unencrypted (openssl pkey -in {key} -out plain.pem; chmod 600)",
+                      key="tls_key_file")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=no_passphrase)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise Invalid(f"{key} is not the private key of the certificate in {cert}",
+                          key="tls_key_file") from None
+        raise Invalid(f"cannot load {cert} with {key}: {exc.reason or exc}",
+                      key="tls_cert_file") from None
+    import datetime as dt
+
+    from cryptography import x509  # aiortc's dependency; only when TLS is set up
+
+    first = x509.load_pem_x509_certificate(read(cert, "tls_cert_file"))
+    now = dt.datetime.now(dt.timezone.utc)
+    if first.not_valid_after_utc < now:
+        raise Invalid(f"the certificate in {cert} expired on "
+                      f"{first.not_valid_after_utc:%Y-%m-%d %H:%M} UTC", key="tls_cert_file")
+    if first.not_valid_before_utc > now:
+        raise Invalid(f"the certificate in {cert} is not valid before "
+                      f"{first.not_valid_before_utc:%Y-%m-%d %H:%M} UTC", key="tls_cert_file")
 
 
 def t2_not_below_t1(values: Mapping[str, Any]) -> None:

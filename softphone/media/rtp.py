@@ -1,10 +1,12 @@
-"""RTP/RTCP media session on an asyncio UDP socket pair (plain RTP/AVP).
+"""RTP/RTCP media session on an asyncio UDP socket pair (RTP/AVP, or SRTP with SDES keys).
 
 `RtpSession` is the composition the call layer drives: it owns the socket pair and
 wires one `RtpSender` (sender.py), `RtpReceiver` (receiver.py) and `RtcpReporter`
 (rtcp.py) around a shared `Remote` address (remote.py) and `Counters` (stats.py), paced
 by the process-wide drift-free `Ticker` (ticker.py). It turns start/update/hold/mute/
-close into settings of those parts; the per-packet work happens in the parts.
+close into settings of those parts; the per-packet work happens in the parts. With SRTP
+(`set_srtp`), packets are protected on their way to the socket and opened on their way in
+(srtp.py); a capture sees them as they cross the wire.
 
 Packets are aiortc's `RtpPacket`/`RtcpPacket`, imported on first use (`RtpSession.open`
 imports aiortc in a worker thread; call `preload()` early to take the ~1.7 s off the
@@ -31,6 +33,7 @@ from .ticker import Ticker
 
 if TYPE_CHECKING:
     from .devices import AudioSink, AudioSource
+    from .srtp import SrtpStreams
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,20 @@ class MediaFormat:
 # --------------------------------------------------------------------------- sockets
 def _drop(*_args) -> None:
     """Datagrams before start() and after close() are ignored."""
+
+
+def _protected(protect: Callable[[bytes], bytes],
+               send: Callable[[bytes, tuple], None]) -> Callable[[bytes, tuple], None]:
+    """``send`` behind SRTP ``protect``; a packet libsrtp refuses is dropped (logged)."""
+    def send_protected(data: bytes, addr) -> None:
+        try:
+            packet = protect(data)
+        except Exception as exc:  # noqa: BLE001 - e.g. a key past its lifetime
+            log.warning("SRTP protect failed: %s", exc)
+            return
+        send(packet, addr)
+
+    return send_protected
 
 
 class _Port(asyncio.DatagramProtocol):
@@ -125,6 +142,9 @@ class RtpSession:
         self._rtp_transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._tap: Callable[[str, bytes, tuple, tuple], None] | None = None
+        self._srtp: SrtpStreams | None = None
+        self._srtp_reported = False
+        self.on_srtp_error: Callable[[str], None] | None = None
         self.counters = Counters()
         self._remote = Remote()
         self.sender = RtpSender(self.counters, self._remote)
@@ -174,9 +194,8 @@ class RtpSession:
                 last_exc = exc
                 continue
             self._rtp_transport, self._rtcp_transport = rtp_t, rtcp_t
-            self.sender.attach(rtp_t.sendto)
-            self.rtcp.attach(rtp_t.sendto, rtcp_t.sendto)
             self.local_port = port
+            self._wire()
             self.local_host = host
             return self
         raise OSError(f"no free RTP port pair in {lo}-{hi}: {last_exc}")
@@ -190,22 +209,103 @@ class RtpSession:
     # ------------------------------------------------------------------ control
     def capture(self, tap: Callable[[str, bytes, tuple, tuple], None]) -> None:
         """Hand every packet sent and received to ``tap(direction, data, local, remote)``
-        (a pcap trace with RTP). Call before :meth:`start`."""
-        rtp_t, rtcp_t = self._rtp_transport, self._rtcp_transport
+        (a pcap trace with RTP), as it crosses the wire (SRTP stays encrypted). Call
+        before :meth:`start`."""
+        self._tap = tap
+        self._wire()
+
+    def set_srtp(self, suite: str | None, send_key: bytes = b"", receive_key: bytes = b"") -> None:
+        """Protect with SRTP from now on (``suite`` None: plain RTP). New keys for the
+        same session re-key it (a re-INVITE's offer/answer)."""
+        if suite is None:
+            if self._srtp is None:
+                return
+            self._srtp = None
+        elif self._srtp is not None:
+            if not self._srtp.same(suite, send_key, receive_key):
+                self._srtp.rekey(suite, send_key, receive_key)
+                self._srtp_reported = False
+            return
+        else:
+            from .srtp import SrtpStreams
+
+            self._srtp = SrtpStreams(suite, send_key, receive_key)
+        self._srtp_reported = False
+        self._wire()
+
+    @property
+    def srtp_suite(self) -> str | None:
+        return self._srtp.suite if self._srtp is not None else None
+
+    def _wire(self) -> None:
+        """Connect the parts to the sockets: capture tap outermost (the wire's bytes),
+        then SRTP, then the sender, receiver and RTCP reporter."""
+        rtp_t, rtcp_t, tap, srtp = (self._rtp_transport, self._rtcp_transport, self._tap,
+                                    self._srtp)
+        if rtp_t is None or rtcp_t is None or self._closed:
+            return
         local = (self.local_host, self.local_port)
         local_rtcp = (self.local_host, self.local_port + 1)
+        wire_rtp, wire_rtcp = rtp_t.sendto, rtcp_t.sendto
+        if tap is not None:
+            def wire_rtp(data: bytes, addr, _send=rtp_t.sendto) -> None:
+                _send(data, addr)
+                tap("sent", data, local, addr)
 
-        def send_rtp(data: bytes, addr) -> None:
-            rtp_t.sendto(data, addr)
-            tap("sent", data, local, addr)
+            def wire_rtcp(data: bytes, addr, _send=rtcp_t.sendto) -> None:
+                _send(data, addr)
+                tap("sent", data, local_rtcp, addr)
 
-        def send_rtcp(data: bytes, addr) -> None:
-            rtcp_t.sendto(data, addr)
-            tap("sent", data, local_rtcp, addr)
+        if srtp is None:
+            self.sender.attach(wire_rtp)
+            self.rtcp.attach(wire_rtp, wire_rtcp)
+        else:
+            self.sender.attach(_protected(srtp.protect, wire_rtp))
+            self.rtcp.attach(_protected(srtp.protect_rtcp, wire_rtp),
+                             _protected(srtp.protect_rtcp, wire_rtcp))
+        if not self._started:
+            return
+        on_rtp, on_rtcp = self.receiver.on_packet, self.rtcp.on_packet
+        if srtp is not None:
+            plain_rtp, plain_rtcp = on_rtp, on_rtcp
 
-        self.sender.attach(send_rtp)
-        self.rtcp.attach(send_rtp, send_rtcp)
-        self._tap = tap
+            def on_rtp(data: bytes, addr) -> None:
+                packet = srtp.unprotect(data)
+                if packet is not None:
+                    plain_rtp(packet, addr)
+                elif srtp.failing:
+                    self._srtp_failing(addr)
+
+            def on_rtcp(data: bytes, addr, muxed: bool) -> None:
+                packet = srtp.unprotect_rtcp(data)
+                if packet is not None:
+                    plain_rtcp(packet, addr, muxed)
+
+        if tap is not None:  # a capture asked for the media too: off the usual path
+            opened_rtp, opened_rtcp = on_rtp, on_rtcp
+
+            def on_rtp(data: bytes, addr) -> None:
+                tap("received", data, local, addr[:2])
+                opened_rtp(data, addr)
+
+            def on_rtcp(data: bytes, addr, muxed: bool) -> None:
+                tap("received", data, local if muxed else local_rtcp, addr[:2])
+                opened_rtcp(data, addr, muxed)
+
+        rtp_t.get_protocol().on_rtp = on_rtp
+        rtp_t.get_protocol().on_rtcp = rtcp_t.get_protocol().on_rtcp = on_rtcp
+
+    def _srtp_failing(self, addr) -> None:
+        srtp = self._srtp
+        if self._srtp_reported or srtp is None:
+            return
+        self._srtp_reported = True
+        why = (f"SRTP: {srtp.failures_in_a_row} packets in a row from {addr[0]}:{addr[1]} "
+               f"failed authentication ({srtp.suite}): the far end's key or suite does not "
+               f"match what was agreed")
+        log.warning("%s", why)
+        if self.on_srtp_error is not None:
+            self.on_srtp_error(why)
 
     def start(self, fmt: MediaFormat, remote: tuple[str, int], remote_rtcp: tuple[str, int] | None,
               *, rtcp_mux: bool, source: AudioSource, sink: AudioSink,
@@ -222,24 +322,7 @@ class RtpSession:
         self._remote.set(remote, remote_rtcp, rtcp_mux)
         self._started = True
         self.receiver.last_rx = self.loop.time()  # the RTP timeout counts from here
-        rtp_port = self._rtp_transport.get_protocol()
-        on_rtp, on_rtcp = self.receiver.on_packet, self.rtcp.on_packet
-        tap = self._tap
-        if tap is not None:  # a capture asked for the media too: off the usual path
-            local = (self.local_host, self.local_port)
-            local_rtcp = (self.local_host, self.local_port + 1)
-            plain_rtp, plain_rtcp = on_rtp, on_rtcp
-
-            def on_rtp(data: bytes, addr) -> None:
-                tap("received", data, local, addr[:2])
-                plain_rtp(data, addr)
-
-            def on_rtcp(data: bytes, addr, muxed: bool) -> None:
-                tap("received", data, local if muxed else local_rtcp, addr[:2])
-                plain_rtcp(data, addr, muxed)
-
-        rtp_port.on_rtp = on_rtp
-        rtp_port.on_rtcp = self._rtcp_transport.get_protocol().on_rtcp = on_rtcp
+        self._wire()
         self._schedule()
         self.rtcp.start(self.loop.time())
 

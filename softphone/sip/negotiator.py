@@ -13,7 +13,7 @@ import enum
 import secrets
 from dataclasses import dataclass
 
-from . import sdp
+from . import sdes, sdp
 
 __all__ = ["SdpNegotiator", "OfferState", "MediaPolicy"]
 
@@ -26,11 +26,18 @@ class OfferState(enum.Enum):
 
 @dataclass(frozen=True)
 class MediaPolicy:
-    """What we offer and accept: codec names in preference order, ptime, telephone-event."""
+    """What we offer and accept: codec names in preference order, ptime, telephone-event;
+    SRTP: ``encryption`` (none | sdes | sdes-required) with the ``srtp_suites`` the media
+    layer runs, in our preference order. ``sdes_refused`` says why keys must not go over
+    this call's signalling (plain text): SDES is then off, and a call that needs it is
+    refused with that reason."""
 
     codecs: tuple[str, ...] = ("PCMU",)
     ptime: int = 20
     dtmf: bool = True
+    encryption: str = "none"
+    srtp_suites: tuple[str, ...] = ()
+    sdes_refused: str | None = None
 
 
 class SdpNegotiator:
@@ -64,6 +71,23 @@ class SdpNegotiator:
         return bool(self.address) and 0 < self.port < 65536
 
     @property
+    def encryption(self) -> str:
+        """What this session does now: the policy's, except that SDES over plain-text
+        signalling is off, and a call that is encrypted stays so (no downgrade by a
+        re-INVITE)."""
+        policy = self.policy
+        if self.active is not None and self.active.srtp is not None:
+            return "sdes-required"
+        if policy.sdes_refused is not None:
+            return "none"
+        return policy.encryption if policy.srtp_suites else "none"
+
+    @property
+    def srtp_suite(self) -> str | None:
+        """The SRTP suite agreed last (None: plain RTP)."""
+        return self.active.srtp.suite if self.active is not None and self.active.srtp else None
+
+    @property
     def remote_hold(self) -> bool:
         """The far end holds us: its last offer said sendonly/inactive (or c=0.0.0.0)."""
         if self.remote_offer is None:
@@ -77,11 +101,15 @@ class SdpNegotiator:
         """A new offer (o= version one up). ``direction`` changes our wish (hold)."""
         if direction is not None:
             self.direction = direction
+        encryption = self.encryption
+        # every offer carries fresh keys: a re-INVITE re-keys (RFC 4568 §7.1.4)
+        crypto = sdes.offer_cryptos(self.policy.srtp_suites) if encryption != "none" else None
         self.version += 1
         offer = sdp.make_offer(address=self.address, port=self.port,
                                codecs=list(self.policy.codecs), ptime=self.policy.ptime,
                                dtmf=self.policy.dtmf, session_id=self.session_id,
-                               session_version=self.version, direction=self.direction)
+                               session_version=self.version, direction=self.direction,
+                               crypto=crypto, secure=encryption == "sdes-required")
         self.local_offer = offer
         self.state = OfferState.LOCAL_OFFER
         return offer
@@ -94,6 +122,9 @@ class SdpNegotiator:
             raise sdp.SdpError("an answer with no offer of ours")
         neg = sdp.apply_answer(self.local_offer, sdp.parse_sdp(body),
                                ptime_default=self.policy.ptime)
+        if neg.srtp is None and self.encryption == "sdes-required":
+            raise sdp.SdpError("the answer does not encrypt the media (no a=crypto), and "
+                               "this call must be encrypted")
         self.active = neg
         self.state = OfferState.IDLE
         return neg
@@ -136,11 +167,22 @@ class SdpNegotiator:
 
     def _answer(self, offer: sdp.SessionDescription
                 ) -> tuple[sdp.SessionDescription, sdp.NegotiatedMedia]:
+        policy = self.policy
+        refused = policy.sdes_refused
+        if refused is not None and policy.encryption == "sdes-required":
+            raise sdp.NoCommonCodec(refused)
+        try:
+            answer = sdp.answer_offer(
+                offer, address=self.address, port=self.port, codecs=list(policy.codecs),
+                session_id=self.session_id, session_version=self.version + 1,
+                ptime_default=policy.ptime, direction=self.direction, dtmf=policy.dtmf,
+                encryption=self.encryption, suites=policy.srtp_suites)
+        except sdp.NoCommonCodec as exc:
+            if refused is not None and policy.encryption != "none":
+                raise sdp.NoCommonCodec(f"{exc} ({refused})") from None
+            raise
         self.version += 1
-        return sdp.answer_offer(offer, address=self.address, port=self.port,
-                                codecs=list(self.policy.codecs), session_id=self.session_id,
-                                session_version=self.version, ptime_default=self.policy.ptime,
-                                direction=self.direction, dtmf=self.policy.dtmf)
+        return answer
 
 
 def _offered_direction(offer: sdp.SessionDescription) -> str:

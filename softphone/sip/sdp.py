@@ -21,6 +21,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from . import sdes
+
 __all__ = [
     "SdpError", "NoCommonCodec", "Codec", "Origin", "Connection", "Bandwidth", "Timing",
     "Attribute", "RtcpAddress", "MediaDescription", "SessionDescription", "NegotiatedMedia",
@@ -51,9 +53,12 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
     32: ("MPV", 90000, 1), 33: ("MP2T", 90000, 1), 34: ("H263", 90000, 1),
 }
 
-# Protocols we can answer; anything else (RTP/SAVP, UDP/TLS/RTP/SAVPF, …) is refused.
-# An AVPF stream without rtcp-fb lines behaves as plain AVP (RFC 4585 §4.2).
+# Protocols we can answer; anything else (UDP/TLS/RTP/SAVPF: DTLS-SRTP, …) is refused.
+# An AVPF stream without rtcp-fb lines behaves as plain AVP (RFC 4585 §4.2). The SAVP
+# profiles (SRTP, keys by SDES) only when the policy encrypts.
 RTP_PROFILES_WE_SPEAK = ("RTP/AVP", "RTP/AVPF")
+SECURE_PROFILES = ("RTP/SAVP", "RTP/SAVPF")
+ENCRYPTIONS = ("none", "sdes", "sdes-required")
 
 _DTMF_EVENTS = "0-16"  # RFC 4733 events we send and receive: digits, *, #, A-D, flash
 
@@ -200,6 +205,7 @@ class MediaDescription:
     direction: str | None = None  # None: inherit the session's (default sendrecv)
     rtcp: RtcpAddress | None = None
     rtcp_mux: bool = False
+    crypto: list[sdes.Crypto] = field(default_factory=list)  # a=crypto (RFC 4568)
     attributes: list[Attribute] = field(default_factory=list)
     extra_lines: list[tuple[str, str]] = field(default_factory=list)  # unknown letters
 
@@ -246,6 +252,7 @@ class MediaDescription:
             lines.append(rtcp)
         if self.rtcp_mux:
             lines.append("a=rtcp-mux")
+        lines += [f"a=crypto:{c}" for c in self.crypto]
         if self.direction is not None:
             lines.append(f"a={self.direction}")
         lines += [f"a={attr}" for attr in self.attributes]
@@ -330,6 +337,7 @@ class NegotiatedMedia:
     direction: str  # OUR direction: what we may do
     rtcp_mux: bool
     hold: bool  # the remote side put us on hold (c=0.0.0.0, or sendonly/inactive from it)
+    srtp: sdes.SrtpKeys | None = None  # SRTP suite and keys (SDES), None for plain RTP
 
 
 # ---------------------------------------------------------------------------------------
@@ -555,8 +563,9 @@ def _media_section(where: str, value: str, body: list[tuple[str, str, str]]) -> 
             except SdpError:
                 # RFC 4566 §5.13 / RFC 3264: an attribute we cannot read is ignored (kept
                 # verbatim; a payload it described is unusable), never a reason to refuse
-                # the whole offer
-                m.attributes.append(attr)
+                # the whole offer. An unreadable a=crypto is dropped: it may hold a key
+                if attr.name.lower() != "crypto":
+                    m.attributes.append(attr)
         else:
             m.extra_lines.append((letter, line_value))
 
@@ -585,6 +594,11 @@ def _media_attribute(m: MediaDescription, attr: Attribute, where: str, payload_t
         m.direction = name
     elif value is None and name == "rtcp-mux":
         m.rtcp_mux = True
+    elif value is not None and name == "crypto" and m.is_rtp:
+        try:
+            m.crypto.append(sdes.parse_crypto(value))
+        except sdes.CryptoError as exc:
+            raise SdpError(f"{where}: {exc}") from None
     elif value is not None and name == "ptime" and m.ptime is None:
         m.ptime = _ptime(value, "ptime", where)
     elif value is not None and name == "maxptime" and m.maxptime is None:
@@ -669,8 +683,13 @@ def _direction(send: bool, recv: bool) -> str:
             (False, True): "recvonly", (False, False): "inactive"}[(send, recv)]
 
 
-def _speakable_audio(m: MediaDescription) -> bool:
-    return m.media.lower() == "audio" and m.port != 0 and m.proto.upper() in RTP_PROFILES_WE_SPEAK
+def _speakable_audio(m: MediaDescription, secure: bool = False) -> bool:
+    profiles = RTP_PROFILES_WE_SPEAK + SECURE_PROFILES if secure else RTP_PROFILES_WE_SPEAK
+    return m.media.lower() == "audio" and m.port != 0 and m.proto.upper() in profiles
+
+
+def _is_secure(m: MediaDescription) -> bool:
+    return m.proto.upper() in SECURE_PROFILES
 
 
 def _pick_dtmf(offered: list[Codec], rate: int) -> Codec | None:
@@ -712,9 +731,13 @@ def _remote_rtcp(m: MediaDescription, host: str, mux: bool) -> tuple[str, int]:
 
 def make_offer(*, address: str, port: int, codecs: list[str], ptime: int = 20, dtmf: bool = True,
                session_id: int, session_version: int, username: str = "-",
-               direction: str = "sendrecv", rtcp_mux: bool = False) -> SessionDescription:
+               direction: str = "sendrecv", rtcp_mux: bool = False,
+               crypto: list[sdes.Crypto] | None = None,
+               secure: bool = False) -> SessionDescription:
     """Our audio offer. Static PTs for PCMU/PCMA/G722 (with rtpmap lines anyway, as phones
-    do), opus on 111, telephone-event/8000 on 101 and /48000 on 102 when opus is offered."""
+    do), opus on 111, telephone-event/8000 on 101 and /48000 on 102 when opus is offered.
+    ``crypto`` lines go with it (SDES); ``secure`` makes it RTP/SAVP (SRTP or nothing),
+    else an RTP/AVP offer with a=crypto means "encrypted if you can"."""
     offered = _our_codecs(codecs)
     if not offered:
         raise ValueError("no codecs to offer")
@@ -728,9 +751,12 @@ def make_offer(*, address: str, port: int, codecs: list[str], ptime: int = 20, d
         if any(c.is_named("opus") for c in offered):
             offered.append(_TELEPHONE_EVENTS[48000].copy())
     nettype, addrtype = _net_addr(address)
-    audio = MediaDescription(media="audio", port=port, proto="RTP/AVP",
+    if secure and not crypto:
+        raise ValueError("an RTP/SAVP offer needs a=crypto lines")
+    audio = MediaDescription(media="audio", port=port, proto="RTP/SAVP" if secure else "RTP/AVP",
                              formats=[str(c.payload_type) for c in offered], codecs=offered,
-                             ptime=ptime, direction=direction, rtcp_mux=rtcp_mux)
+                             ptime=ptime, direction=direction, rtcp_mux=rtcp_mux,
+                             crypto=list(crypto or []))
     return SessionDescription(
         origin=Origin(username, session_id, session_version, nettype, addrtype, address),
         connection=Connection(nettype, addrtype, address), media=[audio])
@@ -739,33 +765,51 @@ def make_offer(*, address: str, port: int, codecs: list[str], ptime: int = 20, d
 def answer_offer(offer: SessionDescription, *, address: str, port: int, codecs: list[str],
                  session_id: int, session_version: int, ptime_default: int = 20,
                  rtcp_mux_supported: bool = True, direction: str = "sendrecv", dtmf: bool = True,
-                 username: str = "-") -> tuple[SessionDescription, NegotiatedMedia]:
+                 username: str = "-", encryption: str = "none",
+                 suites: tuple[str, ...] = ()) -> tuple[SessionDescription, NegotiatedMedia]:
     """RFC 3264 §6 answer: the first audio stream with a codec in common is accepted with
     the first codec of OUR preference order (keeping the offer's PT numbers); every other
     m-line is refused with port 0, in the offer's order. ``direction`` is what we want
-    (e.g. sendonly when we hold); the answer never grants more than the offer allows."""
+    (e.g. sendonly when we hold); the answer never grants more than the offer allows.
+
+    ``encryption`` (none | sdes | sdes-required) with the SRTP ``suites`` we run: an
+    RTP/SAVP stream needs a usable a=crypto, and so does any stream under sdes-required;
+    under sdes a usable a=crypto on RTP/AVP is taken too (best effort). The answer's
+    a=crypto carries the offered tag and suite with our own fresh key (RFC 4568 §7.1)."""
     preferred = _our_codecs(codecs)
     _check_direction(direction)
+    if encryption not in ENCRYPTIONS:
+        raise ValueError(f"encryption must be one of {', '.join(ENCRYPTIONS)}")
     if not 0 < port < 65536:
         raise ValueError(f"RTP port {port} out of range")
+    encrypting = encryption != "none"
 
-    chosen_index, chosen = -1, None
+    chosen_index, chosen, crypto = -1, None, None
     saw_audio = False
+    refusals: list[str] = []
     for index, m in enumerate(offer.media):
-        if not _speakable_audio(m):
+        if not _speakable_audio(m, secure=True):
+            continue
+        if _is_secure(m) and not encrypting:
+            refusals.append(f"{m.proto} (SRTP) was offered and media_encryption is none")
             continue
         saw_audio = True
-        for ours in preferred:
-            chosen = next((c for c in m.codecs if c.key == ours.key), None)
-            if chosen is not None:
-                chosen_index = index
-                break
-        if chosen is not None:
-            break
+        codec = next((c for ours in preferred for c in m.codecs if c.key == ours.key), None)
+        if codec is None:
+            continue
+        crypto = sdes.choose(m.crypto, suites) if encrypting else None
+        if crypto is None and (_is_secure(m) or encryption == "sdes-required"):
+            refusals.append(sdes.refusal(m.crypto, suites))
+            continue
+        chosen_index, chosen = index, codec
+        break
     if chosen is None:
+        if refusals:
+            raise NoCommonCodec("; ".join(dict.fromkeys(refusals)))
         if not saw_audio:
             raise NoCommonCodec("the offer has no RTP/AVP audio stream")
-        offered = ", ".join(c.rtpmap for m in offer.media if _speakable_audio(m) for c in m.codecs)
+        offered = ", ".join(c.rtpmap for m in offer.media if _speakable_audio(m, True)
+                            for c in m.codecs)
         raise NoCommonCodec(f"no codec in common: offered {offered or 'none we know'}; "
                             f"we support {', '.join(c.name for c in preferred)}")
 
@@ -786,13 +830,15 @@ def answer_offer(offer: SessionDescription, *, address: str, port: int, codecs: 
     ptime = _packet_time(remote_m, chosen, ptime_default)
     mux = remote_m.rtcp_mux and rtcp_mux_supported
 
+    answer_crypto, keys = sdes.keys_for_answer(crypto) if crypto is not None else (None, None)
     answer_media: list[MediaDescription] = []
     for index, m in enumerate(offer.media):
         if index == chosen_index:
             answer_media.append(MediaDescription(
                 media=m.media, port=port, proto=m.proto,
                 formats=[str(c.payload_type) for c in answer_codecs], codecs=answer_codecs,
-                ptime=ptime, direction=answer_direction, rtcp_mux=mux))
+                ptime=ptime, direction=answer_direction, rtcp_mux=mux,
+                crypto=[answer_crypto] if answer_crypto is not None else []))
         else:
             answer_media.append(MediaDescription(media=m.media, port=0, proto=m.proto,
                                                  formats=list(m.formats) or ["0"]))
@@ -812,7 +858,7 @@ def answer_offer(offer: SessionDescription, *, address: str, port: int, codecs: 
         remote_host=host, remote_port=remote_m.port, remote_rtcp_host=rtcp_host,
         remote_rtcp_port=rtcp_port, codec=chosen.copy(),
         dtmf=dtmf_codec.copy() if dtmf_codec else None, ptime=ptime, direction=our_direction,
-        rtcp_mux=mux, hold=held)
+        rtcp_mux=mux, hold=held, srtp=keys)
     return answer, negotiated
 
 
@@ -827,10 +873,11 @@ def apply_answer(offer: SessionDescription, answer: SessionDescription, *,
             raise SdpError(f"answer m-line {number} is {theirs.media!r}, the offer's is {ours.media!r}")
 
     for ours, theirs in zip(offer.media, answer.media):
-        if not _speakable_audio(ours) or theirs.port == 0:
+        if not _speakable_audio(ours, secure=True) or theirs.port == 0:
             continue
         if theirs.proto.upper() != ours.proto.upper():
             raise SdpError(f"the answer changed the transport from {ours.proto} to {theirs.proto}")
+        keys = _answered_keys(ours, theirs)
         offered_keys = {c.key for c in ours.codecs if not c.is_telephone_event}
         codec = next((c for c in theirs.codecs
                       if c.key in offered_keys and not c.is_named("CN")), None)
@@ -856,5 +903,26 @@ def apply_answer(offer: SessionDescription, answer: SessionDescription, *,
             direction=_direction(our_send and they_recv and not connection.is_unspecified,
                                  our_recv and they_send),
             rtcp_mux=mux,
-            hold=connection.is_unspecified or (our_send and not they_recv))
+            hold=connection.is_unspecified or (our_send and not they_recv), srtp=keys)
     raise NoCommonCodec("the answer refused every audio stream (port 0)")
+
+
+def _answered_keys(ours: MediaDescription, theirs: MediaDescription) -> sdes.SrtpKeys | None:
+    """The SRTP keys of an answered stream: our offered line with the answer's tag (and
+    suite) for sending, the answer's key for receiving. None when neither side encrypts;
+    SdpError when the answer's a=crypto fits no offered line, or an RTP/SAVP offer was
+    accepted without one."""
+    if not theirs.crypto:
+        if _is_secure(ours):
+            raise SdpError(f"the answer accepted {ours.proto} without an a=crypto key")
+        return None
+    if not ours.crypto:
+        raise SdpError("the answer has a=crypto but our offer had none")
+    answered = theirs.crypto[0]
+    offered = next((c for c in ours.crypto if c.tag == answered.tag), None)
+    if offered is None or offered.suite != answered.suite:
+        raise SdpError(f"the answer's a=crypto (tag {answered.tag}, {answered.suite}) matches "
+                       f"no line of our offer")
+    if len(answered.key) != sdes.SUITES.get(answered.suite, -1) or answered.mki:
+        raise SdpError(f"the answer's {answered.suite} key is not usable")
+    return sdes.SrtpKeys(offered.suite, offered.key, answered.key)

@@ -213,6 +213,7 @@ class Bridge:
         elif name == "answered":
             self._answered.add(call_id)
             view.state, view.codec = "connected", event.codec or view.codec
+            view.srtp = event.srtp
             view.answered_at = time.monotonic()
             view.duration = 0.0  # was the ringing time
         elif name == "hold":

@@ -67,6 +67,7 @@ class CallView:
     state: str = "calling"
     reason: str | None = None  # for ended calls: "hangup", "rejected 486 Busy Here" …
     codec: str | None = None
+    srtp: str | None = None  # the SRTP suite when the media is encrypted
     duration: float = 0.0
     jitter_ms: float = 0.0
     loss_pct: float = 0.0

@@ -293,10 +293,11 @@ def _call_cells(v: CallView, keys: tuple[str, ...], party_w: int) -> tuple:
     mos_style = "" if v.mos is None else "green" if v.mos >= 4.0 else \
         "yellow" if v.mos >= 3.6 else "red"
     arrow = DIRECTION_ARROWS.get(v.direction, v.direction)
+    state = v.state_label + (" 🔒" if v.srtp else "")  # the media is encrypted (SRTP)
     cells = {
         "dir": arrow,
         "party": clip(v.party, party_w),
-        "state": Text(v.state_label, style=state_style),
+        "state": Text(state, style=state_style),
         "codec": v.codec or "—",
         "duration": format_duration(v.duration) if v.duration or v.active else "—",
         "jitter": f"{v.jitter_ms:.1f}ms" if live else "—",
@@ -305,7 +306,7 @@ def _call_cells(v: CallView, keys: tuple[str, ...], party_w: int) -> tuple:
     }
     if "call" in keys:
         cells["call"] = Text.assemble(f"{arrow} ", clip(v.party, party_w - 2), "\n",
-                                      (v.state_label, state_style))
+                                      (state, state_style))
     return tuple(cells[k] for k in keys)
 
 
@@ -342,6 +343,8 @@ class CallDetail(Static):
         t.append(f"{view.state_label}", style="bold")
         if view.codec:
             t.append(f" · {view.codec}")
+        if view.srtp:
+            t.append(f" · encrypted (SRTP {view.srtp})", style="green")
         t.append(f" · {format_duration(view.duration)}")
         if view.muted:
             t.append(" · MUTED", style="bold red")

@@ -4,13 +4,19 @@ Every account lives on the same stack and socket; each registers and refreshes o
 (the pure :class:`~softphone.sip.register.RegistrationClient` does the protocol). The
 account also knows where its out-of-dialog requests go (DESIGN §3: the outbound proxy,
 else the registrar for its own domain, else the target) and whether an incoming request
-is addressed to it.
+is addressed to it. The Contact it registers carries a random token in its user part:
+a request to exactly that address came through the registrar (who else knows it?), which
+is how the phone tells its own calls from a scanner's (the stranger policy, agent.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import os
+import secrets
 from typing import TYPE_CHECKING, Callable
 
 from ..config import Account as AccountSettings
@@ -29,9 +35,23 @@ from .stack import host_literal
 if TYPE_CHECKING:
     from .stack import Stack
 
-__all__ = ["Account", "NAT_KEEPALIVE", "MAX_CONTACT_UPDATES"]
+__all__ = ["Account", "NAT_KEEPALIVE", "MAX_CONTACT_UPDATES", "contact_token",
+           "CONTACT_SEED_ENV"]
 
 log = logging.getLogger(__name__)
+
+# processes that share one registration (the workers of answer --workers) share a seed,
+# so that each knows the Contact the first one registered (softphone.workers sets it)
+CONTACT_SEED_ENV = "SOFTPHONE_CONTACT_SEED"
+
+
+def contact_token(account: str) -> str:
+    """64 random bits for the Contact's user part (a scanner sweeping extensions never
+    hits it): fresh per process, or derived from the shared seed when there is one."""
+    seed = os.environ.get(CONTACT_SEED_ENV)
+    if not seed:
+        return secrets.token_hex(8)
+    return hmac.new(seed.encode(), account.encode(), hashlib.sha256).hexdigest()[:16]
 
 NAT_KEEPALIVE = 25       # s between keep-alives once a NAT was seen ([network] keepalive unset)
 MAX_CONTACT_UPDATES = 3  # re-REGISTERs in a row for a new public address, then we keep it
@@ -52,6 +72,7 @@ class Account:
         self._authenticator: Authenticator | None = None
         self._outcome: asyncio.Future | None = None
         self._contact: SipUri | None = None
+        self.contact_user = f"{self.user}-{contact_token(self.name)}"
         self.public_address: str | None = None  # "ip:port" the registrar sees (NAT/STUN)
         self.nat_seen = False
         self._hop: SipUri | None = None          # where REGISTERs (and keep-alives) go
@@ -108,6 +129,15 @@ class Account:
             return parse_uri(s.registrar), []
         return ruri, []
 
+    def is_contact(self, uri: SipUri) -> bool:
+        """``uri`` is the Contact we registered (user with its token, host and port)."""
+        contact = self._contact
+        if contact is None or uri.user != contact.user:
+            return False
+        default = 5061 if contact.params.get("transport") == "tls" else 5060
+        return uri.host_bare == contact.host_bare and \
+            (uri.port or default) == (contact.port or default)
+
     def match(self, request: Request) -> int:
         """How surely ``request`` is for this account: 2 = its Request-URI is the Contact
         we registered (or the AOR), 1 = its To is our AOR, 0 = neither."""
@@ -117,9 +147,7 @@ class Account:
         except Exception:
             return 0
         aor = self.aor
-        contact = self._contact
-        if contact is not None and ruri.user == contact.user and \
-                ruri.host_bare == contact.host_bare and (ruri.port or 5060) == (contact.port or 5060):
+        if self.is_contact(ruri):
             return 2
         if ruri.user == aor.user and ruri.host.lower() == aor.host.lower():
             return 2
@@ -128,6 +156,28 @@ class Account:
         return 0
 
     # -- registration -----------------------------------------------------------------------
+    async def prepare(self) -> Peer:
+        """Resolve the registrar (and outbound proxy), trust every server the failover may
+        reach (they relay calls to us), and work out the Contact to register: what the
+        stranger policy needs, also in a process that does not register itself (a worker
+        of ``answer --workers`` other than the first). Returns the first server; raises
+        ResolveError/OSError when there is none."""
+        s = self.settings
+        stack = self.stack
+        registrar = parse_uri(s.registrar)
+        hop = parse_uri(s.outbound_proxy) if s.outbound_proxy else registrar
+        peers = await stack.resolve_all(hop, self.transport)
+        for peer in peers:
+            stack.trust(peer)
+        if s.outbound_proxy:  # the registrar relays calls to us too
+            try:
+                for peer in await stack.resolve_all(registrar, self.transport):
+                    stack.trust(peer)
+            except (ResolveError, OSError):
+                pass
+        self._contact = stack.contact_uri(peers[0], self.contact_user)
+        return peers[0]
+
     async def register(self) -> None:
         """(Re-)register now. Problems come as ``registration_failed`` events; an attempt
         that cannot even be sent (DNS, STUN, no route) is retried with a back-off, as the
@@ -143,21 +193,12 @@ class Account:
         self._begin()
         stack = self.stack
         try:
-            peers = await stack.resolve_all(hop, self.transport)
+            peer = await self.prepare()
         except (ResolveError, OSError) as exc:
             self._unsendable(str(exc))
             return
-        for peer in peers:  # every server the failover may reach relays calls to us
-            stack.trust(peer)
-        if s.outbound_proxy:  # the registrar relays calls to us too
-            try:
-                for peer in await stack.resolve_all(registrar, self.transport):
-                    stack.trust(peer)
-            except (ResolveError, OSError):
-                pass
-        peer = peers[0]
         await self._discover(peer)
-        contact = stack.contact_uri(peer, self.user)
+        contact = stack.contact_uri(peer, self.contact_user)
         self._contact = contact
         self._failures = 0
         if self.registration is None:
@@ -249,7 +290,7 @@ class Account:
         self._updates += 1
         self.stack.learn_public(peer, public if seen else None)
         self._set_public(_hostport(*public), "rport")
-        contact = self.stack.contact_uri(peer, self.user)
+        contact = self.stack.contact_uri(peer, self.contact_user)
         self._contact = contact
         reg.set_contact(contact)
         if reg.state == "registered" and not self._stopped:

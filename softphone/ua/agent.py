@@ -1,6 +1,11 @@
 """The user agent: one stack, every account on it, the calls, and what to do with new
 requests (the policy of an endpoint: busy, overload, merged requests, capabilities).
 
+No ghost calls: while an account registers, a new out-of-dialog request is taken only
+from its registrar or outbound proxy, or when it is addressed to the exact Contact we
+registered; anyone else is a stranger (SIP scanners dial phones directly) and gets 403,
+or nothing, or is let in, as ``[sip] stranger_policy`` says.
+
 The Phone (``phone.py``) is the public face; this is the engine under it.
 """
 
@@ -235,9 +240,30 @@ class UserAgent:
         return call is not None and not call.ended
 
     # -- new requests -------------------------------------------------------------------------
+    def stranger(self, request: Request, peer: Peer) -> bool:
+        """Neither from a registering account's registrar/proxy nor to its Contact (with
+        no registering account nobody is a stranger: the test-endpoint mode)."""
+        guarded = [a for a in self.accounts.values() if a.settings.register]
+        if not guarded or self.stack.from_trusted_hop(peer):
+            return False
+        try:
+            ruri = request.request_uri
+        except Exception:  # a URI we cannot read is no Contact of ours
+            return True
+        return not (isinstance(ruri, SipUri) and any(a.is_contact(ruri) for a in guarded))
+
     def _on_new_request(self, request: Request, peer: Peer) -> None:
         method = request.method
         stack = self.stack
+        policy = self.config.sip.stranger_policy
+        if policy != "accept" and self.stranger(request, peer):
+            stack.stats["strangers"] += 1
+            log.debug("%s from stranger %s %s: %s", method, peer.proto, peer, policy)
+            if policy == "drop":
+                stack.discard(request)
+            else:
+                stack.answer(request, 403, "Forbidden")
+            return
         if method == "INVITE":
             if stack.closing:
                 stack.answer(request, 503, extra=[("Retry-After", "5")])

@@ -33,9 +33,20 @@ if TYPE_CHECKING:
     from .account import Account
     from .agent import UserAgent
 
-__all__ = ["Call", "CallError"]
+__all__ = ["Call", "CallError", "sdes_refusal"]
 
 log = logging.getLogger(__name__)
+
+
+def sdes_refusal(account: "Account | None", transport: str) -> str | None:
+    """Why this account's SDES keys must not go over ``transport`` (None: they may)."""
+    if account is None:
+        return None
+    s = account.settings
+    if s.media_encryption == "none" or transport == "tls" or s.allow_sdes_over_udp:
+        return None
+    return (f"account {s.name!r} encrypts media with SDES, whose keys would cross "
+            f"{transport} signalling in clear text (allow_sdes_over_udp = false)")
 
 
 class Call:
@@ -78,7 +89,7 @@ class Call:
         self.media = MediaSession(lambda: agent.media_devices(self),
                                   rtp_timeout=float(agent.config.network.rtp_timeout or 0),
                                   on_dtmf=self._on_dtmf, on_timeout=self._on_rtp_timeout,
-                                  tap=agent.media_tap)
+                                  on_error=self._on_media_error, tap=agent.media_tap)
 
     def __repr__(self) -> str:
         return f"<Call {self.index} {self.direction} {self.state} {self.call_id}>"
@@ -103,6 +114,10 @@ class Call:
             peer = await stack.resolve(hop, transport)
         except OSError as exc:
             raise CallError(f"cannot reach {hop.hostport}: {exc}") from None
+        refused = sdes_refusal(account, peer.proto)
+        if refused is not None:
+            raise CallError(f"{refused}: call over TLS (transport = \"tls\", a sips: URI) "
+                            f"or set allow_sdes_over_udp = true")
         if hop is not ruri:  # the account's proxy or registrar: its requests are trusted
             stack.trust(peer)
         user = account.user if account is not None else agent.user
@@ -110,7 +125,7 @@ class Call:
         local = account.identity() if account is not None else agent.local_identity(peer)
         remote = NameAddr(ruri.with_(params={k: v for k, v in ruri.params.items() if k == "user"},
                                      headers={}))
-        negotiator = cls._negotiator(agent, stack.local_ip_for(peer.host))
+        negotiator = cls._negotiator(agent, stack.local_ip_for(peer.host), account, peer.proto)
         session = InviteSession.outgoing(
             request_uri=ruri, local=local, remote=remote, target=hop, call_id=new_call_id(),
             local_tag=new_tag(), negotiator=negotiator, routes=routes,
@@ -145,7 +160,8 @@ class Call:
         response_peer = stack.response_peer(request, peer)
         user = account.user if account is not None else agent.user
         contact = f"<{stack.contact_uri(response_peer, user)}>"
-        negotiator = cls._negotiator(agent, stack.local_ip_for(response_peer.host))
+        negotiator = cls._negotiator(agent, stack.local_ip_for(response_peer.host), account,
+                                     peer.proto)
         session = InviteSession.incoming(
             request, local_tag=new_tag(), negotiator=negotiator,
             options=cls._options(agent, contact, peer.proto),
@@ -191,10 +207,20 @@ class Call:
         self.session.negotiator.set_local(*mapped)
 
     @staticmethod
-    def _negotiator(agent: "UserAgent", address: str) -> SdpNegotiator:
+    def _negotiator(agent: "UserAgent", address: str, account: "Account | None",
+                    transport: str) -> SdpNegotiator:
         audio = agent.config.audio
+        encryption = account.settings.media_encryption if account is not None else "none"
+        suites: tuple[str, ...] = ()
+        if encryption != "none":
+            from ..media.srtp import supported_suites
+
+            suites = supported_suites()
         return SdpNegotiator(MediaPolicy(codecs=tuple(audio.codecs), ptime=audio.ptime,
-                                         dtmf=audio.dtmf), address=address)
+                                         dtmf=audio.dtmf, encryption=encryption,
+                                         srtp_suites=suites,
+                                         sdes_refused=sdes_refusal(account, transport)),
+                             address=address)
 
     @staticmethod
     def _options(agent: "UserAgent", contact: str, transport: str) -> SessionOptions:
@@ -369,7 +395,8 @@ class Call:
         self._cancel_timer("setup")
         if not self._answered.done():
             self._answered.set_result(True)
-        self._publish(ev.Answered(self.call_id, self.codec, self.account_name))
+        self._publish(ev.Answered(self.call_id, self.codec, self.account_name,
+                                  self.media.srtp))
         old = self.replaces
         if old is not None and not old.ended:  # RFC 3891 §3: the replaced dialog ends
             self._spawn(old.hangup())
@@ -420,6 +447,13 @@ class Call:
         log.warning("call %s: no RTP for %s s, hanging up", self.call_id, seconds)
         self._run(self.session.hangup(self.agent.stack.now(), "timeout",
                                       f"no RTP for {seconds} s"))
+
+    def _on_media_error(self, why: str) -> None:
+        """The media cannot work (SRTP packets that never open): end the call, saying why."""
+        if self.ended:
+            return
+        self.agent.publish(ev.Notice(f"call {self.index}: {why}"))
+        self._run(self.session.hangup(self.agent.stack.now(), "error", why))
 
     def _setup_timeout(self, peer: Peer) -> None:
         self._timers.pop("setup", None)

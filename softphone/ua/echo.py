@@ -23,8 +23,9 @@ class EchoService:
     """Starts on first use; one per phone."""
 
     def __init__(self, config: "Config") -> None:
-        # no accounts, loopback only, every codec we have
-        network = replace(config.network, listen="127.0.0.1:0", public_address=None)
+        # no accounts, loopback only (no TLS listener), every codec we have
+        network = replace(config.network, listen="127.0.0.1:0", public_address=None,
+                          tls_listen=None)
         self.config = replace(config, accounts=(), network=network)
         self.agent: "UserAgent | None" = None
 

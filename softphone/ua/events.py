@@ -59,7 +59,8 @@ class Listening(Event):
     address: str
     port: int
     control: str | None = None  # the control socket, when one listens
-    omit_none: ClassVar[tuple[str, ...]] = ("control",)
+    tls: str | None = None      # host:port of the TLS listener, when one listens
+    omit_none: ClassVar[tuple[str, ...]] = ("control", "tls")
 
 
 class AccountEvent(Event):
@@ -134,6 +135,7 @@ class EarlyMedia(CallEvent):
 class Answered(CallEvent):
     codec: str | None
     account: str | None = None
+    srtp: str | None = None  # the SRTP suite ("AES_CM_128_HMAC_SHA1_80"), None: plain RTP
 
 
 class Dtmf(CallEvent):

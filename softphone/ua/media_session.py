@@ -3,7 +3,8 @@
 The INVITE session says *what* was agreed (:class:`~softphone.sip.sdp.NegotiatedMedia`);
 this starts the RTP stream on the first agreement, updates it on later ones (codec,
 address, direction), and keeps mute and hold apart: silence goes out while muted or while
-we hold the call, and the user's mute survives a resume.
+we hold the call, and the user's mute survives a resume. SRTP keys from the agreement go
+to the RTP session before its first packet, and again on every re-key.
 """
 
 from __future__ import annotations
@@ -31,16 +32,19 @@ class MediaSession:
     def __init__(self, devices: Devices, *, rtp_timeout: float = 0.0,
                  on_dtmf: Callable[[str], None] | None = None,
                  on_timeout: Callable[[], None] | None = None,
+                 on_error: Callable[[str], None] | None = None,
                  tap: Callable[[str, bytes, tuple, tuple], None] | None = None) -> None:
         self.devices_factory = devices
         self.tap = tap  # every RTP/RTCP packet, for a capture (--trace-rtp)
         self.rtp_timeout = rtp_timeout
         self.on_dtmf = on_dtmf
         self.on_timeout = on_timeout
+        self.on_error = on_error      # the media cannot work (SRTP packets do not open)
         self.rtp: Any = None          # media.rtp.RtpSession once open
         self.devices: tuple[Any, Any] = ()
         self.negotiated: NegotiatedMedia | None = None
         self.codec: str | None = None
+        self.srtp: str | None = None  # the SRTP suite in use, None for plain RTP
         self.started = False
         self.muted = False            # the user's mute
         self.held = False             # we hold the call
@@ -60,7 +64,12 @@ class MediaSession:
         self.rtp = await RtpSession.open(host=host, port_range=port_range)
         if self.tap is not None:
             self.rtp.capture(self.tap)
+        self.rtp.on_srtp_error = self._media_error
         return self.rtp.local_port
+
+    def _media_error(self, why: str) -> None:
+        if self.on_error is not None:
+            self.on_error(why)
 
     async def stun_binding(self, server: tuple[str, int], timeout: float = 2.0) -> tuple[str, int]:
         """The RTP socket's public address as the STUN server sees it (RFC 5389), asked
@@ -112,6 +121,12 @@ class MediaSession:
             dtmf_clock_rate=neg.dtmf.clock_rate if neg.dtmf else 8000)
         remote = (neg.remote_host, neg.remote_port)
         remote_rtcp = (neg.remote_rtcp_host, neg.remote_rtcp_port)
+        keys = neg.srtp
+        if keys is not None:
+            self.rtp.set_srtp(keys.suite, keys.send_key, keys.receive_key)
+        else:
+            self.rtp.set_srtp(None)
+        self.srtp = keys.suite if keys is not None else None
         if self.started:
             self.rtp.update(fmt, remote, remote_rtcp, rtcp_mux=neg.rtcp_mux)
             self.rtp.set_hold(neg.direction)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Config
 from ..sip.uri import SipUri
+from ..sip.sdes import mask as mask_keys
 from ..transport import Peer
 from . import events as ev
 from .agent import UserAgent
@@ -141,14 +142,26 @@ class Phone:
                 self._notice(f"control socket: {exc}")
                 self.control = None
         self.started = True
+        tls_port = stack.transport.tls_port
+        tls = None
+        if tls_port:
+            from .stack import host_literal, split_hostport
+
+            tls = f"{host_literal(split_hostport(self.config.network.tls_listen)[0])}:{tls_port}"
         self.bus.publish(ev.Listening(stack.transport.host, stack.transport.port,
-                                      control_path))
+                                      control_path, tls))
         self._every("stats", 1.0, self._stats_event)
         self._every("levels", 0.2, self._levels_event)
-        if o.register:
-            for account in self.agent.accounts.values():
-                if account.settings.register:
-                    await account.register()
+        for account in self.agent.accounts.values():
+            if not account.settings.register:
+                continue
+            if o.register:
+                await account.register()
+                continue
+            try:  # another process registers: still guard the Contact it registers
+                await account.prepare()
+            except OSError as exc:
+                self._notice(f"{account.name}: {exc}")
 
     async def close(self, timeout: float = 5.0) -> None:
         """Hang up, unregister, stop (bounded by ``timeout``)."""
@@ -195,6 +208,7 @@ class Phone:
             "call_id": call.call_id, "index": call.index, "direction": call.direction,
             "state": call.state, "account": call.account_name, "remote": str(call.remote.uri),
             "display_name": call.remote.display_name, "codec": call.codec,
+            "srtp": call.media.srtp,
             "duration": round(call.duration, 1), "muted": call.muted, "on_hold": call.on_hold,
             "remote_hold": call.remote_hold, "conference": call.in_conference}
         job = call.transferor
@@ -507,10 +521,19 @@ class Phone:
         self.bus.publish(ev.Notice(text, severity))
 
     def _trace(self, direction: str, data: bytes, peer: Peer) -> None:
+        """SIP to the trace file and the TUI's trace. SDES keys are blanked in what people
+        read (the text trace, the TUI); a capture keeps the wire's bytes, so Wireshark
+        can decrypt the SRTP: keep captures as secret as the calls."""
+        text = None
         if self._trace_file is not None:
-            self._trace_file(direction, data, peer)
+            if self._trace_file.capture:
+                self._trace_file(direction, data, peer)
+            else:
+                text = mask_keys(data)
+                self._trace_file(direction, text, peer)
         if self.bus.wants_high_rate:
-            self.bus.publish(ev.SipMessage(direction, peer.proto, str(peer), data))
+            self.bus.publish(ev.SipMessage(direction, peer.proto, str(peer),
+                                           text if text is not None else mask_keys(data)))
 
     def _every(self, name: str, period: float,
                event_of: Callable[[Call], ev.Event | None]) -> None:

@@ -28,7 +28,7 @@ from ..sip.transaction import (ClientTransaction, Deliver, Send, ServerTransacti
                                StartTimer as TxStart, StopTimer as TxStop, Terminated, Timeout,
                                TimerConfig, TransactionTable)
 from ..sip.uri import SIP_SCHEMES, SipUri
-from ..transport import Peer, TransportLayer, tls_context
+from ..transport import Peer, TransportLayer, server_tls_context, tls_context
 from .ratelimit import ALLOW as ADMIT, REFUSE, RateLimiter
 from .resolver import ResolveError, Resolver
 
@@ -73,16 +73,20 @@ class Stack:
         self.user_agent = config.sip.user_agent
         self.caps = caps or Capabilities()
         self.on_request = on_request or (lambda request, peer: None)
+        network = config.network
         self.transport = TransportLayer(
             self._on_message, tracer, on_error=self._on_transport_error,
-            tls=lambda: tls_context(verify=config.sip.tls_verify, ca_file=config.sip.tls_ca_file))
+            tls=lambda: tls_context(verify=config.sip.tls_verify, ca_file=config.sip.tls_ca_file,
+                                    cert_file=network.tls_cert_file,
+                                    key_file=network.tls_key_file))
         self.transactions = TransactionTable()
         self.dialogs = DialogTable()
         self.resolver = Resolver(servers=config.network.dns_servers)
         self.rate_limiter = RateLimiter(rate=config.network.rate_limit,
                                         burst=config.network.rate_burst)
         self.stats = {"parse_errors": 0, "bad_requests_answered": 0, "handler_errors": 0,
-                      "stray_responses": 0, "rate_limited": 0, "overload_dropped": 0}
+                      "stray_responses": 0, "rate_limited": 0, "overload_dropped": 0,
+                      "strangers": 0}
         self.closing = False
         self._ctx: dict[int, _TxContext] = {}
         self._request_keys: dict[tuple, int] = {}  # live server transactions' requests
@@ -92,6 +96,7 @@ class Stack:
         self._usages: dict[int, Any] = {}
         self._resolving: dict[int, asyncio.Future] = {}  # owner -> its last pending send
         self._trusted_hops: set[tuple[str, int]] = set()
+        self._trusted_sources: set[tuple[str, str, int]] = set()  # (proto, host, port)
         self._local_ip_cache: dict[str, str] = {}
         self.relay: socket.socket | None = None  # a worker's line to its dispatcher
         # NAT: our address as a hop sees it (its Via received/rport), per flow, and as a
@@ -107,6 +112,12 @@ class Stack:
     async def start(self) -> None:
         host, port = split_hostport(self.listen)
         await self.transport.start(host, port, relay=self.relay)
+        network = self.config.network
+        if network.tls_listen:
+            tls_host, tls_port = split_hostport(network.tls_listen)
+            # workers of answer --workers share the port, as they share TCP's
+            await self.transport.start_tls(tls_host, tls_port, server_tls_context(
+                network.tls_cert_file, network.tls_key_file), shared=self.relay is not None)
         self.resolver.family = socket.AF_INET6 if ":" in self.transport.host else socket.AF_INET
 
     @property
@@ -180,7 +191,7 @@ class Stack:
             if self.stun_mapped is not None and peer.proto == "udp" and \
                     not _loopback(peer.host):
                 return self.stun_mapped
-        return self.local_ip_for(peer.host), self.transport.port
+        return self.local_ip_for(peer.host), self.transport.port_for(peer.proto)
 
     async def stun_server(self) -> tuple[str, int] | None:
         """``[network] stun_server`` resolved (A/AAAA), or None when it is not set."""
@@ -233,9 +244,17 @@ class Stack:
         """Mark an account's registrar or outbound proxy: it relays everyone's requests,
         so it is not one source to rate-limit (a handful of addresses at most)."""
         self._trusted_hops.add((peer.host, peer.port))
+        self._trusted_sources.add((peer.proto, peer.host, peer.port))
 
     def trusted(self, peer: Peer) -> bool:
         return (peer.host, peer.port) in self._trusted_hops
+
+    def from_trusted_hop(self, peer: Peer) -> bool:
+        """``peer`` is a registrar or proxy of ours: by address and port over UDP; over
+        TCP/TLS only on the connection we opened to it."""
+        if (peer.proto, peer.host, peer.port) not in self._trusted_sources:
+            return False
+        return peer.proto == "udp" or self.transport.opened_by_us(peer)
 
     # ======================================================================== usages
     def attach(self, usage: Any, on_event: Callable[[object], None]) -> None:
@@ -313,8 +332,12 @@ class Stack:
         """A copy of ``request`` with our Via on top (the original is never changed)."""
         copy = Request(request.method, request.uri, request.headers.copy(), request.body)
         host = host_literal(self.local_ip_for(peer.host))
+        # over TLS, ;alias (RFC 5923) asks the peer to send its requests back over this
+        # connection: we may have no listener it could reach
+        alias = ";alias" if peer.proto == "tls" else ""
         copy.headers.prepend(
-            "Via", f"SIP/2.0/{peer.proto.upper()} {host}:{self.transport.port};branch={branch};rport")
+            "Via", f"SIP/2.0/{peer.proto.upper()} {host}:{self.transport.port_for(peer.proto)}"
+                   f";branch={branch};rport{alias}")
         return copy
 
     def _send_request(self, usage: Any, action: SendRequest) -> None:
@@ -445,6 +468,14 @@ class Stack:
         """Answer an out-of-dialog request nobody will own (OPTIONS, 405 …)."""
         self.respond(make_response(request, status, reason, to_tag=new_tag(),
                                    extra=extra or ()))
+
+    def discard(self, request: Request) -> None:
+        """Forget the server transaction of ``request`` without answering (a dropped
+        stranger): nothing of it is kept."""
+        stx = self.transactions.match_request(request)
+        ctx = self._ctx.get(id(stx)) if stx is not None else None
+        if ctx is not None:
+            self._forget(ctx)
 
     def adopt(self, request: Request, usage: Any) -> None:
         """``usage`` owns the server transaction of ``request`` (a CANCEL goes to it)."""
@@ -651,8 +682,12 @@ class Stack:
             log.info("could not answer malformed request from %s: %s", peer, err)
 
     def _stamp_received(self, request: Request, peer: Peer) -> None:
-        """RFC 3261 §18.2.1 received= and RFC 3581 rport= on the top Via."""
+        """RFC 3261 §18.2.1 received= and RFC 3581 rport= on the top Via; over TCP/TLS,
+        a Via ;alias (RFC 5923) for the peer's own address maps it to the connection."""
         if peer.proto != "udp":
+            via = request.top_via
+            if "alias" in via.params and via.host.strip("[]") == peer.host:
+                self.transport.alias(peer, via.port or (5061 if peer.proto == "tls" else 5060))
             return
         via = request.top_via
         changed = False

@@ -1,12 +1,13 @@
 """SIP over TLS: certificates are verified by default; a CA file makes a private PBX work.
 
-The peer is a minimal TLS registrar the test runs itself (a thread with an ssl socket on
-127.0.0.1) with a certificate it makes for "localhost".
+The first peer is a minimal TLS registrar the test runs itself (a thread with an ssl
+socket on 127.0.0.1) with a certificate from a test CA made at run time; the others are
+Kamailio's TLS module (registrations and calls both ways, a wrong CA) and a second
+softphone with a TLS listener (connection reuse for its requests back).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import signal
 import socket
@@ -15,31 +16,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from peers.certs import TestCA
+from peers.kamailio import Kamailio
 from peers.phoneconfig import write_config
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 class TlsRegistrar:
@@ -113,9 +93,10 @@ class TlsRegistrar:
 
 @pytest.fixture
 def registrar(tmp_path):
-    cert, key = make_certificate(tmp_path)
+    ca = TestCA(tmp_path / "ca")
+    cert, key = ca.issue("registrar", ["localhost"])
     with TlsRegistrar(cert, key) as reg:
-        reg.cert = cert
+        reg.cert = ca.path
         yield reg
 
 
@@ -148,3 +129,105 @@ def test_tls_registers_with_the_ca_file(registrar, softphone, tmp_path):
     assert first.startswith("REGISTER sip:localhost:") and "SIP/2.0/TLS" in first
     assert "transport=tls" in re.search(r"(?m)^Contact: (.*)$", first).group(1)
     assert "sent tls" in trace.read_text()
+
+
+# -- Kamailio's TLS module ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict:
+    """A test CA, Kamailio's certificate and the listening phone's, and an unrelated CA."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca = TestCA(directory, "softphone test CA")
+    kam_cert, kam_key = ca.issue("kamailio", ["127.0.0.1", "localhost"])
+    phone_cert, phone_key = ca.issue("phone", ["127.0.0.1", "localhost"])
+    return {"ca": ca.path, "kamailio": (kam_cert, kam_key), "phone": (phone_cert, phone_key),
+            "other_ca": TestCA(directory, "some other CA").path}
+
+
+@pytest.fixture(scope="module")
+def kamailio_tls(tmp_path_factory, pki):
+    kam = Kamailio(tmp_path_factory.mktemp("kamailio-tls"), tls=(*pki["kamailio"], pki["ca"]))
+    kam.start()
+    yield kam
+    kam.stop()
+
+
+def tls_phone(path: Path, kam: Kamailio, user: str, pki: dict, *, ca: Path | None = None,
+              listener: bool = False, account_extra: str = "") -> Path:
+    network = ""
+    if listener:
+        cert, key = pki["phone"]
+        network = (f'tls_listen = "127.0.0.1:0"\ntls_cert_file = "{cert}"\n'
+                   f'tls_key_file = "{key}"')
+    return write_config(path, kam, user, transport="tls", account_extra=account_extra,
+                        network_extra=network,
+                        extra=f'[sip]\ntls_ca_file = "{ca or pki["ca"]}"')
+
+
+@pytest.mark.peers
+def test_register_and_call_both_ways_through_kamailio_over_tls(kamailio_tls, pki, softphone,
+                                                               tmp_path):
+    """1002 listens for TLS with a certificate from the test CA, Kamailio reaches it there
+    (verifying that certificate); 1001 has no listener and calls over the connection it
+    registered on. The SDP's SDES keys travel inside TLS only, so both encrypt the media."""
+    kam = kamailio_tls
+    srtp = 'media_encryption = "sdes-required"'
+    trace = tmp_path / "b.txt"
+    b = softphone("answer", "--auto", "--max-calls", "1", "--sip-trace", str(trace), "--config",
+                  str(tls_phone(tmp_path / "b.toml", kam, "1002", pki, listener=True,
+                                account_extra=srtp)))
+    listening = b.wait_event("listening", timeout=15)
+    tls_port = int(listening["tls"].rsplit(":", 1)[1])
+    assert tls_port != listening["port"]
+    b.wait_event("registered", timeout=15)
+    (contact,) = kam.wait_registered("1002", timeout=5)
+    assert f":{tls_port};transport=tls" in contact.lower(), contact
+    a = softphone("call", "sip:1002@127.0.0.1", "--duration", "1.5", "--config",
+                  str(tls_phone(tmp_path / "a.toml", kam, "1001", pki, account_extra=srtp)))
+    a.wait_event("registered", timeout=15)
+    answered = a.wait_event("answered", timeout=20)
+    assert answered["srtp"] and answered["codec"], answered
+    assert a.wait_exit(20) == 0, a.diagnostics()
+    assert b.wait_event("ended", timeout=10)["reason"] == "remote-hangup"
+    assert b.wait_exit(15) == 0, b.diagnostics()
+    assert b.find_event("answered")["srtp"] == answered["srtp"]
+    text = trace.read_text()
+    invite = re.search(r"--- \S+ received (\w+) \S+\nINVITE sip:(\S+) ", text)
+    assert invite and invite.group(1) == "tls", text[:2000]
+    assert invite.group(2).startswith("1002-")  # our registered Contact, token and all
+    assert "inline:****" in text and not re.search(r"inline:[A-Za-z0-9+/]{20}", text)
+
+
+@pytest.mark.peers
+def test_a_wrong_ca_fails_with_the_reason(kamailio_tls, pki, softphone, tmp_path):
+    cfg = tls_phone(tmp_path / "a.toml", kamailio_tls, "1001", pki, ca=pki["other_ca"])
+    p = softphone("register", "--config", str(cfg))
+    assert p.wait_exit(20) == 1, p.diagnostics()
+    err = p.stderr_text()
+    assert "registration failed: TLS certificate of 127.0.0.1 not trusted" in err, err
+    # OpenSSL's reason: Kamailio sends its chain, whose root we do not trust
+    assert "self-signed certificate in certificate chain" in err, err
+
+
+@pytest.mark.peers
+def test_softphone_to_softphone_over_tls_reuses_the_callers_connection(pki, softphone,
+                                                                       tmp_path):
+    """B listens for TLS; A has no TLS listener. B hangs up: its BYE must go back over
+    the connection A opened (A's Via ;alias), as nothing of A's listens for TLS."""
+    cert, key = pki["phone"]
+    b_cfg = write_config(tmp_path / "b.toml", network_extra=(
+        f'tls_listen = "127.0.0.1:0"\ntls_cert_file = "{cert}"\ntls_key_file = "{key}"'))
+    b = softphone("answer", "--auto", "--max-calls", "1", "--duration", "3", "--config",
+                  str(b_cfg))
+    tls = b.wait_event("listening", timeout=15)["tls"]
+    a_trace = tmp_path / "a.txt"
+    a = softphone("call", f"sip:b@{tls};transport=tls", "--sip-trace", str(a_trace), "--config",
+                  str(write_config(tmp_path / "a.toml",
+                                   extra=f'[sip]\ntls_ca_file = "{pki["ca"]}"')))
+    assert a.wait_event("answered", timeout=20)["codec"]
+    ended = a.wait_event("ended", timeout=20)
+    assert ended["reason"] == "remote-hangup", a.diagnostics()
+    assert a.wait_exit(10) == 0, a.diagnostics()
+    assert b.wait_exit(10) == 0, b.diagnostics()
+    text = a_trace.read_text()
+    assert re.search(rf"received tls {re.escape(tls)}\nBYE ", text), text[-2000:]
+    assert "sent udp" not in text and "sent tcp" not in text

@@ -35,8 +35,11 @@ REGISTERED = r"registered successfully|\{0/UDP/v4\} 200 OK"
 
 def render_config(profile: str, dest: Path, *, sip_port: int, rtp_ports: tuple[int, int],
                   registrar_port: int | None = None, password: str | None = None,
-                  tone_hz: int = 440) -> Path:
-    """Write a ready config dir for ``profile`` into ``dest``; return ``dest``."""
+                  tone_hz: int = 440, modules: tuple[str, ...] = (),
+                  account_params: str = "") -> Path:
+    """Write a ready config dir for ``profile`` into ``dest``; return ``dest``.
+    ``modules`` are loaded too (``"srtp"``); ``account_params`` end the account line
+    (``";mediaenc=srtp-mand"``)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown baresip profile {profile!r}; have {PROFILES}")
     src = TEMPLATES / profile
@@ -56,6 +59,11 @@ def render_config(profile: str, dest: Path, *, sip_port: int, rtp_ports: tuple[i
         leftover = re.findall(r"@[A-Z_]+@", text)
         if leftover:
             raise ValueError(f"{profile}/{name}: unfilled placeholders {leftover}")
+        if name == "config":
+            text += "".join(f"module\t\t\t{m}.so\n" for m in modules)
+        elif name == "accounts" and account_params:
+            text = "\n".join(line + account_params if line.startswith("<") else line
+                             for line in text.splitlines()) + "\n"
         (dest / name).write_text(text)
     # baresip puts this verbatim into +sip.instance: a trailing newline breaks REGISTER
     (dest / "uuid").write_text(str(uuid.uuid4()))
@@ -68,7 +76,8 @@ class Baresip:
 
     def __init__(self, profile: str, run_dir: Path, *, kamailio=None, name: str | None = None,
                  tone_hz: int = 440, sip_trace: bool = True, max_life: int = 120,
-                 sip_port: int | None = None) -> None:
+                 sip_port: int | None = None, modules: tuple[str, ...] = (),
+                 account_params: str = "") -> None:
         self.binary = require_binary("baresip")
         self.profile = profile
         self.name = name or profile
@@ -81,7 +90,8 @@ class Baresip:
         password = kamailio.subscriber(self.user).password if (kamailio and profile in PROFILE_USER) else None
         self.config_dir = render_config(
             profile, self.workdir / "cfg", sip_port=self.sip_port, rtp_ports=self.rtp_ports,
-            registrar_port=kamailio.port if kamailio else None, password=password, tone_hz=tone_hz)
+            registrar_port=kamailio.port if kamailio else None, password=password, tone_hz=tone_hz,
+            modules=modules, account_params=account_params)
         self.log_path = self.workdir / f"{self.name}.log"
         self.sip_trace = sip_trace
         self.max_life = max_life

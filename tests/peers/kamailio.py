@@ -74,8 +74,12 @@ class Kamailio:
     def __init__(self, run_dir: Path, port: int | None = None, *, sha256: bool = False,
                  noqop: bool = False, debug: bool = False,
                  subscribers: tuple[Subscriber, ...] = SUBSCRIBERS,
+                 tls: tuple[Path, Path, Path] | None = None,
                  host: str | None = None, prefix: list[str] | None = None,
                  defines: tuple[str, ...] = ()) -> None:
+        """``tls``: (certificate, key, CA file) to listen for SIP over TLS too, on
+        ``tls_port``; phones that connect are not asked for a certificate, phones it
+        connects to must present one the CA signed."""
         self.binary = require_binary("kamailio")
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +92,8 @@ class Kamailio:
         self.noqop = noqop
         self.debug = debug
         self.subscribers = subscribers
+        self.tls = tls
+        self.tls_port = free_sip_port() if tls else None
         self.db_path = self.run_dir / "kamailio.sqlite"
         self.ctl_socket = self.run_dir / "kamailio_ctl"
         self.pid_file = self.run_dir / "kamailio.pid"
@@ -126,11 +132,29 @@ class Kamailio:
             args += ["-A", "WITH_NOQOP"]
         if self.debug:
             args += ["-A", "WITH_DEBUG"]
+        if self.tls:
+            args += ["-A", "WITH_TLS", "-A", f"TLS_PORT={self.tls_port}",
+                     "-A", f'TLS_CONFIG="{self._tls_config()}"']
         if self.host != LOOPBACK:
             args += ["-A", f"SIP_HOST={self.host}"]
         for name in self.defines:
             args += ["-A", name]
         return args
+
+    def _tls_config(self) -> Path:
+        cert, key, ca = self.tls
+        path = self.run_dir / "tls.cfg"
+        path.write_text(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+            f"require_certificate = no\nprivate_key = {key}\ncertificate = {cert}\n\n"
+            "[client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\n"
+            f"require_certificate = yes\nca_list = {ca}\n")
+        return path
+
+    @property
+    def tls_uri(self) -> str:
+        """The proxy over TLS (registrar / outbound_proxy of a TLS account)."""
+        return f"sip:{self.host}:{self.tls_port};transport=tls"
 
     @property
     def running(self) -> bool:

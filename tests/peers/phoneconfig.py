@@ -11,8 +11,12 @@ RTP_PORTS = (34000, 40000)  # away from the harness's 20000-32767 pool
 
 def write_config(path: Path, kam=None, user: str | None = None, *, password: str | None = None,
                  register: bool = True, transport: str = "udp", codecs: list[str] | None = None,
-                 listen: str | None = None, extra: str = "") -> Path:
-    """One account ``user`` at ``kam`` (or none), a free loopback listen port, null audio."""
+                 listen: str | None = None, extra: str = "", account_extra: str = "",
+                 network_extra: str = "") -> Path:
+    """One account ``user`` at ``kam`` (or none), a free loopback listen port, null audio.
+    A ``tls`` account registers at the Kamailio's TLS port. ``account_extra`` and
+    ``network_extra`` are lines added to the account and to [network]; ``extra`` ends the
+    file (whole tables)."""
     lines: list[str] = []
     if user is not None:
         sub = kam.subscriber(user)
@@ -21,14 +25,16 @@ def write_config(path: Path, kam=None, user: str | None = None, *, password: str
             f'name = "u{user}"',
             f'aor = "sip:{user}@{kam.domain}"',
             f'password = "{password if password is not None else sub.password}"',
-            f'registrar = "sip:{kam.host}:{kam.port}"',
+            f'registrar = "{kam.tls_uri if transport == "tls" else f"sip:{kam.host}:{kam.port}"}"',
             f'transport = "{transport}"',
             f"register = {'true' if register else 'false'}",
             "expires = 300",
+            account_extra,
             "",
         ]
     lines += ["[network]", f'listen = "{listen or f"127.0.0.1:{free_udp_port()}"}"',
-              f"rtp_ports = [{RTP_PORTS[0]}, {RTP_PORTS[1]}]", "", "[audio]", 'backend = "null"']
+              f"rtp_ports = [{RTP_PORTS[0]}, {RTP_PORTS[1]}]", network_extra, "", "[audio]",
+              'backend = "null"']
     if codecs:
         lines.append("codecs = [" + ", ".join(f'"{c}"' for c in codecs) + "]")
     lines.append(extra)

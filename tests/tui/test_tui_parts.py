@@ -208,3 +208,21 @@ async def test_command_palette_lists_every_action(tmp_path):
     for title in ("Dial", "Answer", "Reject", "Hang up", "Mute", "SIP trace", "Echo test",
                   "Re-register", "Settings", "Event log", "DTMF 5", "DTMF #", "Quit"):
         assert title in titles, title
+
+
+def test_encrypted_calls_show_their_suite():
+    """The answered event's SRTP suite reaches the call list (a lock) and the details."""
+    from softphone.tui.bridge import Bridge
+    from softphone.tui.state import PhoneState
+    from softphone.tui.widgets import _call_cells
+    from softphone.ua import events as ev
+
+    state = PhoneState(audio_backend="null")
+    bridge = Bridge(app=None, state=state, history=None)  # apply() needs no app
+    for call_id, suite in (("c1", "AES_CM_128_HMAC_SHA1_80"), ("c2", None)):
+        bridge.apply(ev.Calling(call_id, "sip:b@example.com"))
+        bridge.apply(ev.Answered(call_id, "PCMU", None, suite))
+    encrypted, plain = state.calls["c1"], state.calls["c2"]
+    assert encrypted.srtp == "AES_CM_128_HMAC_SHA1_80" and plain.srtp is None
+    assert str(_call_cells(encrypted, ("state",), 22)[0]) == "connected 🔒"
+    assert str(_call_cells(plain, ("state",), 22)[0]) == "connected"
