@@ -77,6 +77,8 @@ class _CallEvents:
         self.ended = loop.create_future()
         self.digits: list[str] = []
         self.digit_arrived = asyncio.Event()
+        self.transfers: list[Any] = []     # our REFER's progress (transfer events)
+        self.transfer_changed = asyncio.Event()
         self.codec: str | None = None
 
     def feed(self, event: Any) -> None:
@@ -94,6 +96,9 @@ class _CallEvents:
         elif name == "dtmf":
             self.digits.append(event.digit)
             self.digit_arrived.set()
+        elif name == "transfer" and event.role == "transferor":
+            self.transfers.append(event)
+            self.transfer_changed.set()
 
     def end_text(self) -> str:
         end = self.ended.result()
@@ -602,6 +607,33 @@ class _CallSteps:
         if out is None:
             raise StepFailed("no audio arrived to record")
         return written
+
+    async def step_transfer(self, step: Step) -> str:
+        self._live()
+        events = self.events
+        seen = len(events.transfers)
+        await self.phone.execute("transfer", {"call_id": self.call_id,
+                                              "target": step["target"]})
+        deadline = self.loop.time() + step["within"]
+        while True:
+            for t in events.transfers[seen:]:
+                seen += 1
+                if t.state == "succeeded":
+                    await _bounded(events.ended, HANGUP_WAIT)  # our call ends with it
+                    return f"transferred to {t.target}"
+                if t.state in ("failed", "refused"):
+                    why = f"{t.status} " if t.status else ""
+                    raise StepFailed(f"the transfer to {t.target} {t.state}: {why}"
+                                     f"{t.reason or ''}".rstrip(": "))
+            left = deadline - self.loop.time()
+            if left <= 0:
+                raise StepFailed(f"the transfer did not complete within {step['within']:g} s")
+            # the outcome comes by NOTIFY, even when the far end hangs up first (the
+            # subscription outlives the call): wait for it, not for the call
+            events.transfer_changed.clear()
+            waiter = asyncio.ensure_future(events.transfer_changed.wait())
+            await asyncio.wait([waiter], timeout=left)
+            waiter.cancel()
 
     async def step_hold(self, step: Step) -> str:
         self._live()

@@ -250,6 +250,12 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
             file="write"),
         Key("seconds", _positive_seconds, "how long", required=True),
         Key("wait", _flag, "wait until done before the next step", default=True),)),
+    StepKind("transfer", "transfer the far end (blind, REFER) and expect it to succeed; "
+             "the call ends with it", (
+        Key("target", _text, "where to send the far end (sip:…, user@host, a number)",
+            required=True),
+        Key("within", _positive_seconds, "how long the transfer may take, seconds",
+            default=30.0)), ends=True),
     StepKind("hold", "put the call on hold"),
     StepKind("resume", "take the call off hold"),
     # --- anywhere ---------------------------------------------------------------------------

@@ -475,3 +475,36 @@ def test_junit_without_scenario_is_refused(softphone, tmp_path):
     p = softphone("call", "sip:x@127.0.0.1:9", "--junit", str(tmp_path / "r.xml"),
                   "--config", str(loopback(tmp_path, "x")))
     assert p.wait_exit(20) == 2 and "call: --junit needs --scenario" in p.stderr_text()
+
+
+def test_transfer_step_succeeds_and_fails_with_the_status(softphone, tmp_path):
+    """A transfers B (REFER, RFC 3515) to C: the step passes when C answers B's new call;
+    to a C that is busy, it fails with the 486 the NOTIFY's sipfrag carries."""
+    port_b, port_c, port_busy = free_udp_port(), free_udp_port(), free_udp_port()
+    b = softphone("answer", "--auto", "--max-calls", "2",
+                  "--config", str(loopback(tmp_path, "b", port_b)))
+    c = softphone("answer", "--auto", "--config", str(loopback(tmp_path, "c", port_c)))
+    busy = scenario(tmp_path, "busy", '[[steps]]\nstep = "reject"\nstatus = 486\n')
+    d = softphone("answer", "--scenario", str(busy), "--max-calls", "1",
+                  "--config", str(loopback(tmp_path, "d", port_busy)))
+    for p in (b, c, d):
+        p.wait_event("listening", timeout=15)
+    for target, status in ((port_c, 0), (port_busy, 1)):
+        path = scenario(tmp_path, f"t{target}", f"""
+[[steps]]
+step = "expect_answer"
+[[steps]]
+step = "transfer"
+target = "sip:c@127.0.0.1:{target}"
+within = 15
+""")
+        a = softphone("call", f"sip:b@127.0.0.1:{port_b}", "--scenario", str(path),
+                      "--config", str(loopback(tmp_path, f"a{target}")))
+        assert a.wait_exit(40) == status, a.diagnostics() + b.diagnostics()
+        result = steps(a)[1]
+        if status == 0:
+            assert result["value"] == f"transferred to sip:c@127.0.0.1:{target}", result
+            assert c.wait_event("answered", timeout=10)  # B's new call reached C
+        else:
+            assert result["message"].startswith(
+                f"the transfer to sip:c@127.0.0.1:{target} failed: 486"), result
