@@ -714,15 +714,14 @@ async def _transfer(phone, watch: CallWatch, call_id: str, target: str,
 
 
 async def _answer(phone, args: argparse.Namespace, stop: asyncio.Event) -> int:
-    finished = 0
+    from .ua.events import CallTally
+
+    tally = CallTally(args.max_calls)
     enough = asyncio.Event()
 
     def count(event: Any) -> None:
-        nonlocal finished
-        if event.name == "ended":
-            finished += 1
-            if args.max_calls and finished >= args.max_calls:
-                enough.set()
+        if tally.feed(event.name, getattr(event, "call_id", None)):
+            enough.set()
 
     phone.bus.subscribe(count)
     await _first(stop.wait(), enough.wait(), phone.stopped.wait(), timeout=args.duration)

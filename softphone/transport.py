@@ -365,6 +365,7 @@ class TransportLayer:
         self.host = "0.0.0.0"
         self.port = 0
         self._udp: asyncio.DatagramTransport | None = None
+        self._udp_sock: socket.socket | None = None  # our own UDP socket (not a relay's)
         self._tcp_server: asyncio.base_events.Server | None = None
         self._tls_server: asyncio.base_events.Server | None = None
         self.tls_port: int | None = None  # the TLS listener's port, when one listens
@@ -412,8 +413,9 @@ class TransportLayer:
         for _attempt in range(20 if port == 0 else 1):
             udp = None
             try:
-                udp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Udp(self), sock=_udp_socket(family, host, port))
+                sock = _udp_socket(family, host, port)
+                udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
+                self._udp_sock = sock
                 bound = udp.get_extra_info("sockname")[1]
                 if tcp:
                     self._tcp_server = await loop.create_server(
@@ -477,9 +479,32 @@ class TransportLayer:
         self.on_message(data, peer)
 
     def _send_udp(self, data: bytes, addr: tuple) -> None:
-        if self._udp is None:
+        """Send one datagram now, or raise OSError.
+
+        With IP_RECVERR, an ICMP error that an earlier datagram drew (a peer that went
+        away) is reported by the socket's next send, whatever its destination, and that
+        send is lost; asyncio's ``sendto`` would swallow both. So the socket is written
+        directly: on an error, the error queue is read (which reports the peer that
+        refused) and the datagram is sent again, a bounded number of times."""
+        udp = self._udp
+        if udp is None:
             raise OSError("transport not started")
-        self._udp.sendto(data, addr)
+        sock = self._udp_sock
+        if sock is None or udp.get_write_buffer_size():  # a relay, or asyncio has a queue
+            udp.sendto(data, addr)
+            return
+        protocol = udp.get_protocol()
+        for attempt in range(4):
+            try:
+                sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                udp.sendto(data, addr)  # the kernel buffer is full: asyncio queues it
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                if attempt == 3:
+                    raise
 
     def ping(self, peer: Peer, timeout: float = PONG_TIMEOUT) -> bool:
         """A CRLF keep-alive on the flow to ``peer`` (RFC 5626 §4.4.1): over TCP/TLS a
@@ -515,16 +540,12 @@ class TransportLayer:
             log.exception("flow-closed handler failed")
 
     def send(self, data: bytes, peer: Peer) -> None:
-        """Send now over UDP or an existing TCP connection; opens one if needed."""
-        if self.tracer:
-            self.tracer("sent", data, peer)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("sent to %s %s: %s", peer.proto, peer, _start_line(data))
-        self.stats["sent"] += 1
+        """Send now over UDP or an existing TCP connection; opens one if needed. A send
+        that fails raises OSError (UDP, TCP/TLS with a connection) or is reported by
+        ``on_error`` (a connection that cannot be opened); only what went out is traced."""
         if peer.proto == "udp":
-            if self._udp is None:
-                raise OSError("transport not started")
-            self._udp.sendto(data, (peer.host, peer.port))
+            self._send_udp(data, (peer.host, peer.port))
+            self._sent(data, peer)
             return
         if peer.proto not in ("tcp", "tls"):
             raise OSError(f"unknown transport {peer.proto!r}")
@@ -533,8 +554,16 @@ class TransportLayer:
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
             conn.last_activity = time.monotonic()
             conn.transport.write(data)
+            self._sent(data, peer)
             return
         asyncio.get_running_loop().create_task(self._connect_and_send(data, peer))
+
+    def _sent(self, data: bytes, peer: Peer) -> None:
+        self.stats["sent"] += 1
+        if self.tracer:
+            self.tracer("sent", data, peer)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sent to %s %s: %s", peer.proto, peer, _start_line(data))
 
     async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
         key = (peer.host, peer.port)
@@ -554,6 +583,7 @@ class TransportLayer:
             finally:
                 self._connecting.pop(key, None)
             transport.write(data)
+            self._sent(data, peer)
         except ssl.SSLCertVerificationError as exc:
             self._failed(peer, f"TLS certificate of {peer.name or peer.host} not trusted: "
                                f"{exc.verify_message or exc.reason}")
@@ -588,6 +618,7 @@ class TransportLayer:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
+            self._udp_sock = None
         for conn in list(self._connections.values()):
             if conn.transport is not None:
                 conn.transport.close()

@@ -27,6 +27,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .ua.events import CallTally
+
 __all__ = ["WORKER_ENV", "WorkerSpec", "worker_spec", "route", "rtp_slice", "Supervisor"]
 
 WORKER_ENV = "SOFTPHONE_WORKER"   # "INDEX/COUNT/FD" in a worker's environment
@@ -167,20 +169,17 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         workers: list[_Worker] = []
-        ended = 0
+        tally = CallTally(self.max_calls)
         enough = asyncio.Event()
 
         def on_event(worker: _Worker, event: dict) -> None:
-            nonlocal ended
             name = event.get("event")
             if name == "listening":
                 if not worker.listening.done():
                     worker.listening.set_result(event)
                 return  # one listening line for the whole, below
-            if name == "ended":
-                ended += 1
-                if self.max_calls and ended >= self.max_calls:
-                    enough.set()
+            if tally.feed(str(name), event.get("call_id")):
+                enough.set()
             event["worker"] = worker.index
             self.emit(event)
 

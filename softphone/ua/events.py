@@ -20,7 +20,7 @@ __all__ = [
     "PublicAddress",
     "Calling", "Incoming", "Ringing", "EarlyMedia", "Answered", "Dtmf", "Hold", "Mute", "Ended",
     "Redirected", "Transfer", "Conference", "Dnd", "CallStats", "Levels", "SipMessage",
-    "Step", "CallVerdict", "Summary", "Notice", "EVENT_TYPES",
+    "Step", "CallVerdict", "Summary", "Notice", "EVENT_TYPES", "CallTally",
 ]
 
 
@@ -286,3 +286,35 @@ EVENT_TYPES: dict[str, type[Event]] = {
                               EarlyMedia, Answered, Dtmf, Hold, Mute, Ended, Redirected,
                               Transfer, Conference, Dnd, CallStats, Levels, SipMessage, Step,
                               CallVerdict, Summary, Notice)}
+
+
+class CallTally:
+    """How many incoming calls have ended, and whether any call is still up: what
+    ``answer --max-calls N`` waits for. Only incoming calls count (the calls a transfer
+    makes us place do not), and the job ends when the Nth has ended and no other call (a
+    transferred one, a second line) is still up. Fed event names and call ids, so it
+    reads bus events and the JSON lines of ``--workers`` alike."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.ended = 0
+        self._incoming: set[str] = set()
+        self._up: set[str] = set()
+
+    def feed(self, name: str, call_id: str | None) -> bool:
+        """True once the limit is reached (and stays so)."""
+        if call_id is not None:
+            if name in ("incoming", "calling"):
+                self._up.add(call_id)
+                if name == "incoming":
+                    self._incoming.add(call_id)
+            elif name == "ended":
+                self._up.discard(call_id)
+                if call_id in self._incoming:
+                    self._incoming.discard(call_id)
+                    self.ended += 1
+        return self.done
+
+    @property
+    def done(self) -> bool:
+        return bool(self.limit) and self.ended >= self.limit and not self._up

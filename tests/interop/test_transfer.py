@@ -146,3 +146,29 @@ def test_call_transfer_to_refers_the_callee_and_exits_with_the_outcome(softphone
                   str(write_config(tmp_path / "y.toml", codecs=["PCMU"])))
     assert y.wait_exit(30) == 1, y.diagnostics()
     assert "transfer failed: 486" in y.stderr_text()
+
+
+def test_answer_max_calls_counts_incoming_calls_and_waits_for_a_transferred_one(
+        softphone, tmp_path):
+    """``answer --max-calls 1`` transferred by its caller: the call it places to the
+    target is not "a call" of the count, and the job waits for it to end instead of
+    hanging it up the moment the transferred call ends (it used to count every ended call,
+    and exited as soon as two had ended, cutting the call that was still up)."""
+    from peers.phoneconfig import write_config
+
+    b = controlled(softphone, tmp_path, "b", "--auto", "--max-calls", "1")
+    c = controlled(softphone, tmp_path, "c", "--auto")
+    b_port, c_port = (int(p.wait_event("listening")["port"]) for p in (b, c))
+    x = softphone("call", f"sip:b@127.0.0.1:{b_port}", "--transfer-to",
+                  f"sip:carol@127.0.0.1:{c_port}", "--config",
+                  str(write_config(tmp_path / "x.toml", codecs=["PCMU"])))
+    assert x.wait_exit(30) == 0, x.diagnostics()
+    new = b.wait_event("transfer", timeout=10, state="succeeded")["new_call_id"]
+    old = b.wait_event("ended", timeout=10, reason="hangup")["call_id"]
+    assert old != new
+    incoming = c.wait_event("answered", timeout=10)
+    rc, _, err = ctl(b.socket, "calls")
+    assert rc == 0 and b.proc.poll() is None, err  # the new call keeps B up
+    assert ctl(c.socket, "hangup", f"call_id={incoming['call_id']}")[0] == 0
+    assert b.wait_event("ended", timeout=10, call_id=new)["reason"] == "remote-hangup"
+    assert b.wait_exit(15) == 0, b.diagnostics()

@@ -250,3 +250,22 @@ async def test_timers_of_a_call_go_away_with_it():
     finally:
         await a.close(timeout=3)
         await b.close(timeout=3)
+
+
+def test_call_tally_counts_incoming_calls_and_waits_for_every_call_to_end():
+    """``answer --max-calls``: only incoming calls count, and the job ends when the last
+    one has ended and no other call (one a transfer placed) is still up."""
+    from softphone.ua.events import CallTally
+
+    tally = CallTally(1)
+    assert not tally.feed("incoming", "in-1")
+    assert not tally.feed("calling", "out-1")   # a transfer's new call
+    assert not tally.feed("ended", "in-1")      # the count is reached, out-1 is up
+    assert tally.ended == 1
+    assert not tally.feed("ringing", "out-1")
+    assert tally.feed("ended", "out-1")
+    assert tally.feed("listening", None)        # and stays done
+    two = CallTally(2)
+    for name, call in (("calling", "o"), ("ended", "o"), ("incoming", "a"), ("ended", "a")):
+        assert not two.feed(name, call)         # outgoing calls never count
+    assert CallTally(None).feed("ended", "x") is False
