@@ -38,6 +38,9 @@ CASES = {
              "cps.ratio.max_sustained"]),
     "soak": (("sipp", "baresip"),
              ["soak.rss_start", "soak.rss_peak", "soak.rss_end", "soak.ratio.rss_peak"]),
+    "quality": (("baresip", "espeak-ng", "sox", "ip", "nft", "pulseaudio", "parec"),
+                ["quality.pesq", "quality.ratio.pesq", "quality.echo.erle",
+                 "quality.echo.pesq_double_talk"]),
 }
 
 

@@ -18,6 +18,7 @@ from .procs import require_binary, unavailable
 
 _counter = itertools.count(1)
 _TABLE = "sp_loss"
+_DIVERT = "sp_divert"
 
 
 def _run(argv: Sequence[str], timeout: float = 10.0) -> subprocess.CompletedProcess:
@@ -91,14 +92,34 @@ class LossyLink:
         if out.returncode != 0:
             raise RuntimeError(f"nft in {ns} failed: {out.stderr.strip()}\n{script}")
 
-    def set_loss(self, ns: str, percent: int) -> None:
-        """Drop ``percent`` % (0-100) of UDP datagrams arriving in ``ns``, at random."""
+    def set_loss(self, ns: str, percent: int, ports: tuple[int, int] | None = None) -> None:
+        """Drop ``percent`` % (0-100) of UDP datagrams arriving in ``ns``, at random; with
+        ``ports`` (LOW, HIGH) only those sent to these ports (RTP, sparing SIP)."""
         if not 0 <= percent <= 100:
             raise ValueError(percent)
         script = f"flush chain inet {_TABLE} input\n"
         if percent:
-            script += f"add rule inet {_TABLE} input meta l4proto udp numgen random mod 100 < {percent} drop\n"
+            match = f"udp dport {ports[0]}-{ports[1]}" if ports else "meta l4proto udp"
+            script += f"add rule inet {_TABLE} input {match} numgen random mod 100 < {percent} drop\n"
         self._nft(ns, script)
+
+    def divert_udp(self, ns: str, port: int, to_port: int) -> None:
+        """Datagrams arriving in ``ns`` over the link for UDP ``port`` go to ``to_port``
+        (a local relay) instead, and what that port sends back over the link leaves as from
+        ``port``: a relay slipped into a flow neither end knows about.
+
+        The ports are rewritten statelessly: with NAT, a flow the far end had started first
+        (its own RTP) would carry the other direction past the relay in conntrack's reply
+        path. ``undivert_udp`` ends it."""
+        dev = self.veth_a if ns == self.ns_a else self.veth_b
+        self._nft(ns, f"add table inet {_DIVERT}\n"
+                      f"add chain inet {_DIVERT} pre {{ type filter hook prerouting priority -300; }}\n"
+                      f"add chain inet {_DIVERT} out {{ type filter hook output priority -300; }}\n"
+                      f'add rule inet {_DIVERT} pre iifname "{dev}" udp dport {port} udp dport set {to_port}\n'
+                      f'add rule inet {_DIVERT} out oifname "{dev}" udp sport {to_port} udp sport set {port}\n')
+
+    def undivert_udp(self, ns: str) -> None:
+        self._nft(ns, f"delete table inet {_DIVERT}\n")
 
     def exec_argv(self, ns: str, argv: Sequence[str]) -> list[str]:
         return [self.ip, "netns", "exec", ns, *map(str, argv)]
