@@ -6,11 +6,13 @@ Calls: two network namespaces joined by a veth pair (tests/peers/netns.LossyLink
 callee answers in one, the caller sends the speech sample from the other, codec forced
 per call; what the callee records is time-aligned against the sample and scored with
 PESQ (P.862 narrow band for G.711 at 8 kHz, P.862.2 wide band for G.722 and Opus at
-16 kHz; see speechlib). Link points: 0, 3, 10, 20 % random loss on RTP (nftables
-``numgen random``, both directions; SIP is spared so both implementations set up alike),
-and 60 ± 30 ms jitter on the caller's RTP (the test relay, tests/peers/impair.py, slipped
-into the flow by a stateless port rewrite). One call per point, codec and implementation,
-one after the other:
+16 kHz; see speechlib). Link points: 0, 3, 10, 20 % random loss on RTP, both directions
+(nftables; SIP is spared so both implementations set up alike), and 60 ± 30 ms jitter on
+the caller's RTP (the test relay, tests/peers/impair.py, slipped into the flow by a
+stateless port rewrite). The loss is a seeded random pattern — exactly N % of every 1000
+packets, the same packets in every call — so softphone/baresip and before/after are paired
+comparisons, not two draws of the dice. One call per point, codec and implementation, one
+after the other:
 
 - softphone → softphone: ``softphone call --play`` → ``softphone answer --auto --record``
   (each with its defaults: adaptive playout buffer, today's concealment);
@@ -63,6 +65,7 @@ from peers.softphone import SoftphoneProcess
 
 SIP_PORT = 5060
 RTP_PORTS = (20000, 20001)  # one call at a time: the callee's RTP is always on 20000
+LOSS_SEED = 12  # the loss pattern: the same packets are lost in every run, for every phone
 BEFORE = ROOT / "bench" / "results" / "quality-before.txt"
 GOAL_GAIN_AT_10 = 0.3
 GOAL_ERLE_DB = 25.0
@@ -117,17 +120,18 @@ class Link:
         self.lk = LossyLink().create()
         self.relay: ImpairRelay | None = None
 
-    def apply(self, point: Point, seed: int) -> None:
+    def apply(self, point: Point) -> None:
         self.clear()
-        for ns in (self.lk.ns_a, self.lk.ns_b):
-            self.lk.set_loss(ns, point.loss, ports=RTP_PORTS)
+        for n, ns in enumerate((self.lk.ns_a, self.lk.ns_b)):
+            self.lk.set_loss(ns, point.loss, ports=(RTP_PORTS[0], RTP_PORTS[0]),
+                             seed=LOSS_SEED + n)
         if point.jitter:
             delay, jitter = point.jitter
             lk = self.lk
             self.relay = ImpairRelay((lk.addr_b, RTP_PORTS[0]), listen=(lk.addr_b, 0),
                                      listen_netns=lk.ns_b, target_netns=lk.ns_b,
                                      target_bind=lk.addr_b, delay=delay, jitter=jitter,
-                                     seed=seed).start()
+                                     seed=LOSS_SEED).start()
             lk.divert_udp(lk.ns_b, RTP_PORTS[0], self.relay.port)
 
     def relay_stats(self) -> dict[str, int]:
@@ -407,10 +411,10 @@ def run_calls(impls: list[str], codecs: list[Codec], points: list[Point],
             pair = IMPLS[impl](link.lk, workdir / impl)
             try:
                 for codec in codecs:
-                    for i, point in enumerate(points):
+                    for point in points:
                         res = CallResult(impl, codec.name, point.name)
                         results.append(res)
-                        link.apply(point, seed=i + 1)
+                        link.apply(point)
                         t0 = time.monotonic()
                         try:
                             rec = pair.call(codec, at_rate[codec.audio_rate],
