@@ -400,10 +400,14 @@ def sample_files(workdir: Path, sentences) -> tuple[Path, dict[int, Path]]:
 
 def run_calls(impls: list[str], codecs: list[Codec], points: list[Point],
               workdir: Path, sentences) -> list[CallResult]:
+    """One call per implementation, codec and point, one after the other, each scored."""
     master, at_rate = sample_files(workdir, sentences)
     seconds = speechlib.read_wav(master)[0].size / speechlib.MASTER_RATE
-    note(f"sample {master.name}: {seconds:.1f} s (speech {seconds - speechlib.LEAD_S - speechlib.TAIL_S:.1f} s)")
+    note(f"sample {master.name}: {seconds:.1f} s "
+         f"(speech {seconds - speechlib.LEAD_S - speechlib.TAIL_S:.1f} s)")
     results: list[CallResult] = []
+    if not impls:
+        return results
     link = Link()
     note(f"link {link.lk}")
     try:
@@ -412,40 +416,43 @@ def run_calls(impls: list[str], codecs: list[Codec], points: list[Point],
             try:
                 for codec in codecs:
                     for point in points:
-                        res = CallResult(impl, codec.name, point.name)
-                        results.append(res)
                         link.apply(point)
-                        t0 = time.monotonic()
-                        try:
-                            rec = pair.call(codec, at_rate[codec.audio_rate],
-                                            seconds + 0.3, res)
-                            stats = link.relay_stats()
-                            if point.jitter and not stats.get("up.sent"):
-                                res.error = f"jitter relay saw no RTP: {stats}"
-                            elif rec is None:
-                                res.error = "no recording"
-                            elif res.error is None:
-                                res.pesq, res.lag_ms = speechlib.score_recording(
-                                    master, rec, codec.score_rate)
-                                if res.pesq is None:
-                                    res.error = "PESQ found no speech in the recording"
-                            if res.extra.get("sndfile"):
-                                res.extra["pesq_sndfile"] = speechlib.score_recording(
-                                    master, res.extra["sndfile"], codec.score_rate)[0]
-                        except Exception as exc:  # noqa: BLE001 - one bad call, not the run
-                            res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                        more = "".join(f" {k} {v:.2f}" if isinstance(v, float) else f" {k} {v}"
-                                       for k, v in res.extra.items()
-                                       if k in ("concealed", "pesq_sndfile"))
-                        note(f"{impl:9} {codec.name:5} {point.name:12} PESQ {fmt(res.pesq)} "
-                             f"lost {fmt(res.lost_pct, 1)} % lag {fmt(res.lag_ms, 0)} ms"
-                             f"{more} ({time.monotonic() - t0:.1f} s)"
-                             + (f" ERROR {res.error}" if res.error else ""))
+                        results.append(measure_call(pair, link, codec, point, master,
+                                                    at_rate[codec.audio_rate], seconds + 0.3))
             finally:
                 pair.close()
     finally:
         link.close()
     return results
+
+
+def measure_call(pair, link: Link, codec: Codec, point: Point, master: Path, sample: Path,
+                 seconds: float) -> CallResult:
+    """One call of ``sample`` through ``link``; its recording scored against ``master``."""
+    res = CallResult(pair.impl, codec.name, point.name)
+    t0 = time.monotonic()
+    try:
+        rec = pair.call(codec, sample, seconds, res)
+        stats = link.relay_stats()
+        if point.jitter and not stats.get("up.sent"):
+            res.error = f"jitter relay saw no RTP: {stats}"
+        elif rec is None:
+            res.error = "no recording"
+        elif res.error is None:
+            res.pesq, res.lag_ms = speechlib.score_recording(master, rec, codec.score_rate)
+            if res.pesq is None:
+                res.error = "PESQ found no speech in the recording"
+        if res.extra.get("sndfile"):
+            res.extra["pesq_sndfile"] = speechlib.score_recording(
+                master, res.extra["sndfile"], codec.score_rate)[0]
+    except Exception as exc:  # noqa: BLE001 - one bad call, not the run
+        res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
+    more = "".join(f" {k} {v:.2f}" if isinstance(v, float) else f" {k} {v}"
+                   for k, v in res.extra.items() if k in ("concealed", "pesq_sndfile"))
+    note(f"{res.impl:9} {codec.name:5} {point.name:12} PESQ {fmt(res.pesq)} "
+         f"lost {fmt(res.lost_pct, 1)} % lag {fmt(res.lag_ms, 0)} ms{more} "
+         f"({time.monotonic() - t0:.1f} s)" + (f" ERROR {res.error}" if res.error else ""))
+    return res
 
 
 def fmt(v: float | None, digits: int = 2) -> str:
@@ -454,21 +461,25 @@ def fmt(v: float | None, digits: int = 2) -> str:
 
 # --------------------------------------------------------------------------- echo
 def product_canceller(rate: int) -> speechlib.Canceller | None:
-    """The product's echo canceller as ``process(near, far) -> out`` on 10 ms int16 frames,
-    or None when this build has none. The one place that knows the product's API, written
-    before it landed (a guess: ``softphone.media.processing.EchoCanceller(rate)`` with
-    ``.process(near, far)``): adapt it here when it differs."""
+    """The product's echo canceller alone (no noise suppression or gain control, which would
+    move ERLE for other reasons) as ``process(near, far) -> out`` on 10 ms int16 frames, or
+    None when this build has none. The one place that knows the product's API (written
+    against the audio-dsp branch's ``softphone.media.processing.VoiceProcessor``): adapt it
+    here when that changes."""
     try:
-        from softphone.media import processing  # type: ignore[attr-defined]
-    except ImportError:
-        note("echo: softphone.media.processing is not in this build: no product canceller")
+        from softphone.media.processing import (Processing, ProcessingUnavailable,
+                                                VoiceProcessor)
+    except ImportError as exc:
+        note(f"echo: no echo canceller in this build ({exc})")
         return None
-    make = getattr(processing, "EchoCanceller", None)
-    if make is None:
-        note("echo: softphone.media.processing has no EchoCanceller: adapt "
-             "bench/quality.py product_canceller()")
+    try:
+        vp = VoiceProcessor(rate, Processing(echo_cancellation=True, noise_suppression=False,
+                                             auto_gain_control=False))
+    except ProcessingUnavailable as exc:
+        note(f"echo: the product's canceller is unavailable: {exc}")
         return None
-    return make(rate).process
+    return lambda near, far: np.frombuffer(vp.process(near.tobytes(), far.tobytes()),
+                                           dtype="<i2")
 
 
 def pywebrtc_canceller(rate: int) -> speechlib.Canceller | None:
@@ -583,7 +594,8 @@ def report(results: list[CallResult], echo: dict[str, tuple], canceller: str,
               and bs.pesq is not None]
     missed = [f"{sp.codec}/{sp.point}" for sp, bs in judged if sp.pesq < bs.pesq]
     lines.append(f"  PESQ >= baresip at every point: {len(judged) - len(missed)}/{len(judged)} met"
-                 + (f"; missed {' '.join(missed)}" if missed else ""))
+                 + (f"; missed {' '.join(missed)}" if missed else "") if judged else
+                 "  PESQ >= baresip at every point: not judged, no pairs of calls")
     if before:
         for codec in dict.fromkeys(c for c, _ in rows):
             sp, old = by.get(("softphone", codec, "loss10")), before.get(("softphone", codec, "loss10"))
@@ -610,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="one short PCMU call per implementation, no loss (the smoke test)")
     ap.add_argument("--codecs", help=f"comma list of {','.join(CODECS)}")
     ap.add_argument("--points", help=f"comma list of {','.join(POINTS)}")
-    ap.add_argument("--impls", default="softphone,baresip", help="comma list of softphone,baresip")
+    ap.add_argument("--impls", default="softphone,baresip",
+                    help="comma list of softphone,baresip (none: the echo part only)")
     ap.add_argument("--canceller", default="product", choices=sorted(CANCELLERS),
                     help="echo canceller under test (pywebrtc_audio: checks this harness)")
     ap.add_argument("--before", default=str(BEFORE),
@@ -619,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     def pick(text: str | None, table: dict, default) -> list[str]:
+        if text == "none":
+            return []
         names = [n.strip() for n in text.split(",") if n.strip()] if text else list(default)
         bad = [n for n in names if n not in table]
         if bad:
