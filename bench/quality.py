@@ -266,12 +266,16 @@ menu_bell\t\tno
 
 class Speaker:
     """What a program plays: a headless PulseAudio null sink (tests/peers/pulse.py), its
-    monitor recorded by ``parec`` for one call at a time."""
+    monitor recorded by ``parec`` for one call at a time.
 
-    RATE = 48000
+    The sink runs at the wide-band scoring rate: G.722 then reaches the recording without
+    a resampler (at 48 kHz, PulseAudio's low-pass smoothed G.722's top band and scored it
+    0.07 above baresip's own decoder output)."""
+
+    RATE = 16000
 
     def __init__(self, workdir: Path) -> None:
-        self.pulse = HeadlessPulse(workdir / "pulse")
+        self.pulse = HeadlessPulse(workdir / "pulse", rate=self.RATE)
         self.env = self.pulse.start()
         self._parec: subprocess.Popen | None = None
         self._raw: Path | None = None
