@@ -398,7 +398,7 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         else:
             status = await _answer(phone, args, stop)
         if phone.devices.recording_errors:
-            raise Failure(phone.devices.recording_errors[0])
+            return 1  # its notice said why when it happened: not twice
         return status
     finally:
         await phone.close(timeout=5.0)
@@ -794,11 +794,26 @@ def _find_socket(default) -> Any:
 
 
 # ============================================================================ main
+class _OneStyle(logging.Formatter):
+    """At default verbosity a log record is one more line for the user: in the same
+    style as every other (``softphone: warning: …``), without time, logger name or
+    traceback (-vv shows those); an exception is named on the same line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"softphone: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            line += f": {type(exc).__name__}: {exc}" if str(exc) else f": {type(exc).__name__}"
+        return line
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 \
         else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneStyle() if verbosity <= 0 else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:

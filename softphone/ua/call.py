@@ -444,7 +444,7 @@ class Call:
             return
         self.rtp_timeout_hit = True
         seconds = self.agent.config.network.rtp_timeout
-        log.warning("call %s: no RTP for %s s, hanging up", self.call_id, seconds)
+        log.info("call %s: no RTP for %s s, hanging up", self.call_id, seconds)  # ended says why
         self._run(self.session.hangup(self.agent.stack.now(), "timeout",
                                       f"no RTP for {seconds} s"))
 
