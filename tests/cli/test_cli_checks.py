@@ -153,6 +153,10 @@ def test_dtmf_with_pauses_is_accepted(tmp_path):
     ("Bob <sip:bob@", "bad address"),
     ("alice", "needs a host"),
     ("two words@example.com", "spaces are not allowed"),
+    ("tel:123", "a tel: URI needs an account"),  # the config has no account
+    ("sip:bob@127.0.0.1:9;transport=sctp", "transport 'sctp' is not supported"),
+    ("http://x", "'http://x' is not a SIP URI"),
+    ("mailto:bob@example.com", "is not a SIP URI"),
 ])
 def test_bad_targets_are_usage_errors_before_a_socket_opens(tmp_path, target, message):
     out = run("call", target, "--config", loopback(tmp_path), "--events", "jsonl")
