@@ -17,6 +17,7 @@ import signal
 import sys
 from typing import Any
 
+from .config import AUDIO_BACKENDS as BACKENDS
 from .config import Config, ConfigError, load_config, parse_listen
 
 __all__ = ["main", "build_parser"]
@@ -27,7 +28,6 @@ HUMAN_EVENTS = ("listening", "registering", "registered", "registration_failed",
                 "unregistered", "public_address", "calling", "incoming", "ringing",
                 "early_media", "answered", "dtmf", "hold", "ended", "redirected", "transfer",
                 "conference", "dnd")
-BACKENDS = ("pyaudio", "null")
 
 
 class UsageError(Exception):
@@ -291,16 +291,15 @@ class CallWatch:
 
 # ============================================================================ jobs
 def _backend(args: argparse.Namespace) -> str:
+    from .config import audio_from_environment
+
     chosen = getattr(args, "audio", None)
     if chosen:
         return chosen
-    env = os.environ.get("SOFTPHONE_AUDIO")
-    if env:
-        if env not in BACKENDS:
-            raise UsageError(f"SOFTPHONE_AUDIO: must be one of {', '.join(BACKENDS)} "
-                             f"(got {env!r})")
-        return env
-    return "null"
+    try:
+        return audio_from_environment() or "null"
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _accounts(args: argparse.Namespace, config: Config) -> list:

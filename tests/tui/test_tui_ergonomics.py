@@ -565,6 +565,14 @@ def test_tui_flags_are_checked_before_the_screen(tmp_path, capsys, monkeypatch):
     assert "--listen:" in capsys.readouterr().err
     assert cli.main(["--config", str(config), "--sip-trace", "-"]) == 2
     assert "--sip-trace -: the screen is the TUI's" in capsys.readouterr().err
+    monkeypatch.setenv("SOFTPHONE_AUDIO", "bogus")  # refused like the CLI does (issue 9)
+    assert cli.main(["--config", str(config)]) == 2
+    assert "SOFTPHONE_AUDIO: must be one of pyaudio, null (got 'bogus')" in \
+        capsys.readouterr().err
+    seen: list[SoftphoneApp] = []
+    monkeypatch.setattr(SoftphoneApp, "run", lambda self, **kw: seen.append(self))
+    assert cli.main(["--config", str(config), "--audio", "null"]) == 0  # the flag wins
+    assert seen[0].audio == "null"
 
 
 async def test_tui_listens_traces_and_selects_as_told(tmp_path):
