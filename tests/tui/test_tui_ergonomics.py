@@ -664,10 +664,15 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
 
     from softphone.tui.settings import SettingsScreen
 
+    from peers.certs import TestCA
+
     path = tmp_path / "config.toml"
-    path.write_text(MINE, encoding="utf-8")
+    mine = MINE.replace('password_env = "PBX_PW"\n',
+                        'password_env = "PBX_PW"\nauth_realm = "pbx"  # not on the form\n')
+    path.write_text(mine, encoding="utf-8")
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    cert, key = TestCA(tmp_path / "pki").issue("phone", ["127.0.0.1"])
     app = SoftphoneApp(load_config(path), audio="null", live=False, data_path=tmp_path,
                        config_path=path)
     async with app.run_test(size=(120, 60)) as pilot:
@@ -678,7 +683,9 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
         labels = {str(label.render()) for label in screen.query(Label)}
         assert {"Address of record", "Password from env var", "Listen address",
                 "RTP port range", "Packet time (ms)", "DTMF as RFC 4733 events",
-                "TLS CA file", "Theme"} <= labels
+                "TLS CA file", "Theme", "DTMF sent as", "Accept transfers (REFER)",
+                "STUN server", "TLS listen address", "TLS certificate (PEM)",
+                "TLS private key (PEM)", "Media encryption"} <= labels
         assert str(path) in region_text(app, screen.query_one("#settings-path"))
         screen.query_one("#listen", Input).value = "127.0.0.1:5070"
         screen.query_one("#rtp-ports", Input).value = "12000-12100"
@@ -686,9 +693,19 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
         screen.query_one("#dtmf", Switch).value = False
         screen.query_one("#tls-ca-file", Input).value = str(ca)
         screen.query_one("#theme", Select).value = "nord"
+        screen.query_one("#dtmf-mode", Select).value = "info"
+        screen.query_one("#accept-transfer", Switch).value = False
+        screen.query_one("#stun-server", Input).value = "127.0.0.1:3478"
+        screen.query_one("#tls-listen", Input).value = "127.0.0.1:0"
+        screen.query_one("#tls-cert-file", Input).value = str(cert)
+        screen.query_one("#tls-key-file", Input).value = str(key)
+        screen.query_one("#account-new").scroll_visible(animate=False)
+        await pilot.pause()
         await pilot.click("#account-new")
         await pilot.press(*"3001@pbx.example.com", "tab")  # completed when leaving it
         assert screen.query_one("#acc-aor", Input).value == "sip:3001@pbx.example.com"
+        screen.query_one("#acc-transport", Select).value = "tls"
+        screen.query_one("#acc-media-encryption", Select).value = "sdes"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen),
                        what="saved")
@@ -698,9 +715,16 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
     assert (saved.audio.ptime, saved.audio.dtmf) == (30, False)
     assert saved.sip.tls_ca_file == str(ca) and saved.ui.theme == "nord"
     assert saved.accounts[1].aor == "sip:3001@pbx.example.com"
+    assert (saved.audio.dtmf_mode, saved.calls.accept_transfer) == ("info", False)
+    assert saved.network.stun_server == "127.0.0.1:3478"
+    assert (saved.network.tls_listen, saved.network.tls_cert_file,
+            saved.network.tls_key_file) == ("127.0.0.1:0", str(cert), str(key))
+    assert (saved.accounts[1].transport, saved.accounts[1].media_encryption) == ("tls", "sdes")
+    assert saved.accounts[0].media_encryption == "none"
+    assert saved.accounts[0].auth_realm == "pbx"  # a key the form does not show stays
     text = path.read_text(encoding="utf-8")
     # only what changed: every other line as it was, comments included
-    assert [l for l in MINE.splitlines() if l not in text.splitlines()] == [
+    assert [l for l in mine.splitlines() if l not in text.splitlines()] == [
         'listen = "127.0.0.1:0"     # loopback only', "ptime = 20"]
     assert 'listen = "127.0.0.1:5070"     # loopback only' in text
 
