@@ -158,6 +158,24 @@ class SoftphoneProcess:
             return [e.get("event", "?") for e in self.events]
 
     # --- output ---------------------------------------------------------------------
+    def wait_line(self, text: str, timeout: float = 10.0, stream: str = "stdout") -> str:
+        """The first line of human stdout (or ``stream="stderr"``) holding ``text``;
+        fails fast if the process exits without having printed it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                lines = self.other_stdout if stream == "stdout" else \
+                    "".join(self._stderr).splitlines()
+                hit = next((line for line in lines if text in line), None)
+                if hit is not None:
+                    return hit
+                left = deadline - time.monotonic()
+                if left <= 0 or self._ended():
+                    why = "exited" if self._ended() else f"timed out after {timeout:.1f} s"
+                    raise PeerTimeout(f"softphone {why} waiting for {text!r} on {stream}\n"
+                                      f"{self._diagnostics_locked()}")
+                self._cond.wait(min(left, 0.2))
+
     def stderr_text(self) -> str:
         with self._cond:
             return "".join(self._stderr)

@@ -252,6 +252,26 @@ async def test_timers_of_a_call_go_away_with_it():
         await b.close(timeout=3)
 
 
+async def test_a_target_of_the_other_ip_family_is_refused_at_dial():
+    """The resolver's family check, through the UA as every face reaches it: an IPv6
+    target from an IPv4 socket (and the reverse) fails at once, saying what to do —
+    not after Timer B, and no call is left behind."""
+    for listen, target, message in (
+            ("127.0.0.1:0", "sip:bob@[::1]:5060",
+             r"IPv6 address ::1 from an IPv4 socket: listen on IPv6 too \(e.g. --listen"),
+            ("[::1]:0", "sip:bob@127.0.0.1:5060",
+             r"IPv4 address 127.0.0.1 from an IPv6-only socket: listen on an IPv4")):
+        cfg = Config.from_dict({"network": {"listen": listen}})
+        phone = Phone(cfg, PhoneOptions(control=False, preload_media=False))
+        await phone.start()
+        try:
+            with pytest.raises(CommandError, match=message):
+                await asyncio.wait_for(phone.execute("dial", {"uri": target}), 5)
+            assert (await phone.execute("calls")) == {"calls": []}
+        finally:
+            await phone.close(timeout=3)
+
+
 def test_call_tally_counts_incoming_calls_and_waits_for_every_call_to_end():
     """``answer --max-calls``: only incoming calls count, and the job ends when the last
     one has ended and no other call (one a transfer placed) is still up."""
