@@ -64,8 +64,9 @@ def _common(parser: argparse.ArgumentParser, *, tui: bool = False) -> None:
     if tui:
         return
     parser.add_argument("--account", metavar="NAME", default=argparse.SUPPRESS,
-                        help="account to use (default: the first); register and answer take "
-                             "a comma-separated list, or all")
+                        help="account to use; call: default the first; register and answer: "
+                             "a comma-separated list, default all (those with register = true "
+                             "register at once)")
     parser.add_argument("--listen", metavar="HOST:PORT", default=argparse.SUPPRESS,
                         help="SIP listen address (default: config, else a free port)")
     parser.add_argument("--events", choices=("jsonl",), default=argparse.SUPPRESS,
@@ -303,10 +304,13 @@ def _backend(args: argparse.Namespace) -> str:
 
 
 def _accounts(args: argparse.Namespace, config: Config) -> list:
-    """The accounts the job uses: ``--account NAME`` (``call``), or for ``register`` and
-    ``answer`` a comma-separated list or ``all``; default: the first account."""
+    """The accounts the job uses: ``--account NAME`` (``call``; default: the first), or
+    for ``register`` and ``answer`` a comma-separated list or ``all`` (default: every
+    account; those with ``register = true`` register at once, as in the TUI)."""
     wanted = getattr(args, "account", None)
     if wanted is None:
+        if args.command in ("register", "answer"):
+            return list(config.accounts)
         first = config.account(None)
         return [first] if first is not None else []
     names = [n.strip() for n in wanted.split(",") if n.strip()]
