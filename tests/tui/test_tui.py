@@ -39,6 +39,14 @@ def make_app(tmp_path: Path, **kwargs) -> SoftphoneApp:
                         config_path=tmp_path / "config.toml", **kwargs)
 
 
+async def click_in_view(pilot, selector: str) -> None:
+    """Click a widget of a scrolling screen (Settings is taller than the terminal): scroll
+    it into view first, as a user would."""
+    pilot.app.screen.query_one(selector).scroll_visible(animate=False)
+    await pilot.pause()
+    await pilot.click(selector)
+
+
 async def started(pilot, app: SoftphoneApp):
     await wait_for(pilot, lambda: app.ready.is_set() and app.phone is not None
                    and app.phone.started, what="the phone to start")
@@ -344,7 +352,7 @@ async def test_settings_add_account_restarts_phone(tmp_path):
         await started(pilot, app)
         await pilot.press("f2")
         screen = app.screen
-        await pilot.click("#account-new")
+        await click_in_view(pilot, "#account-new")
         screen.query_one("#acc-name", Input).value = "lab"
         screen.query_one("#acc-aor", Input).value = "sip:2001@127.0.0.1:5999"
         screen.query_one("#acc-register", Switch).value = False

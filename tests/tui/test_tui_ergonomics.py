@@ -24,8 +24,8 @@ from softphone.tui.app import SoftphoneApp
 from softphone.tui.state import AccountView, CallView, PhoneState
 from softphone.tui.widgets import CallTable, DialInput, HistoryTable
 
-from test_tui import (FakeRegistrar, _second_ua, loopback_config, make_app, started,
-                       table_text, wait_for)
+from test_tui import (FakeRegistrar, _second_ua, click_in_view, loopback_config, make_app,
+                      started, table_text, wait_for)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -699,9 +699,7 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
         screen.query_one("#tls-listen", Input).value = "127.0.0.1:0"
         screen.query_one("#tls-cert-file", Input).value = str(cert)
         screen.query_one("#tls-key-file", Input).value = str(key)
-        screen.query_one("#account-new").scroll_visible(animate=False)
-        await pilot.pause()
-        await pilot.click("#account-new")
+        await click_in_view(pilot, "#account-new")
         await pilot.press(*"3001@pbx.example.com", "tab")  # completed when leaving it
         assert screen.query_one("#acc-aor", Input).value == "sip:3001@pbx.example.com"
         screen.query_one("#acc-transport", Select).value = "tls"

@@ -13,6 +13,8 @@ from softphone.tui.quality import (delay_impairment, effective_equipment_impairm
                                    estimate_mos, mos_from_r, r_factor)
 from softphone.tui.state import TraceStore, call_id_of
 
+from test_tui import click_in_view
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -172,12 +174,12 @@ async def test_settings_saves_valid_and_rejects_invalid(tmp_path):
         assert isinstance(screen, SettingsScreen)
         # an invalid codec list: nothing written, the error names the key
         screen.query_one("#codecs", Input).value = "PCMU, speex"
-        await pilot.click("#save")
+        await click_in_view(pilot, "#save")
         error = str(screen.query_one("#settings-error", Static).render())
         assert "audio.codecs[1]" in error and "speex" in error
         assert not path.exists()
         # an account with a bad address of record is refused too
-        await pilot.click("#account-new")
+        await click_in_view(pilot, "#account-new")
         await pilot.press(*"not a uri")
         screen.query_one("#codecs", Input).value = "PCMA, PCMU"
         await pilot.press("ctrl+s")
