@@ -1,4 +1,4 @@
-"""Settings: audio devices, codec order, accounts — validated by the config loader.
+"""Settings: audio, DTMF, calls, network, TLS, theme, accounts — validated by the loader.
 
 Nothing is written unless ``Config.from_dict`` accepts the whole result; its error
 (naming the key and the reason) is shown in place. An existing file is edited, not
@@ -23,6 +23,7 @@ from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Se
 from ..config import (CODECS, PTIMES, TRANSPORTS, AddAccount, Change, Config, ConfigError,
                       Remove, RemoveAccount, Set, default_config_path, edit_config, keys_of,
                       save_config, tables_of)
+from ..config.common import MEDIA_ENCRYPTIONS
 
 __all__ = ["SettingsScreen", "build_config", "changes_between"]
 
@@ -35,6 +36,13 @@ LABELS = {
     "password_env": "Password from env var", "registrar": "Registrar",
     "outbound_proxy": "Outbound proxy", "expires": "Registration expiry (s)",
 }
+# the choices of [audio] dtmf_mode and an account's media_encryption, in words
+DTMF_MODES = (("RFC 4733 when agreed, else SIP INFO", "auto"), ("RFC 4733 events", "rfc4733"),
+              ("SIP INFO", "info"))
+ENCRYPTIONS = {"none": "None (RTP)", "sdes": "SRTP when the far end can (SDES)",
+               "sdes-required": "SRTP always (SDES)"}
+# every account key the form edits (the others are kept as they are)
+FORM_KEYS = (*ACCOUNT_TEXT_FIELDS, "transport", "media_encryption", "keyring", "register")
 DEFAULT_DEVICE = "__default__"
 DEFAULT_THEME = "__default__"
 
@@ -190,6 +198,13 @@ class SettingsScreen(Screen[Config | None]):
                              allow_blank=False)
                 yield Label("DTMF as RFC 4733 events")
                 yield Switch(id="dtmf", value=audio.dtmf)
+                yield Label("DTMF sent as")
+                yield Select(DTMF_MODES, id="dtmf-mode", value=audio.dtmf_mode,
+                             allow_blank=False)
+            yield Static("Calls", classes="section")
+            with Grid():
+                yield Label("Accept transfers (REFER)")
+                yield Switch(id="accept-transfer", value=self.config.calls.accept_transfer)
             yield Static("Network", classes="section")
             with Grid():
                 yield Label("Listen address")
@@ -197,9 +212,21 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("RTP port range")
                 yield Input(f"{network.rtp_ports[0]}-{network.rtp_ports[1]}", id="rtp-ports",
                             placeholder="10000-20000")
+                yield Label("STUN server")
+                yield Input(network.stun_server or "", id="stun-server",
+                            placeholder="optional, e.g. stun.example.com:3478")
                 yield Label("TLS CA file")
                 yield Input(self.config.sip.tls_ca_file or "", id="tls-ca-file",
                             placeholder="default: the system's CAs")
+                yield Label("TLS listen address")
+                yield Input(network.tls_listen or "", id="tls-listen",
+                            placeholder="optional, e.g. 0.0.0.0:5061 (needs the two below)")
+                yield Label("TLS certificate (PEM)")
+                yield Input(network.tls_cert_file or "", id="tls-cert-file",
+                            placeholder="what the TLS listener serves")
+                yield Label("TLS private key (PEM)")
+                yield Input(network.tls_key_file or "", id="tls-key-file",
+                            placeholder="the certificate's key, unencrypted")
             yield Static("Appearance", classes="section")
             with Grid():
                 yield Label("Theme")
@@ -221,6 +248,9 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("Transport")
                 yield Select([(t, t) for t in TRANSPORTS], id="acc-transport", value="udp",
                              allow_blank=False)
+                yield Label("Media encryption")
+                yield Select([(ENCRYPTIONS[e], e) for e in MEDIA_ENCRYPTIONS],
+                             id="acc-media-encryption", value="none", allow_blank=False)
                 yield Label("Password from keyring")
                 yield Switch(id="acc-keyring")
                 yield Label("Register at start")
@@ -295,6 +325,8 @@ class SettingsScreen(Screen[Config | None]):
             value = acc.get(key)
             self.query_one(f"#acc-{key}", Input).value = "" if value is None else str(value)
         self.query_one("#acc-transport", Select).value = acc.get("transport", "udp")
+        self.query_one("#acc-media-encryption", Select).value = \
+            acc.get("media_encryption", "none")
         self.query_one("#acc-keyring", Switch).value = bool(acc.get("keyring", False))
         self.query_one("#acc-register", Switch).value = bool(acc.get("register", True))
 
@@ -302,7 +334,9 @@ class SettingsScreen(Screen[Config | None]):
         """Write the form back into the account being edited (empty fields: defaults)."""
         if self.editing is None:
             return
-        acc: dict[str, Any] = {}
+        current = self.accounts[self.editing]  # keys it has stay, even at their defaults
+        # keys the form does not show (auth_realm, allow_sdes_over_udp …) are kept as they are
+        acc: dict[str, Any] = {k: v for k, v in current.items() if k not in FORM_KEYS}
         for key in ACCOUNT_TEXT_FIELDS:
             value = self.query_one(f"#acc-{key}", Input).value.strip()
             if key == "aor" and value:
@@ -311,10 +345,12 @@ class SettingsScreen(Screen[Config | None]):
             if value:
                 acc[key] = int(value) if key == "expires" and value.lstrip("-").isdigit() \
                     else value
-        current = self.accounts[self.editing]  # keys it has stay, even at their defaults
         transport = self.query_one("#acc-transport", Select).value
         if transport != "udp" or "transport" in current:
             acc["transport"] = transport
+        encryption = self.query_one("#acc-media-encryption", Select).value
+        if encryption != "none" or "media_encryption" in current:
+            acc["media_encryption"] = encryption
         keyring = self.query_one("#acc-keyring", Switch).value
         if keyring or "keyring" in current:
             acc["keyring"] = keyring
@@ -339,9 +375,15 @@ class SettingsScreen(Screen[Config | None]):
         rtp = text("#rtp-ports")
         return {
             "audio": {"ptime": self.query_one("#ptime", Select).value,
-                      "dtmf": self.query_one("#dtmf", Switch).value},
+                      "dtmf": self.query_one("#dtmf", Switch).value,
+                      "dtmf_mode": self.query_one("#dtmf-mode", Select).value},
+            "calls": {"accept_transfer": self.query_one("#accept-transfer", Switch).value},
             "network": {"listen": text("#listen"),
-                        "rtp_ports": parse_port_range(rtp) if rtp else None},
+                        "rtp_ports": parse_port_range(rtp) if rtp else None,
+                        "stun_server": text("#stun-server"),
+                        "tls_listen": text("#tls-listen"),
+                        "tls_cert_file": text("#tls-cert-file"),
+                        "tls_key_file": text("#tls-key-file")},
             "sip": {"tls_ca_file": text("#tls-ca-file")},
             "ui": {"theme": None if theme in (DEFAULT_THEME, Select.BLANK) else theme},
         }

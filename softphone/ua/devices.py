@@ -149,7 +149,7 @@ class DeviceFactory:
     def _recording_failed(self, path: str, reason: str) -> None:
         message = f"recording to {path} stopped: {reason}"
         self.recording_errors.append(message)
-        log.warning("%s", message)
+        log.info("%s", message)  # the notice is what the user sees, once
         self.notice(message)
 
     def __call__(self, call: Any) -> tuple[Any, Any]:

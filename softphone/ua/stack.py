@@ -491,7 +491,7 @@ class Stack:
                 try:
                     self.transport.send(action.message.to_bytes(), ctx.dest)
                 except OSError as exc:
-                    log.warning("send to %s failed: %s", ctx.dest, exc)
+                    log.info("send to %s failed: %s", ctx.dest, exc)  # the usage says why
                     ctx.error = f"cannot send to {ctx.dest}: {exc.strerror or exc}"
                     self.loop.call_soon(self._transport_error, ctx)
             elif isinstance(action, TxStart):
