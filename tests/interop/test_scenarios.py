@@ -433,11 +433,27 @@ status = [486, 600]
                   "--config", str(loopback(tmp_path, "a1")))
     assert a.wait_exit(20) == 0, a.diagnostics()
     assert steps(a)[1]["value"] == "486 Busy Here"
-    answered = scenario(tmp_path, "answered", "[[steps]]\nstep = \"expect_answer\"\n")
+    # without --events jsonl: the human verdict lines the README shows, on stdout, and the
+    # failure on stderr
+    answered = scenario(tmp_path, "answered", "[[steps]]\nstep = \"expect_answer\"\n"
+                                              "[[steps]]\nstep = \"hangup\"\n")
     a2 = softphone("call", f"sip:x@127.0.0.1:{port}", "--scenario", str(answered),
-                   "--config", str(loopback(tmp_path, "a2")))
+                   "--config", str(loopback(tmp_path, "a2")), events=False)
     assert a2.wait_exit(20) == 1, a2.diagnostics()
-    assert steps(a2)[0]["message"] == "the call has ended: rejected (486 Busy Here)"
+    assert a2.events == []
+    verdicts = [line for line in a2.other_stdout if re.match(r"(call|scenario) ", line)]
+    time = r"\d+\.\d\d s"
+    expected = [
+        rf"call 1 step 1/2 expect_answer: failed: the call has ended: rejected \(486 Busy "
+        rf"Here\) \({time}\)",
+        rf"call 1 step 2/2 hangup: skipped: the call had ended \({time}\)",
+        rf"call 1 failed \(step 1 expect_answer: the call has ended: rejected \(486 Busy "
+        rf"Here\)\) in {time}",
+        rf"scenario answered: 1 call, 0 passed, 1 failed in {time}"]
+    assert len(verdicts) == len(expected), a2.other_stdout
+    for line, pattern in zip(verdicts, expected):
+        assert re.fullmatch(pattern, line), (line, pattern)
+    assert "softphone: scenario answered: 1 of 1 call failed" in a2.stderr_text()
     wrong = scenario(tmp_path, "wrong", '[[steps]]\nstep = "expect_status"\nstatus = 603\n')
     a3 = softphone("call", f"sip:x@127.0.0.1:{port}", "--scenario", str(wrong),
                    "--config", str(loopback(tmp_path, "a3")))
@@ -473,12 +489,18 @@ step = "expect_hangup"
                   str(tmp_path / "b.xml"), "--config", str(loopback(tmp_path, "b", port)))
     b.wait_event("listening", timeout=15)
     a = softphone("call", f"sip:x@127.0.0.1:{port}", "--scenario", str(caller), "--repeat",
-                  "3", "--rate", "5", "--junit", str(tmp_path / "a.xml"),
+                  "3", "--rate", "4", "--junit", str(tmp_path / "a.xml"),
                   "--config", str(loopback(tmp_path, "a")))
     assert a.wait_exit(40) == 0, a.diagnostics()
     assert b.wait_exit(20) == 0, b.diagnostics()
     verdicts = [e for e in a.events if e["event"] == "call_verdict"]
     assert sorted(v["call"] for v in verdicts) == [1, 2, 3]
+    # --rate 4: the calls start 0.25 s apart (never sooner; later only by the loop's delay,
+    # far less than a call lasts, which is what one-after-the-other would take)
+    starts = [e["t"] for e in a.events if e["event"] == "calling"]
+    assert len(starts) == 3, starts
+    for n, t in enumerate(starts):
+        assert n / 4 - 0.05 <= t - starts[0] <= n / 4 + 0.5, starts
     assert a.find_event("summary")["passed"] == 3
     # concurrent: the third call was answered before the first one ended
     answered = [e["t"] for e in b.events if e["event"] == "answered"]
