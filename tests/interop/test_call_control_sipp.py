@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from agents import make_agent
+from media_helpers import wait_for
 from peers.net import free_udp_port
 from peers.phoneconfig import write_config
+from softphone.config import Config
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(60)]
 
@@ -54,6 +57,33 @@ def test_rfc3311_s5_2_update_with_and_without_sdp_is_answered(softphone, sipp, t
     assert a.wait_exit(15) == 0, a.diagnostics()
     result = uas.wait(10)
     assert result.ok, result.explain()  # it checked our a=recvonly answer
+
+
+async def test_rfc3311_s5_1_hold_before_the_answer_is_an_update_in_the_early_dialog(
+        sipp, tmp_path):
+    """Our phone (in this process, to hold while it is early) against SIPp's reliable 183:
+    the hold goes out as an UPDATE with a=sendonly in the early dialog; SIPp's own UPDATE
+    without SDP there gets a plain 200; the hold holds after the answer."""
+    uas = sipp.start("uas_early_update", timeout=20, media_port=free_udp_port())
+    agent = make_agent(Config.from_dict({"network": {"listen": "127.0.0.1:0"},
+                                         "audio": {"codecs": ["PCMU"]}}), user="alice")
+    await agent.start(preload_media=False)
+    try:
+        call = await agent.dial(f"sip:uas@127.0.0.1:{uas.local_port}")
+        await wait_for(lambda: call.state == "early", 10, "the early dialog")
+        await call.set_hold(True)
+        assert call.on_hold and call.state == "early"
+        assert await call.wait_answered(10), call.end_info
+        assert call.on_hold
+        await call.hangup()
+    finally:
+        await agent.close(timeout=2)
+    result = uas.wait(10)
+    # it checked, in this order: our UPDATE in the early dialog with a=sendonly before its
+    # 2xx to the INVITE, and a bodiless 200 to its own UPDATE
+    assert result.ok, result.explain()
+    log = result.messages()
+    assert "UPDATE sip:uas@" in log and "UPDATE sip:alice@" in log
 
 
 def test_rfc4028_s10_a_short_interval_is_refreshed_by_update(softphone, sipp, tmp_path):
