@@ -99,7 +99,7 @@ def test_call_waiting_answer_holds_the_first_swap_then_conference_and_split(soft
     assert at_c[1000.0] > -12 and at_c[660.0] > -12 and at_c[880.0] < -25, at_c
 
 
-def test_dnd_refuses_calls_with_486_and_notes_them(softphone, tmp_path):
+def test_dnd_refuses_calls_with_486_or_its_status_and_notes_them(softphone, tmp_path):
     port = free_udp_port()
     a = controlled(softphone, tmp_path, "a", listen=f"127.0.0.1:{port}")
     rc, reply, _ = ctl(a.socket, "dnd")
@@ -112,6 +112,16 @@ def test_dnd_refuses_calls_with_486_and_notes_them(softphone, tmp_path):
     incoming = a.wait_event("incoming", timeout=5, dnd=True)
     ended = a.wait_event("ended", timeout=5, call_id=incoming["call_id"])
     assert (ended["reason"], ended["status"]) == ("rejected", 486)
+    # another status for the refusals (ctl dnd status=603): the caller gets that one
+    rc, reply, _ = ctl(a.socket, "dnd", "status=603")
+    assert rc == 0 and reply["result"] == {"enabled": True, "status": 603}
+    mark = a.mark()
+    b603 = softphone("call", f"sip:a@127.0.0.1:{port}", "--config", cfg)
+    assert b603.wait_exit(15) == 1
+    assert "call failed: 603 Do Not Disturb" in b603.stderr_text(), b603.stderr_text()
+    refused = a.wait_event("incoming", timeout=5, dnd=True, since=mark)
+    ended = a.wait_event("ended", timeout=5, call_id=refused["call_id"])
+    assert (ended["reason"], ended["status"]) == ("rejected", 603)
     rc, reply, _ = ctl(a.socket, "dnd", "on=false")
     assert rc == 0 and reply["result"]["enabled"] is False
     mark = a.mark()
