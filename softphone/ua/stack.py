@@ -551,10 +551,11 @@ class Stack:
 
     def _failover(self, ctx: _TxContext) -> bool:
         """Send the request again, as a new transaction, to the next target left; False
-        when none is (the failure then goes to the usage as usual)."""
+        when none is (the failure then goes to the usage as usual). A usage gone already
+        still gets its request delivered: a BYE outlives the call it ends."""
         self.resolver.failed(ctx.dest)
         request, owner = ctx.unstamped, ctx.owner
-        if not ctx.alternates or request is None or owner is None or self.closing:
+        if not ctx.alternates or request is None or self.closing:
             return False
         peer, rest = ctx.alternates[0], ctx.alternates[1:]
         ctx.alternates, ctx.unstamped = [], None
