@@ -63,32 +63,6 @@ def test_rfc3311_s5_2_update_without_sdp_is_a_refresh_and_491_500_when_busy():
     assert refused and b"Retry-After:" in refused[-1]
 
 
-def test_rfc3311_s5_1_update_in_the_early_dialog_after_a_reliable_answer():
-    net = Net(alice_caps=caps("UPDATE", "PRACK", tags=("100rel",)))
-    ours = net.call(extensions=lambda: [UpdateExtension()])
-    net.wire.run_for(0.1)
-    invite = parse_message(net.wire.sent(b"INVITE ")[0])
-    answer = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
-              b"m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-    net.alice.receive(make_response(invite, 183, to_tag="b1", body=answer, extra=[
-        ("Contact", f"<sip:bob@{BOB}:5060>"), ("Allow", "INVITE, UPDATE"),
-        ("Content-Type", "application/sdp")]).to_bytes(), BOB)
-    assert ours.state is InviteState.EARLY and ours.negotiator.state is OfferState.IDLE
-    # the far end's UPDATE in the early dialog, with an offer: answered by us
-    update = ours.dialog.create_request("UPDATE", body=answer.replace(b"1 1", b"1 2"),
-                                        extra=[("Content-Type", "application/sdp")])
-    update.headers.set("From", str(ours.dialog.remote_uri.with_tag("b1")))
-    update.headers.set("To", str(ours.dialog.local_uri.with_tag(ours.local_tag)))
-    update.headers.set("CSeq", "10 UPDATE")
-    update.headers.set("Contact", f"<sip:bob@{BOB}:5060>")
-    update.headers.prepend("Via", f"SIP/2.0/UDP {BOB}:5060;branch={new_branch()}")
-    net.alice.receive(update.to_bytes(), BOB)
-    net.wire.run_for(0.5)
-    (ok,) = [d for d in net.wire.log if d[1] == ALICE and d[3].startswith(b"SIP/2.0 200")]
-    assert b"m=audio 10000" in ok[3]
-    assert [e.early for e in net.alice.events_of(ours, MediaAgreed)] == [True, True]
-
-
 EARLY_ANSWER = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
                 b"m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
 
@@ -104,6 +78,30 @@ def early_call(net: Net):
         ("Content-Type", "application/sdp")]).to_bytes(), BOB)
     assert ours.state is InviteState.EARLY and ours.negotiator.state is OfferState.IDLE
     return ours
+
+
+def bobs_update(ours, contact: str, body: bytes = b"") -> bytes:
+    """An UPDATE from Bob (tag b1) in ``ours``'s early dialog, CSeq 10."""
+    extra = [("Content-Type", "application/sdp")] if body else []
+    update = ours.dialog.create_request("UPDATE", body=body, extra=extra)
+    update.headers.set("From", str(ours.dialog.remote_uri.with_tag("b1")))
+    update.headers.set("To", str(ours.dialog.local_uri.with_tag(ours.local_tag)))
+    update.headers.set("CSeq", "10 UPDATE")
+    update.headers.set("Contact", contact)
+    update.headers.prepend("Via", f"SIP/2.0/UDP {BOB}:5060;branch={new_branch()}")
+    return update.to_bytes()
+
+
+def test_rfc3311_s5_1_update_in_the_early_dialog_after_a_reliable_answer():
+    net = Net(alice_caps=caps("UPDATE", "PRACK", tags=("100rel",)))
+    ours = early_call(net)
+    # the far end's UPDATE in the early dialog, with an offer: answered by us
+    net.alice.receive(bobs_update(ours, f"<sip:bob@{BOB}:5060>",
+                                  EARLY_ANSWER.replace(b"1 1", b"1 2")), BOB)
+    net.wire.run_for(0.5)
+    (ok,) = [d for d in net.wire.log if d[1] == ALICE and d[3].startswith(b"SIP/2.0 200")]
+    assert b"m=audio 10000" in ok[3]
+    assert [e.early for e in net.alice.events_of(ours, MediaAgreed)] == [True, True]
 
 
 def test_rfc3311_s5_1_we_send_an_update_with_an_offer_in_the_early_dialog():
@@ -146,13 +144,7 @@ def test_rfc3311_s5_2_an_update_without_sdp_in_the_early_dialog_is_a_refresh():
     net = Net(alice_caps=caps("UPDATE", "PRACK", tags=("100rel",)))
     ours = early_call(net)
     agreed = len(net.alice.events_of(ours, MediaAgreed))
-    update = ours.dialog.create_request("UPDATE")
-    update.headers.set("From", str(ours.dialog.remote_uri.with_tag("b1")))
-    update.headers.set("To", str(ours.dialog.local_uri.with_tag(ours.local_tag)))
-    update.headers.set("CSeq", "10 UPDATE")
-    update.headers.set("Contact", f"<sip:bob3@{BOB}:5062>")
-    update.headers.prepend("Via", f"SIP/2.0/UDP {BOB}:5060;branch={new_branch()}")
-    net.alice.receive(update.to_bytes(), BOB)
+    net.alice.receive(bobs_update(ours, f"<sip:bob3@{BOB}:5062>"), BOB)
     net.wire.run_for(0.5)
     (ok,) = [d for d in net.wire.log if d[1] == ALICE and d[3].startswith(b"SIP/2.0 ")]
     response = parse_message(ok[3])
