@@ -127,7 +127,8 @@ async def place(cls: type["Call"], agent: "UserAgent", ruri: SipUri, *,
     if hop is not ruri:  # the account's proxy or registrar: its requests are trusted
         stack.trust(peer)
     user = account.user if account is not None else agent.user
-    contact = f"<{stack.contact_uri(peer, user)}>"
+    secure = "sips" in (ruri.scheme, hop.scheme) and peer.proto == "tls"
+    contact = f"<{stack.contact_uri(peer, user, secure=secure)}>"
     local = account.identity() if account is not None else agent.local_identity(peer)
     remote = NameAddr(ruri.with_(params={k: v for k, v in ruri.params.items() if k == "user"},
                                  headers={}))
@@ -165,7 +166,8 @@ def take(cls: type["Call"], agent: "UserAgent", request: Request, peer: Peer,
     stack = agent.stack
     response_peer = stack.response_peer(request, peer)
     user = account.user if account is not None else agent.user
-    contact = f"<{stack.contact_uri(response_peer, user)}>"
+    secure = _started_secure(request) and response_peer.proto == "tls"
+    contact = f"<{stack.contact_uri(response_peer, user, secure=secure)}>"
     sdp = negotiator(agent, stack.local_ip_for(response_peer.host), account, peer.proto)
     session = InviteSession.incoming(
         request, local_tag=new_tag(), negotiator=sdp,
@@ -228,3 +230,14 @@ async def _prepare_incoming(call: "Call") -> None:
     elif agent.auto_answer:
         call._timers["auto-answer"] = agent.loop.call_later(agent.answer_delay, call.answer)
     waiting.refresh_alerts(agent)
+
+
+def _started_secure(request: Request) -> bool:
+    """The INVITE asks for sips: all the way (RFC 3261 §12.1.1): its Request-URI, else
+    its top Record-Route, else (no Record-Route) its Contact is a sips: URI."""
+    if getattr(request.uri, "scheme", None) == "sips":
+        return True
+    routes = request.headers.get_all("Record-Route")
+    if routes:
+        return routes[0].lstrip().lstrip("<").lower().startswith("sips:")
+    return any(getattr(c.uri, "scheme", None) == "sips" for c in request.contacts[:1])
