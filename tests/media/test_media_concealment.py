@@ -8,14 +8,11 @@ import logging
 import numpy as np
 import pytest
 
+from media_helpers import L16Decoder, max_step, tone
 from softphone.media import libopus
 from softphone.media.codecs import make_decoder, make_encoder
 from softphone.media.plc import WaveformConcealer
 from softphone.media.playout import PlayoutBuffer
-
-
-def tone(rate: int, seconds: float, hz: float = 440.0, amp: float = 8000.0) -> np.ndarray:
-    return amp * np.sin(2 * np.pi * hz * np.arange(int(rate * seconds)) / rate)
 
 
 def speech_like(rate: int, seconds: float) -> np.ndarray:
@@ -27,18 +24,6 @@ def speech_like(rate: int, seconds: float) -> np.ndarray:
     phase = 2 * np.pi * np.cumsum(f0) / rate
     voiced = sum(np.sin(k * phase + k) / k ** 2 for k in range(1, 15))
     return 6000 * voiced * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
-
-
-class L16Decoder:
-    """Payload = 16-bit PCM as it is: what the buffer does to the audio is all we hear."""
-
-    name = "L16"
-
-    def __init__(self, rate: int) -> None:
-        self.audio_rate = rate
-
-    def decode(self, payload: bytes) -> bytes:
-        return payload
 
 
 def play(x: np.ndarray, rate: int, lost: set[int], clock_rate: int | None = None) -> np.ndarray:
@@ -57,10 +42,6 @@ def play(x: np.ndarray, rate: int, lost: set[int], clock_rate: int | None = None
     assert buf.concealed_frames > 0
     y = np.frombuffer(b"".join(out), "<i2").astype(np.float64)
     return y[frame + buf.output_delay:]
-
-
-def max_step(x: np.ndarray) -> float:
-    return float(np.max(np.abs(np.diff(x))))
 
 
 def block_rms(x: np.ndarray, n: int) -> np.ndarray:
