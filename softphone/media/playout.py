@@ -33,6 +33,7 @@ from .plc import WaveformConcealer
 from .timescale import compress, expand
 from .waveform import lag_range
 
+_INT16 = np.dtype("<i2")
 _MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000
 
@@ -95,8 +96,8 @@ class PlayoutBuffer:
         # a decoder with its own concealment (conceal/recover) needs no waveform substitution
         self._native = callable(getattr(self.decoder, "conceal", None))
         self._plc = None if self._native else WaveformConcealer(self.audio_rate)
-        self._tail_len = 2 * lag_range(self.audio_rate)[1]
-        self._tail: np.ndarray | None = None  # the last audio handed on; None after a loss
+        self._two_periods = 2 * lag_range(self.audio_rate)[1]  # the longest, in samples
+        self._recent: tuple[np.ndarray, ...] = ()  # the last audio handed on; () after a loss
         self._conceal_run = 0
         self._stalled = 0
         self._want = 0              # samples to add (>0) or take out (<0) by time-scaling
@@ -279,7 +280,7 @@ class PlayoutBuffer:
         if x is None:
             self._lose(self._frame_ticks)
             return
-        if self._want < 0 and len(x) < 2 * self._tail_len and self._heap \
+        if self._want < 0 and len(x) < self._two_periods and self._heap \
                 and self._heap[0] == self._next_ts:
             # compressing needs two pitch periods in hand: decode the next packet too
             more = self._decode()
@@ -328,8 +329,9 @@ class PlayoutBuffer:
         quiet_only = self._since_splice < SPLICE_PULLS
         force = self._refused >= FORCE_AFTER and not quiet_only
         if want > 0:
-            y = None if self._tail is None else expand(
-                self._tail, x, self.audio_rate, want, quiet_only=quiet_only, force=force)
+            y = None if not self._recent else expand(
+                np.concatenate(self._recent), x, self.audio_rate, want,
+                quiet_only=quiet_only, force=force)
         else:
             y = compress(x, self.audio_rate, -want, quiet_only=quiet_only, force=force)
         if y is None:
@@ -347,9 +349,9 @@ class PlayoutBuffer:
     def _emit(self, x: np.ndarray) -> None:
         """Hand on good audio (decoded, recovered or time-scaled)."""
         self._conceal_run = 0
-        x = np.clip(np.rint(x), -32768, 32767).astype("<i2") if x.dtype != np.dtype("<i2") else x
-        tail = x if self._tail is None else np.concatenate((self._tail, x))
-        self._tail = tail[-self._tail_len:]
+        if x.dtype != _INT16:
+            x = np.clip(np.rint(x), -32768, 32767).astype(_INT16)
+        self._recent = (self._recent[-1], x) if self._recent else (x,)
         if self._plc is not None:
             x = self._plc.good(x)
         self._pcm += x.tobytes()
@@ -359,7 +361,7 @@ class PlayoutBuffer:
         samples = max(1, round(ticks * self._ratio))
         self.concealed_frames += 1
         self._conceal_run += 1
-        self._tail = None
+        self._recent = ()
         if self._plc is not None:
             self._pcm += self._plc.lost(samples).tobytes()
             return
@@ -373,6 +375,6 @@ class PlayoutBuffer:
 
     def _discontinuity(self) -> None:
         """Audio was skipped: the next good audio is blended in, never spliced onto."""
-        self._tail = None
+        self._recent = ()
         if self._plc is not None:
             self._plc.splice()

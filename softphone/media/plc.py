@@ -31,6 +31,10 @@ _END_OVERLAP_STEP_MS = 4  # end overlap grows by this per 10 ms lost
 _MIN_POWER = 3.0         # mean square floor of the pitch search (Appendix I: 250 per 80)
 
 
+def _int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), -32768, 32767).astype("<i2")
+
+
 class WaveformConcealer:
     """Feeds decoded audio through (delayed), and fills losses with its waveform."""
 
@@ -40,12 +44,12 @@ class WaveformConcealer:
         self.delay = self._hi // 4                  # samples the output runs behind
         self._unit = rate // 100                    # 10 ms: the step of fades and periods
         self._corr_len = rate // 50                 # 20 ms matched in the pitch search
-        self._hist = np.zeros(3 * self._hi + self.delay)  # input, incl. the delayed tail
+        self._hist = np.zeros(3 * self._hi + self.delay, dtype="<i2")  # input, incl. the delayed tail
         self._erased = 0        # samples concealed in the current loss (0: none)
         self._blend = False     # the next good audio does not continue the last
         self._pitch = self._lo
         self._overlap = 1
-        self._pbuf = self._hist
+        self._pbuf = np.zeros(0)
         self._periods = 1
         self._offset = 0
         self._lastq = np.zeros(0)
@@ -58,8 +62,8 @@ class WaveformConcealer:
         return self._erased > 0
 
     def good(self, pcm: np.ndarray) -> np.ndarray:
-        """Audio that arrived: returned (as int16) `delay` samples later."""
-        x = np.asarray(pcm, dtype=np.float64).copy()
+        """Audio that arrived (int16): returned `delay` samples later."""
+        x = np.asarray(pcm, dtype="<i2")
         if self._erased or self._blend:
             if not self._erased:
                 self._begin()
@@ -67,8 +71,9 @@ class WaveformConcealer:
             olen = self._overlap + max(0, lost_units - 1) * self.rate * _END_OVERLAP_STEP_MS // 1000
             olen = min(olen, self._unit, len(x))
             if olen:
-                x[:olen] = crossfade(self._render(olen), x[:olen],
-                                      old_gain=self._gain_at(self._erased))
+                x = x.copy()
+                x[:olen] = _int16(crossfade(self._render(olen), x[:olen],
+                                            old_gain=self._gain_at(self._erased)))
             self._erased = 0
             self._blend = False
             self._fade_from = None
@@ -93,7 +98,7 @@ class WaveformConcealer:
             out[done:done + n] = self._render(n) * self._gains(t, n)
             self._erased += n
             done += n
-        return self._push(out)
+        return self._push(_int16(out))
 
     def splice(self) -> None:
         """The next good audio does not follow the last (audio was skipped)."""
@@ -101,13 +106,12 @@ class WaveformConcealer:
 
     # ------------------------------------------------------------------ internals
     def _push(self, x: np.ndarray) -> np.ndarray:
-        """Append input, return as many samples of delayed output."""
+        """Append input, return as many samples of delayed output (int16 both)."""
         hist = self._hist
         stream = np.concatenate((hist, x))
         start = len(hist) - self.delay
-        out = stream[start:start + len(x)]
         self._hist = stream[-len(hist):]
-        return np.clip(np.rint(out), -32768, 32767).astype("<i2")
+        return stream[start:start + len(x)]
 
     def _gain_at(self, t: int) -> float:
         unit = self._unit
@@ -121,17 +125,17 @@ class WaveformConcealer:
     def _begin(self) -> None:
         """Start repeating: find the pitch, make the not yet played tail lead into the
         period before it."""
-        h = self._hist
+        h = self._hist.astype(np.float64)
         at = len(h) - self._corr_len
         self._pitch, _ = best_lag(h, at, self._corr_len, self._lo, self._hi, _MIN_POWER)
         self._overlap = max(1, self._pitch // 4)
-        self._pbuf = h.copy()
+        self._pbuf = h
         self._lastq = self._pbuf[-self._overlap:].copy()
         self._periods = 1
         self._offset = 0
         self._fade_from = None
         self._tie_tail()
-        self._hist[-self._overlap:] = self._pbuf[-self._overlap:]
+        self._hist[-self._overlap:] = _int16(self._pbuf[-self._overlap:])
 
     def _tie_tail(self) -> None:
         """Overlap-add the buffer's original tail into the samples just before the
