@@ -171,7 +171,9 @@ def test_without_libopus_opus_falls_back_to_waveform_concealment(monkeypatch, ca
     so, PyAV decodes, and the buffer conceals by itself."""
     monkeypatch.setattr(libopus, "_tried", False)
     monkeypatch.setattr(libopus, "_lib", None)
-    monkeypatch.setattr(libopus.ctypes.util, "find_library", lambda name: "/nonexistent/libopus.so")
+    find = libopus.ctypes.util.find_library
+    monkeypatch.setattr(libopus.ctypes.util, "find_library",
+                        lambda name: "/nonexistent/libopus.so.0" if name == "opus" else find(name))
     with caplog.at_level(logging.WARNING, logger="softphone.media.libopus"):
         decoder = make_decoder("opus")
     assert not isinstance(decoder, libopus.LibopusDecoder)
