@@ -44,7 +44,8 @@ class WaveformConcealer:
         self.delay = self._hi // 4                  # samples the output runs behind
         self._unit = rate // 100                    # 10 ms: the step of fades and periods
         self._corr_len = rate // 50                 # 20 ms matched in the pitch search
-        self._hist = np.zeros(3 * self._hi + self.delay, dtype="<i2")  # input, incl. the delayed tail
+        # the input so far (three longest periods and the delayed tail)
+        self._hist = np.zeros(3 * self._hi + self.delay, dtype="<i2")
         self._erased = 0        # samples concealed in the current loss (0: none)
         self._blend = False     # the next good audio does not continue the last
         self._pitch = self._lo
@@ -57,10 +58,6 @@ class WaveformConcealer:
         self._fade_at = 0
 
     # ------------------------------------------------------------------ interface
-    @property
-    def concealing(self) -> bool:
-        return self._erased > 0
-
     def good(self, pcm: np.ndarray) -> np.ndarray:
         """Audio that arrived (int16): returned `delay` samples later."""
         x = np.asarray(pcm, dtype="<i2")
@@ -72,8 +69,8 @@ class WaveformConcealer:
             olen = min(olen, self._unit, len(x))
             if olen:
                 x = x.copy()
-                x[:olen] = _int16(crossfade(self._render(olen), x[:olen],
-                                            old_gain=self._gain_at(self._erased)))
+                gain = float(self._gains(self._erased, 1)[0])  # where the fade had got to
+                x[:olen] = _int16(crossfade(self._render(olen), x[:olen], old_gain=gain))
             self._erased = 0
             self._blend = False
             self._fade_from = None
@@ -113,11 +110,8 @@ class WaveformConcealer:
         self._hist = stream[-len(hist):]
         return stream[start:start + len(x)]
 
-    def _gain_at(self, t: int) -> float:
-        unit = self._unit
-        return 1.0 if t < unit else max(0.0, 1.0 - _FADE_PER_10MS * (t - unit) / unit)
-
     def _gains(self, t: int, n: int) -> np.ndarray:
+        """The fade for loss samples t … t+n-1: 1 for 10 ms, then 20 % less per 10 ms."""
         unit = self._unit
         ts = np.arange(t, t + n)
         return np.clip(1.0 - _FADE_PER_10MS * (ts - unit) / unit, 0.0, 1.0)

@@ -90,3 +90,21 @@ def test_playout_follows_jitter_by_time_scaling_without_clicks():
     assert buf.expansions > 0 and buf.compressions > 0, (buf.expansions, buf.compressions)
     assert buf.depth_ms <= buf.target_ms + 40  # back near the target once calm
     assert max_step(y) <= 1.1 * max_step(x), (max_step(y), max_step(x))
+
+
+def test_a_burst_trimmed_after_a_stall_is_blended_in():
+    """Packets held up for 400 ms then delivered at once overflow the buffer: the oldest
+    are skipped, and what plays next is blended in from the repetition, not jumped to."""
+    rate = 8000
+    x = tone(rate, 3.0, hz=440.0)
+    pcm = np.round(x).astype("<i2")
+    buf = PlayoutBuffer(L16Decoder(rate), rate, max_delay_ms=200)
+    out = []
+    for i in range(len(pcm) // 160):
+        if not 40 <= i < 60:
+            for k in range(40, 61) if i == 60 else (i,):
+                buf.push(k * 160, pcm[k * 160:(k + 1) * 160].tobytes(), i * 0.02)
+        out.append(buf.pull(160))
+    y = np.frombuffer(b"".join(out), "<i2").astype(np.float64)
+    assert buf.overflow_dropped > 0
+    assert max_step(y) <= 1.1 * max_step(x), (max_step(y), max_step(x))
