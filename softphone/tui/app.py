@@ -114,6 +114,8 @@ class SoftphoneApp(App):
         Binding("f4", "trace_all", "SIP trace", show=False),
         Binding(COMMANDS["register"].key, "retry_registration", COMMANDS["register"].key_label),
         Binding(COMMANDS["dnd"].key, "command('dnd')", "Do not disturb", show=False),
+        Binding(COMMANDS["processing"].key, "command('processing')", "Echo cancellation",
+                show=False),
     ]
 
     def __init__(self, config: "Config", *, audio: str = "null", live: bool = True,
@@ -579,6 +581,13 @@ class SoftphoneApp(App):
             self.state.dnd = bool(result.get("enabled"))
             self.notify("do not disturb: on" if self.state.dnd else "do not disturb: off",
                         timeout=2)
+        elif name == "processing":
+            on = [label for key, label in (("echo_cancellation", "echo cancellation"),
+                                           ("noise_suppression", "noise suppression"),
+                                           ("auto_gain_control", "gain control"))
+                  if result.get(key)]
+            self.notify(("on: " + ", ".join(on)) if on else "microphone processing: off",
+                        timeout=2)
         elif name == "transfer":
             self.notify(f"transfer: {result.get('state')}", timeout=2)
         elif name == "quit":
@@ -660,7 +669,7 @@ class SoftphoneApp(App):
             return
         if config.network.listen != self.config.network.listen:
             self.listen, self.fallback_listen = None, False  # the new setting applies
-        self.config = config
+        old, self.config = self.config, config
         if config.ui.theme:
             self._theme_saved = config.ui.theme  # written already: no second save
             try:
@@ -670,6 +679,11 @@ class SoftphoneApp(App):
         if self.phone is None:
             return
         if self.phone.live_calls():
+            from .settings import PROCESSING_KEYS
+
+            switches = {key: getattr(config.audio, key) for key in PROCESSING_KEYS}
+            if switches != {key: getattr(old.audio, key) for key in PROCESSING_KEYS}:
+                self.run_command("processing", **switches)  # these apply at once
             self.state.notice = "settings saved; accounts and network apply after the calls end"
             self.refresh_views()
             return

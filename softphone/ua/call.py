@@ -24,7 +24,7 @@ from ..sip.negotiator import MediaPolicy, SdpNegotiator
 from ..sip.uri import NameAddr, SipUri
 from ..transport import Peer
 from . import events as ev
-from . import transfer, waiting
+from . import alerts, transfer, waiting
 from .errors import CallError
 from .media_session import MediaSession
 from .redirect import RedirectPolicy
@@ -272,7 +272,7 @@ class Call:
             self.answer()
         elif agent.auto_answer:
             self._timers["auto-answer"] = agent.loop.call_later(agent.answer_delay, self.answer)
-        waiting.refresh_alerts(agent)
+        alerts.refresh(agent)
 
     # ======================================================================== helpers
     @property
@@ -352,6 +352,7 @@ class Call:
             if event.status in (180, 183) and self.state == "calling":
                 self.state = "ringing"
                 self._publish(ev.Ringing(self.call_id))
+                alerts.refresh(agent)
         elif isinstance(event, sev.MediaAgreed):
             self._on_media(event)
         elif isinstance(event, sev.CallAnswered):
@@ -383,6 +384,7 @@ class Call:
         if event.early and self.state in ("calling", "ringing"):
             self.state = "early"
             self._publish(ev.EarlyMedia(self.call_id, self.codec))
+            alerts.refresh(self.agent)
         if event.remote_hold != self.remote_hold and not event.early:
             self.remote_hold = event.remote_hold
             self._publish(ev.Hold(self.call_id, self.on_hold, self.remote_hold))
@@ -400,7 +402,7 @@ class Call:
         old = self.replaces
         if old is not None and not old.ended:  # RFC 3891 §3: the replaced dialog ends
             self._spawn(old.hangup())
-        waiting.refresh_alerts(self.agent)
+        alerts.refresh(self.agent)
 
     def _on_redirected(self, event: sev.Redirected) -> None:
         """Where next after a 3xx (or a failed redirect target): the policy says."""
@@ -498,7 +500,7 @@ class Call:
         if not self._finished.done():
             self._finished.set_result(info)
         self.agent.call_ended(self)
-        waiting.refresh_alerts(self.agent)
+        alerts.refresh(self.agent)
 
     # ======================================================================== commands
     def answer(self) -> None:
@@ -580,7 +582,7 @@ class Call:
         self.on_hold = hold
         self.media.set_held(hold)
         self._publish(ev.Hold(self.call_id, self.on_hold, self.remote_hold))
-        waiting.refresh_alerts(self.agent)
+        alerts.refresh(self.agent)
 
     def set_muted(self, muted: bool) -> None:
         if muted != self.media.muted:
