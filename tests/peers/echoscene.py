@@ -21,7 +21,13 @@ import numpy as np
 def babble(seconds: float, rate: int = 16000, seed: int = 1, level_dbfs: float = -20.0,
            pitch_hz: float = 120.0) -> np.ndarray:
     """Speech-like int16: 120–250 ms syllables of a pulse train (jittered pitch) through
-    two random formant resonators, with 40–300 ms pauses between words."""
+    two random formant resonators, with 40–300 ms pauses between words. Made at 16 kHz
+    (speech has little above 8 kHz) and resampled to other rates."""
+    if rate != 16000:
+        from softphone.media.devices import resample
+
+        x = babble(seconds, 16000, seed, level_dbfs, pitch_hz)
+        return np.frombuffer(resample(x.tobytes(), 16000, rate), dtype="<i2")[: int(seconds * rate)]
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     out = np.zeros(n)
@@ -104,7 +110,9 @@ def echo_scene(far: np.ndarray, near: np.ndarray | None = None, *, rate: int = 1
     rng = np.random.default_rng(seed)
     n = len(far)
     h = room_response(rate, delay_ms, rt60_s, seed)
-    echo = np.convolve(far.astype(float), h)[:n] * 10 ** (-erl_db / 20)
+    size = 1 << (n + len(h)).bit_length()  # convolution by FFT: long responses at 48 kHz
+    echo = np.fft.irfft(np.fft.rfft(far.astype(float), size) * np.fft.rfft(h, size),
+                        size)[:n] * 10 ** (-erl_db / 20)
     near_full = np.zeros(n)
     start = n if double_talk_at is None or near is None else int(double_talk_at * rate)
     if near is not None and start < n:

@@ -162,6 +162,22 @@ class SoftphoneProcess:
         with self._cond:
             return "".join(self._stderr)
 
+    def wait_stderr(self, text: str, timeout: float = 10.0) -> str:
+        """The first stderr line holding ``text`` (notices go there); PeerTimeout when it
+        does not come in time or the process exits first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self._stderr:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self._ended():
+                    why = "exited" if self._ended() else f"timed out after {timeout:.1f} s"
+                    raise PeerTimeout(f"softphone {why} waiting for {text!r} on stderr\n"
+                                      f"{self._diagnostics_locked()}")
+                self._cond.wait(min(left, 0.2))
+
     def diagnostics(self) -> str:
         with self._cond:
             return self._diagnostics_locked()
