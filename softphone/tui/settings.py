@@ -39,9 +39,14 @@ LABELS = {
 DEFAULT_DEVICE = "__default__"
 # the microphone processing switches: saved, and applied to the calls up at once
 PROCESSING_KEYS = ("echo_cancellation", "noise_suppression", "auto_gain_control")
-SWITCHES = (("echo_cancellation", "Echo cancellation"), ("noise_suppression", "Noise suppression"),
-            ("auto_gain_control", "Automatic gain control"),
-            ("tones", "Ring and ringback tones"), ("dtmf", "DTMF as RFC 4733 events"))
+# rows of on/off keys: (row label, ((key, label), …))
+SWITCH_ROWS = (
+    ("Microphone", (("echo_cancellation", "echo cancellation"),
+                    ("noise_suppression", "noise suppression"),
+                    ("auto_gain_control", "gain control"))),
+    ("Tones, DTMF", (("tones", "ring and ringback"), ("dtmf", "DTMF as RFC 4733 events"))),
+)
+SWITCHES = tuple(pair for _, pairs in SWITCH_ROWS for pair in pairs)
 DEFAULT_THEME = "__default__"
 
 
@@ -151,6 +156,8 @@ class SettingsScreen(Screen[Config | None]):
     SettingsScreen #settings-error { color: $error; text-style: bold; height: auto; }
     SettingsScreen .buttons { height: auto; margin: 1 0; }
     SettingsScreen .buttons Button { margin-right: 2; }
+    SettingsScreen .switches { height: auto; }
+    SettingsScreen .switches Label { margin-right: 3; }
     """
 
     def __init__(self, config: Config, path: Path | None, *, live: bool = True,
@@ -200,9 +207,13 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("Packet time (ms)")
                 yield Select([(f"{p} ms", p) for p in PTIMES], id="ptime", value=audio.ptime,
                              allow_blank=False)
-                for key, label in SWITCHES:
-                    yield Label(label)
-                    yield Switch(id=key.replace("_", "-"), value=getattr(audio, key))
+                for row, pairs in SWITCH_ROWS:
+                    yield Label(row)
+                    with Horizontal(classes="switches"):
+                        for key, label in pairs:
+                            yield Switch(id=key.replace("_", "-"), value=getattr(audio, key),
+                                         tooltip=label)
+                            yield Label(label)
             yield Static("Network", classes="section")
             with Grid():
                 yield Label("Listen address")
