@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import figure, note, ratio  # noqa: E402  (adds tests/ to the path)
-from peers.echoscene import babble, echo_scene, speech  # noqa: E402
+from peers.echoscene import babble, echo_scene, speech, through  # noqa: E402
 from softphone.media.processing import Processing, VoiceProcessor, erle_db  # noqa: E402
 
 RATE = 16000
@@ -54,13 +54,7 @@ ROOMS = {  # name: (device + air delay ms, RT60 s, ERL dB)
 # --------------------------------------------------------------------------- cancellers
 def ours(mic: np.ndarray, far: np.ndarray) -> np.ndarray:
     """softphone.media.processing as the capture callback runs it: 20 ms blocks, AEC only."""
-    proc = VoiceProcessor(RATE, Processing(True, False, False))
-    n = RATE // 50
-    out = np.zeros(len(mic) // n * n, dtype=np.int16)
-    for i in range(0, len(out), n):
-        out[i:i + n] = np.frombuffer(proc.process(mic[i:i + n].tobytes(),
-                                                  far[i:i + n].tobytes()), "<i2")
-    return out
+    return through(VoiceProcessor(RATE, Processing(True, False, False)), mic, far, RATE)
 
 
 def livekit(mic: np.ndarray, far: np.ndarray) -> np.ndarray:

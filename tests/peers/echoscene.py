@@ -128,3 +128,21 @@ def _at_level(x: np.ndarray, level_dbfs: float) -> np.ndarray:
     rms = np.sqrt(np.mean(x * x)) or 1.0
     y = x / rms * 32768 * 10 ** (level_dbfs / 20)
     return np.clip(y, -32768, 32767).astype(np.int16)
+
+
+def through(processor, mic: np.ndarray, far: np.ndarray, rate: int) -> np.ndarray:
+    """``mic`` through a softphone.media.processing.VoiceProcessor in 20 ms blocks with
+    ``far`` as the reference, as the capture callback drives it."""
+    n = rate // 50
+    out = np.zeros(len(mic) // n * n, dtype=np.int16)
+    for i in range(0, len(out), n):
+        out[i:i + n] = np.frombuffer(processor.process(mic[i:i + n].tobytes(),
+                                                       far[i:i + n].tobytes()), "<i2")
+    return out
+
+
+def gain_db(before: np.ndarray, after: np.ndarray) -> float:
+    """How much louder ``after`` is than ``before`` (power ratio), dB."""
+    b, a = before.astype(np.float64), after.astype(np.float64)
+    return float(10 * np.log10(np.sum(a * a) / max(np.sum(b * b), 1e-12)))
+

@@ -140,16 +140,22 @@ class SoftphoneProcess:
 
         Fails fast if the process exits without having emitted it.
         """
+        return self._wait(lambda: self._find(name, since, match), timeout,
+                          f"event {name!r} {match or ''}")
+
+    def _wait(self, find, timeout: float, what: str):
+        """``find()`` (under the lock) until it returns something; PeerTimeout naming
+        ``what`` when the time is up or the process has exited."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                ev = self._find(name, since, match)
-                if ev is not None:
-                    return ev
+                found = find()
+                if found is not None:
+                    return found
                 left = deadline - time.monotonic()
                 if left <= 0 or self._ended():
                     why = "exited" if self._ended() else f"timed out after {timeout:.1f} s"
-                    raise PeerTimeout(f"softphone {why} waiting for event {name!r} {match or ''}\n"
+                    raise PeerTimeout(f"softphone {why} waiting for {what}\n"
                                       f"{self._diagnostics_locked()}")
                 self._cond.wait(min(left, 0.2))
 
@@ -165,18 +171,8 @@ class SoftphoneProcess:
     def wait_stderr(self, text: str, timeout: float = 10.0) -> str:
         """The first stderr line holding ``text`` (notices go there); PeerTimeout when it
         does not come in time or the process exits first."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self._stderr:
-                    if text in line:
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or self._ended():
-                    why = "exited" if self._ended() else f"timed out after {timeout:.1f} s"
-                    raise PeerTimeout(f"softphone {why} waiting for {text!r} on stderr\n"
-                                      f"{self._diagnostics_locked()}")
-                self._cond.wait(min(left, 0.2))
+        return self._wait(lambda: next((line for line in self._stderr if text in line), None),
+                          timeout, f"{text!r} on stderr")
 
     def diagnostics(self) -> str:
         with self._cond:
