@@ -262,7 +262,7 @@ class SoftphoneApp(App):
 
     async def _start(self, config: "Config") -> None:
         """Make the phone for ``config``, feed its events to the state, start it."""
-        from ..ua.phone import MediaOptions, Phone, PhoneOptions
+        from ..ua.phone import MediaOptionError, MediaOptions, Phone, PhoneOptions
 
         assert self.bridge is not None
         self.ready.clear()
@@ -273,7 +273,12 @@ class SoftphoneApp(App):
         self.phone = phone
         if self.audio == "pyaudio":
             # probing PortAudio forks a child: not on the event loop
-            await asyncio.to_thread(phone.devices.check)
+            try:
+                await asyncio.to_thread(phone.devices.check)
+            except MediaOptionError as exc:  # a device named in [audio] is not there:
+                # say so; calls use the default device until Settings fixes it
+                self.notify(f"{exc}; using the default device", severity="error", timeout=8)
+                self.state.log_line(f"{exc}; using the default device")
             if phone.devices.backend != self.audio:
                 self._audio_fallback("no audio devices found")
         try:
