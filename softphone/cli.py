@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="WAV",
                    help="record each call ({n} in the name: the call's number)")
     p.add_argument("--echo", action="store_true", help="send the received audio back")
+    p.add_argument("--tones", action="store_true",
+                   help="ring on the speaker while a call rings (with --audio pyaudio and "
+                        "[audio] tones; off by default: nobody listens to a headless answer)")
     p.add_argument("--workers", type=_workers, metavar="N", default=1,
                    help="N answering processes behind one SIP port, for loads beyond one "
                         "core (default 1)")
@@ -337,7 +340,8 @@ def _options(args: argparse.Namespace, config: Config, accounts: list) -> Any:
             raise UsageError("answer: --delay needs --auto")
     media = MediaOptions(backend=_backend(args), play=getattr(args, "play", None),
                          record=getattr(args, "record", None),
-                         echo=bool(getattr(args, "echo", False)))
+                         echo=bool(getattr(args, "echo", False)),
+                         tones=command != "answer" or bool(getattr(args, "tones", False)))
     return PhoneOptions(
         listen=listen, media=media, auto_answer=auto,
         answer_delay=float(getattr(args, "delay", None) or 0.0),

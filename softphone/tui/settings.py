@@ -1,4 +1,5 @@
-"""Settings: audio, DTMF, calls, network, TLS, theme, accounts — validated by the loader.
+"""Settings: audio devices and processing, tones, DTMF, calls, network, TLS, theme,
+accounts — validated by the config loader.
 
 Nothing is written unless ``Config.from_dict`` accepts the whole result; its error
 (naming the key and the reason) is shown in place. An existing file is edited, not
@@ -44,6 +45,16 @@ ENCRYPTIONS = {"none": "None (RTP)", "sdes": "SRTP when the far end can (SDES)",
 # every account key the form edits (the others are kept as they are)
 FORM_KEYS = (*ACCOUNT_TEXT_FIELDS, "transport", "media_encryption", "keyring", "register")
 DEFAULT_DEVICE = "__default__"
+# the microphone processing switches: saved, and applied to the calls up at once
+PROCESSING_KEYS = ("echo_cancellation", "noise_suppression", "auto_gain_control")
+# rows of on/off keys: (row label, ((key, label), …))
+SWITCH_ROWS = (
+    ("Microphone", (("echo_cancellation", "echo cancellation"),
+                    ("noise_suppression", "noise suppression"),
+                    ("auto_gain_control", "gain control"))),
+    ("Tones, DTMF", (("tones", "ring and ringback"), ("dtmf", "DTMF as RFC 4733 events"))),
+)
+SWITCHES = tuple(pair for _, pairs in SWITCH_ROWS for pair in pairs)
 DEFAULT_THEME = "__default__"
 
 
@@ -67,7 +78,8 @@ def parse_port_range(text: str) -> list[int] | str:
 
 def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
                  input_device: Any, output_device: Any, source: Path | None,
-                 tables: dict[str, dict[str, Any]] | None = None) -> Config:
+                 tables: dict[str, dict[str, Any]] | None = None,
+                 ring_device: Any = DEFAULT_DEVICE) -> Config:
     """The edited settings over ``base``; raises ConfigError when anything is invalid.
     ``tables`` sets other keys (``{"network": {"listen": …}}``); None removes one (its
     default applies)."""
@@ -83,7 +95,8 @@ def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
     audio = dict(data.get("audio", {}))
     names = [c.strip() for c in codecs.replace(";", ",").split(",") if c.strip()]
     audio["codecs"] = names
-    for key, value in (("input_device", input_device), ("output_device", output_device)):
+    for key, value in (("input_device", input_device), ("output_device", output_device),
+                       ("ring_device", ring_device)):
         if value in (None, DEFAULT_DEVICE, Select.BLANK):
             audio.pop(key, None)
         else:
@@ -151,6 +164,8 @@ class SettingsScreen(Screen[Config | None]):
     SettingsScreen #settings-error { color: $error; text-style: bold; height: auto; }
     SettingsScreen .buttons { height: auto; margin: 1 0; }
     SettingsScreen .buttons Button { margin-right: 2; }
+    SettingsScreen .switches { height: auto; }
+    SettingsScreen .switches Label { margin-right: 3; }
     """
 
     def __init__(self, config: Config, path: Path | None, *, live: bool = True,
@@ -190,14 +205,23 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("Output device")
                 yield Select(self._device_options(audio.output_device), id="output-device",
                              value=self._device_value(audio.output_device), allow_blank=False)
+                yield Label("Ring device")
+                yield Select(self._device_options(audio.ring_device, default="Output device"),
+                             id="ring-device", value=self._device_value(audio.ring_device),
+                             allow_blank=False)
                 yield Label("Codecs, in order")
                 yield Input(", ".join(audio.codecs), id="codecs",
                             placeholder=", ".join(CODECS))
                 yield Label("Packet time (ms)")
                 yield Select([(f"{p} ms", p) for p in PTIMES], id="ptime", value=audio.ptime,
                              allow_blank=False)
-                yield Label("DTMF as RFC 4733 events")
-                yield Switch(id="dtmf", value=audio.dtmf)
+                for row, pairs in SWITCH_ROWS:
+                    yield Label(row)
+                    with Horizontal(classes="switches"):
+                        for key, label in pairs:
+                            yield Switch(id=key.replace("_", "-"), value=getattr(audio, key),
+                                         tooltip=label)
+                            yield Label(label)
                 yield Label("DTMF sent as")
                 yield Select(DTMF_MODES, id="dtmf-mode", value=audio.dtmf_mode,
                              allow_blank=False)
@@ -276,8 +300,9 @@ class SettingsScreen(Screen[Config | None]):
     def _device_value(device: Any) -> Any:
         return DEFAULT_DEVICE if device is None else device
 
-    def _device_options(self, current: Any, devices: list[tuple[str, Any]] = ()) -> list:
-        options: list[tuple[str, Any]] = [("System default", DEFAULT_DEVICE)]
+    def _device_options(self, current: Any, devices: list[tuple[str, Any]] = (),
+                        default: str = "System default") -> list:
+        options: list[tuple[str, Any]] = [(default, DEFAULT_DEVICE)]
         options.extend(devices)
         if current is not None and current not in [v for _, v in options]:
             options.append((str(current), current))
@@ -298,12 +323,14 @@ class SettingsScreen(Screen[Config | None]):
         self.app.call_from_thread(self._set_devices, inputs, outputs)
 
     def _set_devices(self, inputs: list, outputs: list) -> None:
-        for sel_id, found, current in (("#input-device", inputs, self.config.audio.input_device),
-                                       ("#output-device", outputs,
-                                        self.config.audio.output_device)):
+        audio = self.config.audio
+        for sel_id, found, current, default in (
+                ("#input-device", inputs, audio.input_device, "System default"),
+                ("#output-device", outputs, audio.output_device, "System default"),
+                ("#ring-device", outputs, audio.ring_device, "Output device")):
             select = self.query_one(sel_id, Select)
             value = select.value
-            select.set_options(self._device_options(current, found))
+            select.set_options(self._device_options(current, found, default))
             select.value = value
 
     # -- accounts -------------------------------------------------------------------------
@@ -375,7 +402,8 @@ class SettingsScreen(Screen[Config | None]):
         rtp = text("#rtp-ports")
         return {
             "audio": {"ptime": self.query_one("#ptime", Select).value,
-                      "dtmf": self.query_one("#dtmf", Switch).value,
+                      **{key: self.query_one("#" + key.replace("_", "-"), Switch).value
+                         for key, _ in SWITCHES},
                       "dtmf_mode": self.query_one("#dtmf-mode", Select).value},
             "calls": {"accept_transfer": self.query_one("#accept-transfer", Switch).value},
             "network": {"listen": text("#listen"),
@@ -442,6 +470,7 @@ class SettingsScreen(Screen[Config | None]):
                 codecs=self.query_one("#codecs", Input).value,
                 input_device=self.query_one("#input-device", Select).value,
                 output_device=self.query_one("#output-device", Select).value,
+                ring_device=self.query_one("#ring-device", Select).value,
                 source=self.path, tables=self._tables())
             target = self.target
             if target.exists():  # edit just what changed; comments and layout stay

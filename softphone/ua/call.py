@@ -20,7 +20,7 @@ from ..sip.invite import InviteSession
 from ..sip.message import Request
 from ..sip.uri import NameAddr, SipUri
 from ..transport import Peer
-from . import call_setup, dtmf, redirect, transfer, waiting
+from . import alerts, call_setup, dtmf, redirect, transfer, waiting
 from . import events as ev
 from .errors import CallError
 from .hold import set_hold as _set_hold
@@ -176,6 +176,7 @@ class Call:
             if event.status in (180, 183) and self.state == "calling":
                 self.state = "ringing"
                 self._publish(ev.Ringing(self.call_id))
+                alerts.refresh(agent)
         elif isinstance(event, sev.MediaAgreed):
             self._on_media(event)
         elif isinstance(event, sev.CallAnswered):
@@ -207,6 +208,7 @@ class Call:
         if event.early and self.state in ("calling", "ringing"):
             self.state = "early"
             self._publish(ev.EarlyMedia(self.call_id, self.codec))
+            alerts.refresh(self.agent)
         if event.remote_hold != self.remote_hold and not event.early:
             self.remote_hold = event.remote_hold
             self._publish(ev.Hold(self.call_id, self.on_hold, self.remote_hold))
@@ -224,7 +226,7 @@ class Call:
         old = self.replaces
         if old is not None and not old.ended:  # RFC 3891 §3: the replaced dialog ends
             self._spawn(old.hangup())
-        waiting.refresh_alerts(self.agent)
+        alerts.refresh(self.agent)
 
     def _on_dtmf(self, digit: str) -> None:
         self._publish(ev.Dtmf(self.call_id, digit))
@@ -292,7 +294,7 @@ class Call:
         if not self._finished.done():
             self._finished.set_result(info)
         self.agent.call_ended(self)
-        waiting.refresh_alerts(self.agent)
+        alerts.refresh(self.agent)
 
     # ======================================================================== commands
     def answer(self) -> None:

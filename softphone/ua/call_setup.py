@@ -20,7 +20,7 @@ from ..sip.negotiator import MediaPolicy, SdpNegotiator
 from ..sip.uri import NameAddr, SipUri
 from ..transport import Peer
 from . import events as ev
-from . import waiting
+from . import alerts, waiting
 from .errors import CallError
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ async def _prepare_incoming(call: "Call") -> None:
         call.answer()
     elif agent.auto_answer:
         call._timers["auto-answer"] = agent.loop.call_later(agent.answer_delay, call.answer)
-    waiting.refresh_alerts(agent)
+    alerts.refresh(agent)
 
 
 def _started_secure(request: Request) -> bool:

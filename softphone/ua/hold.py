@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from ..sip import events as sev
 from ..sip.invite import SessionError
+from . import alerts
 from . import events as ev
-from . import waiting
 from .errors import CallError
 
 if TYPE_CHECKING:
@@ -60,4 +60,4 @@ async def set_hold(call: "Call", hold: bool) -> None:
     call.on_hold = hold
     call.media.set_held(hold)
     call._publish(ev.Hold(call.call_id, call.on_hold, call.remote_hold))
-    waiting.refresh_alerts(call.agent)
+    alerts.refresh(call.agent)

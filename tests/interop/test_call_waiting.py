@@ -4,7 +4,6 @@ call-waiting tone, at the speaker of a real audio device, headless PulseAudio)."
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 
 from peers.net import free_udp_port
 from peers.phoneconfig import write_config
-from peers.procs import stop_popen
+from peers.pulse import record_monitor
 from peers.softphone import controlled, ctl
 from peers.tone import write_tone
 
@@ -194,19 +193,7 @@ def test_call_waiting_tone_is_heard_at_the_speaker(headless_audio, softphone, tm
     b.wait_event("answered", timeout=10)
 
     def capture(seconds: float) -> np.ndarray:
-        path = tmp_path / f"spk-{time.monotonic_ns()}.raw"
-        with open(path, "wb") as out:
-            rec = subprocess.Popen(["parec", "-d", "spk.monitor", "--raw", "--format=s16le",
-                                    "--rate=8000", "--channels=1", "--latency-msec=20"],
-                                   env=env, stdout=out, stderr=subprocess.DEVNULL)
-            try:
-                rec.wait(seconds)
-            except subprocess.TimeoutExpired:
-                pass
-            finally:
-                stop_popen(rec, grace=2)
-        data = path.read_bytes()
-        return np.frombuffer(data[: len(data) // 2 * 2], "<i2")
+        return record_monitor(env, seconds, tmp_path / f"spk-{time.monotonic_ns()}.raw")
 
     before = capture(1.5)
     c = caller(softphone, tmp_path, "c", port, 880.0)

@@ -178,6 +178,12 @@ class SoftphoneProcess:
         with self._cond:
             return "".join(self._stderr)
 
+    def wait_stderr(self, text: str, timeout: float = 10.0) -> str:
+        """The first stderr line holding ``text`` (notices go there); PeerTimeout when it
+        does not come in time or the process exits first."""
+        return self._wait(lambda: next((line for line in self._stderr if text in line), None),
+                          timeout, f"{text!r} on stderr")
+
     def diagnostics(self) -> str:
         with self._cond:
             return self._diagnostics_locked()

@@ -109,7 +109,7 @@ async def test_adding_and_removing_accounts_edits_only_those_blocks(tmp_path):
 
     path = mine(tmp_path)
     app = app_for(path, tmp_path)
-    async with app.run_test(size=(120, 50)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:
         screen = await open_settings(pilot, app)
         await click_in_view(pilot, "#account-remove")  # the office account (selected first)
         await click_in_view(pilot, "#account-new")
@@ -130,7 +130,7 @@ async def test_invalid_settings_write_nothing(tmp_path):
 
     path = mine(tmp_path)
     app = app_for(path, tmp_path)
-    async with app.run_test(size=(120, 50)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:
         screen = await open_settings(pilot, app)
         screen.query_one("#codecs", Input).value = "PCMU, speex"
         error = await save(pilot, app)

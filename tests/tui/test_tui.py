@@ -348,7 +348,7 @@ async def test_settings_add_account_restarts_phone(tmp_path):
 
     path = tmp_path / "config.toml"
     app = make_app(tmp_path)
-    async with app.run_test(size=(120, 50)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:
         await started(pilot, app)
         await pilot.press("f2")
         screen = app.screen

@@ -168,7 +168,7 @@ async def test_settings_saves_valid_and_rejects_invalid(tmp_path):
     path = tmp_path / "config.toml"
     app = SoftphoneApp(Config.default(), audio="null", live=False, data_path=tmp_path,
                        config_path=path)
-    async with app.run_test(size=(120, 50)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:
         await pilot.press("f2")
         screen = app.screen
         assert isinstance(screen, SettingsScreen)

@@ -316,3 +316,58 @@ def test_call_tally_counts_incoming_calls_and_waits_for_every_call_to_end():
     for name, call in (("calling", "o"), ("ended", "o"), ("incoming", "a"), ("ended", "a")):
         assert not two.feed(name, call)         # outgoing calls never count
     assert CallTally(None).feed("ended", "x") is False
+
+
+async def test_processing_switches_are_reported_set_and_toggled(phones):
+    from softphone.media.processing import Processing
+
+    a, _ = phones
+    everything = {"echo_cancellation": True, "noise_suppression": True,
+                  "auto_gain_control": True}
+    assert await a.execute("processing") == {**everything, "active": False}  # null audio
+    assert await a.execute("processing", {"noise_suppression": "off"}) == {
+        **everything, "noise_suppression": False, "active": False}
+    assert (await a.execute("processing", {"toggle": True}))["echo_cancellation"] is False
+    assert (await a.execute("processing", {"toggle": True}))["echo_cancellation"] is True
+    assert a.devices.processing == Processing(True, False, True)  # what the next call gets
+    with pytest.raises(CommandError, match="echo_cancellation: must be true or false"):
+        await a.execute("processing", {"echo_cancellation": "maybe"})
+
+
+class Speaker:
+    """Stands in for the ring device: which tone plays now (the real one is heard on
+    PulseAudio in tests/interop/test_audio_processing.py)."""
+
+    def __init__(self) -> None:
+        self.playing: list[str] = []
+        self.played: list[str] = []
+
+    def play_tone(self, tone):
+        from softphone.ua.alerts import ring_tone
+
+        kind = "ring" if tone.freq_hz == ring_tone().freq_hz else "ringback"
+        self.playing.append(kind)
+        self.played.append(kind)
+        speaker = self
+
+        class Handle:
+            def close(self) -> None:
+                speaker.playing.remove(kind)
+        return Handle()
+
+
+async def test_ring_and_ringback_play_while_the_call_rings_then_stop(phones):
+    a, b = phones
+    speaker_a, speaker_b = Speaker(), Speaker()
+    a.devices.play_tone, b.devices.play_tone = speaker_a.play_tone, speaker_b.play_tone
+    seen_a, seen_b = Recorder(a), Recorder(b)
+    call_id = (await a.execute("dial", {"uri": f"sip:bob@127.0.0.1:{b.address[1]}"}))["call_id"]
+    await wait_for(lambda: "ringing" in seen_a.names(call_id), 5, "alice to hear the 180")
+    assert speaker_a.playing == ["ringback"] and speaker_b.playing == ["ring"]
+    await b.execute("answer")
+    await wait_for(lambda: "answered" in seen_a.names(call_id), 5, "answered")
+    assert speaker_a.playing == [] and speaker_b.playing == []
+    await b.execute("hangup")
+    await wait_for(lambda: "ended" in seen_a.names(call_id), 5, "ended")
+    assert speaker_a.played == ["ringback"] and speaker_b.played == ["ring"]
+    assert "ended" in seen_b.names(call_id)
