@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 APT_PACKAGES := python3-venv python3-dev gcc libc6-dev portaudio19-dev \
 	kamailio kamailio-sqlite-modules kamailio-tls-modules sip-tester baresip-core \
 	pulseaudio pulseaudio-utils libasound2-plugins sox libsox-fmt-all \
-	tshark nftables iproute2 tmux espeak-ng \
+	tshark nftables iproute2 tmux espeak-ng libopus0 libspeexdsp1 \
 	dnsmasq-base conntrack coturn
 
 # root runs apt directly; others go through sudo when it is there

@@ -17,6 +17,7 @@ import signal
 import sys
 from typing import Any
 
+from .config import AUDIO_BACKENDS as BACKENDS
 from .config import Config, ConfigError, load_config, parse_listen
 
 __all__ = ["main", "build_parser"]
@@ -27,7 +28,6 @@ HUMAN_EVENTS = ("listening", "registering", "registered", "registration_failed",
                 "unregistered", "public_address", "calling", "incoming", "ringing",
                 "early_media", "answered", "dtmf", "hold", "ended", "redirected", "transfer",
                 "conference", "dnd")
-BACKENDS = ("pyaudio", "null")
 
 
 class UsageError(Exception):
@@ -64,8 +64,9 @@ def _common(parser: argparse.ArgumentParser, *, tui: bool = False) -> None:
     if tui:
         return
     parser.add_argument("--account", metavar="NAME", default=argparse.SUPPRESS,
-                        help="account to use (default: the first); register and answer take "
-                             "a comma-separated list, or all")
+                        help="account to use; call: default the first; register and answer: "
+                             "a comma-separated list, default all (those with register = true "
+                             "register at once)")
     parser.add_argument("--listen", metavar="HOST:PORT", default=argparse.SUPPRESS,
                         help="SIP listen address (default: config, else a free port)")
     parser.add_argument("--events", choices=("jsonl",), default=argparse.SUPPRESS,
@@ -188,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="WAV",
                    help="record each call ({n} in the name: the call's number)")
     p.add_argument("--echo", action="store_true", help="send the received audio back")
+    p.add_argument("--tones", action="store_true",
+                   help="ring on the speaker while a call rings (with --audio pyaudio and "
+                        "[audio] tones; off by default: nobody listens to a headless answer)")
     p.add_argument("--workers", type=_workers, metavar="N", default=1,
                    help="N answering processes behind one SIP port, for loads beyond one "
                         "core (default 1)")
@@ -291,23 +295,25 @@ class CallWatch:
 
 # ============================================================================ jobs
 def _backend(args: argparse.Namespace) -> str:
+    from .config import audio_from_environment
+
     chosen = getattr(args, "audio", None)
     if chosen:
         return chosen
-    env = os.environ.get("SOFTPHONE_AUDIO")
-    if env:
-        if env not in BACKENDS:
-            raise UsageError(f"SOFTPHONE_AUDIO: must be one of {', '.join(BACKENDS)} "
-                             f"(got {env!r})")
-        return env
-    return "null"
+    try:
+        return audio_from_environment() or "null"
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _accounts(args: argparse.Namespace, config: Config) -> list:
-    """The accounts the job uses: ``--account NAME`` (``call``), or for ``register`` and
-    ``answer`` a comma-separated list or ``all``; default: the first account."""
+    """The accounts the job uses: ``--account NAME`` (``call``; default: the first), or
+    for ``register`` and ``answer`` a comma-separated list or ``all`` (default: every
+    account; those with ``register = true`` register at once, as in the TUI)."""
     wanted = getattr(args, "account", None)
     if wanted is None:
+        if args.command in ("register", "answer"):
+            return list(config.accounts)
         first = config.account(None)
         return [first] if first is not None else []
     names = [n.strip() for n in wanted.split(",") if n.strip()]
@@ -334,7 +340,8 @@ def _options(args: argparse.Namespace, config: Config, accounts: list) -> Any:
             raise UsageError("answer: --delay needs --auto")
     media = MediaOptions(backend=_backend(args), play=getattr(args, "play", None),
                          record=getattr(args, "record", None),
-                         echo=bool(getattr(args, "echo", False)))
+                         echo=bool(getattr(args, "echo", False)),
+                         tones=command != "answer" or bool(getattr(args, "tones", False)))
     return PhoneOptions(
         listen=listen, media=media, auto_answer=auto,
         answer_delay=float(getattr(args, "delay", None) or 0.0),
@@ -398,7 +405,7 @@ async def _run(args: argparse.Namespace, config: Config, printer: EventPrinter) 
         else:
             status = await _answer(phone, args, stop)
         if phone.devices.recording_errors:
-            raise Failure(phone.devices.recording_errors[0])
+            return 1  # its notice said why when it happened: not twice
         return status
     finally:
         await phone.close(timeout=5.0)
@@ -794,11 +801,26 @@ def _find_socket(default) -> Any:
 
 
 # ============================================================================ main
+class _OneStyle(logging.Formatter):
+    """At default verbosity a log record is one more line for the user: in the same
+    style as every other (``softphone: warning: …``), without time, logger name or
+    traceback (-vv shows those); an exception is named on the same line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"softphone: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            line += f": {type(exc).__name__}: {exc}" if str(exc) else f": {type(exc).__name__}"
+        return line
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 \
         else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneStyle() if verbosity <= 0 else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:

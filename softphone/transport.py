@@ -592,13 +592,15 @@ class TransportLayer:
         except asyncio.TimeoutError:
             self._failed(peer, f"{peer.proto.upper()} connect to {peer} timed out")
         except OSError as exc:
-            self._failed(peer, f"{peer.proto.upper()} connect to {peer} failed: "
-                               f"{exc.strerror or exc}")
+            why = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
+            self._failed(peer, f"{peer.proto.upper()} connect to {peer} failed: {why}")
 
     def _failed(self, peer: Peer, reason: str) -> None:
-        log.warning("%s", reason)
-        if self.on_error is not None:
-            self.on_error(peer, reason)
+        if self.on_error is None:
+            log.warning("%s", reason)
+            return
+        log.info("%s", reason)  # the owner reports it (a failed call says why)
+        self.on_error(peer, reason)
 
     def _reap_idle(self) -> None:
         """Close connections peers opened and left silent (they would hold a slot forever)."""

@@ -48,6 +48,28 @@ def dominant_hz(x: np.ndarray, rate: int) -> float:
     return k * rate / len(x)
 
 
+def tone(rate: int, seconds: float, hz: float = 440.0, amp: float = 8000.0) -> np.ndarray:
+    """A sine of `hz` at `rate`, as float samples."""
+    return amp * np.sin(2 * np.pi * hz * np.arange(int(rate * seconds)) / rate)
+
+
+def max_step(x: np.ndarray) -> float:
+    """The largest sample-to-sample step: a click shows as one far above the signal's own."""
+    return float(np.max(np.abs(np.diff(x))))
+
+
+class L16Decoder:
+    """Payload = 16-bit PCM as it is: what the buffer does to the audio is all we hear."""
+
+    name = "L16"
+
+    def __init__(self, rate: int) -> None:
+        self.audio_rate = rate
+
+    def decode(self, payload: bytes) -> bytes:
+        return payload
+
+
 def rms_dbfs(x: np.ndarray) -> float:
     x = x.astype(np.float64) / 32768.0
     return float(20 * np.log10(np.sqrt(np.mean(x * x)) + 1e-12)) if len(x) else -240.0

@@ -22,7 +22,7 @@ import importlib.util  # noqa: F401  (tests patch importlib.util.find_spec throu
 from typing import TYPE_CHECKING, Any
 
 from .common import (APP_NAME, AUDIO_BACKENDS, CODECS, KEYRING_SERVICE, PTIMES, TRANSPORTS,
-                     ConfigError, Secret, default_config_path)
+                     ConfigError, Secret, audio_from_environment, default_config_path)
 from .declare import keys_of, tables_of
 from .load import load_config, loads, read_config
 from .save import config_to_dict, dumps_toml, save_config
@@ -55,6 +55,7 @@ __all__ = [
     "TRANSPORTS",
     "Account",
     "AddAccount",
+    "audio_from_environment",
     "AudioSettings",
     "CallSettings",
     "Change",

@@ -8,7 +8,8 @@ from typing import Any
 
 __all__ = [
     "APP_NAME", "AUDIO_BACKENDS", "CODECS", "KEYRING_SERVICE", "MEDIA_ENCRYPTIONS", "PTIMES",
-    "STRANGER_POLICIES", "TRANSPORTS", "ConfigError", "Secret", "default_config_path",
+    "STRANGER_POLICIES", "TRANSPORTS", "ConfigError", "Secret", "audio_from_environment",
+    "default_config_path",
 ]
 
 APP_NAME = "softphone"
@@ -19,6 +20,18 @@ CODECS = ("opus", "G722", "PCMU", "PCMA")
 PTIMES = (10, 20, 30, 40, 60)
 MEDIA_ENCRYPTIONS = ("none", "sdes", "sdes-required")
 STRANGER_POLICIES = ("reject", "drop", "accept")
+
+
+def audio_from_environment() -> str | None:
+    """$SOFTPHONE_AUDIO, the audio backend when no --audio is given (None: unset).
+    Raises ValueError naming the variable and the choices for anything else."""
+    import os
+
+    value = os.environ.get("SOFTPHONE_AUDIO")
+    if value and value not in AUDIO_BACKENDS:
+        raise ValueError(f"SOFTPHONE_AUDIO: must be one of {', '.join(AUDIO_BACKENDS)} "
+                         f"(got {value!r})")
+    return value or None
 
 
 def default_config_path() -> Path:

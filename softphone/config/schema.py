@@ -236,6 +236,17 @@ class AudioSettings:
                                          "application/dtmf-relay), or auto (RFC 4733 when "
                                          "negotiated, else INFO)",
                              choices=("auto", "rfc4733", "info"))
+    echo_cancellation: bool = setting(True, doc="cancel the speaker's echo in the microphone "
+                                                "(pyaudio backend; WebRTC AEC3)")
+    noise_suppression: bool = setting(True, doc="suppress steady background noise in the "
+                                                "microphone (pyaudio backend)")
+    auto_gain_control: bool = setting(True, doc="level the microphone automatically "
+                                                "(pyaudio backend)")
+    tones: bool = setting(True, doc="ring on incoming calls and play ringback while our call "
+                                    "rings, on the speaker (not for headless answer)")
+    ring_device: str | int | None = setting(None, doc="device the ring tone plays on, name or "
+                                                      "PortAudio index (default: output_device)",
+                                            parse=v.device)
 
 
 @dataclass(frozen=True)

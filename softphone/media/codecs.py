@@ -3,7 +3,9 @@
 G.711 (PCMU/PCMA) runs through 64 Ki-entry numpy lookup tables: one fancy-index per
 frame, bit-exact with sox (proven by tests/test_codecs_corpus.py) and ~10x cheaper than
 a PyAV round trip.  G.722 and Opus use aiortc's encoders/decoders (PyAV/FFmpeg), set
-up for telephony: mono, a sensible Opus bit rate, FEC when the far end asks for it.
+up for telephony: mono, a sensible Opus bit rate, FEC when the far end asks for it —
+except that Opus is decoded by the system's libopus (libopus.py) when it loads, for its
+own loss concealment and in-band FEC, which PyAV cannot reach.
 
 aiortc and PyAV are imported lazily: importing aiortc costs ~1.7 s.
 
@@ -124,6 +126,10 @@ class Encoder(Protocol):
 
 
 class Decoder(Protocol):
+    """A decoder may also conceal on its own: `conceal(samples) -> bytes` for a lost
+    slot and `recover(next_payload, samples) -> bytes` (b"" when it cannot) for the slot
+    before a packet that carries FEC. Without them the playout buffer conceals."""
+
     name: str
     audio_rate: int
 
@@ -265,7 +271,14 @@ def make_encoder(name: str, ptime: int = 20, fmtp: dict[str, str] | None = None,
 
 
 def make_decoder(name: str, *, fast: bool = True) -> Decoder:
+    """The decoder for `name`; `fast=False` forces aiortc's (PyAV's) for every codec."""
     name = canonical_name(name)
     if fast and name in ("PCMU", "PCMA"):
         return G711Decoder(name)
+    if fast and name == "opus":
+        from . import libopus
+
+        decoder = libopus.make_decoder()
+        if decoder is not None:
+            return decoder
     return AiortcDecoder(name)

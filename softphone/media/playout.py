@@ -7,11 +7,14 @@ sink's clock (every 20 ms) and always hands back exactly the audio asked for:
   duplicates are dropped;
 - playback starts once `target` ms are buffered; the target follows the measured
   interarrival jitter (RFC 3550 estimator) between `min_delay_ms` and `max_delay_ms`;
-- a missing packet is concealed (repeat the last frame, fading out) and the clock moves
-  on, so later packets still play on time; packets that arrive after their slot are
-  dropped and counted as late;
-- the depth follows the target: at most every 200 ms one frame is stretched (repeated)
-  when too shallow, or skipped (a lost slot if there is one) when too deep;
+- a missing packet is concealed and the clock moves on, so later packets still play on
+  time; packets that arrive after their slot are dropped and counted as late. A decoder
+  with its own concealment (libopus) is asked for it, and when the packet after the gap
+  is already here and carries in-band FEC, the lost slot is decoded from that instead;
+  any other codec's audio goes through pitch-period waveform substitution (plc.py);
+- the depth follows the target by time-scaling decoded audio (timescale.py): whole
+  pitch periods inserted when too shallow, removed when too deep, any amount of a quiet
+  stretch; a lost slot waiting in the buffer is the first thing given up when too deep;
 - when the buffer runs dry the clock stalls (concealment fills in) — a delay spike then
   raises the delay instead of losing the late packets; a gap that arrives later is
   credited with the stalled time;
@@ -26,13 +29,33 @@ import heapq
 import numpy as np
 
 from .codecs import Decoder
+from .plc import WaveformConcealer
+from .timescale import compress, expand
+from .waveform import lag_range
 
+_INT16 = np.dtype("<i2")
 _MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000
 
 
 MAX_PACKETS = 256
 """Packets held at most (5 s of 20 ms audio): far above any sane depth, a hard memory cap."""
+
+NATIVE_PLC_MS = 100
+"""A decoder's own concealment is used this long into a loss, then silence (libopus
+fades into comfort noise; a far end that has gone quiet should sound quiet)."""
+
+SPLICE_PULLS = 2
+"""Pulls (20 ms each) between two splices of loud audio: at most one pitch period per
+40 ms, so adapting the delay never sounds hurried; quiet audio may be cut every pull."""
+
+ADAPT_AFTER = 3
+"""Pulls the depth must stay off target before time-scaling starts: a lost packet makes
+the buffer look a frame short until the next one arrives, which is no reason to stretch."""
+
+FORCE_AFTER = 10
+"""Frames a needed splice may be refused (no repetition, not quiet) before it is made
+anyway at the best match: the depth must follow the target eventually."""
 
 
 class PlayoutBuffer:
@@ -47,13 +70,14 @@ class PlayoutBuffer:
         self.max_delay_ms = max_delay_ms
         self._default_frame_ticks = clock_rate * frame_ms // 1000
         # counters
-        self.concealed_frames = 0
+        self.concealed_frames = 0   # slots filled by concealment
+        self.fec_recovered = 0      # slots decoded from the next packet's in-band FEC
         self.late_dropped = 0
         self.overflow_dropped = 0
         self.duplicates = 0
         self.decode_errors = 0
-        self.stretched_frames = 0
-        self.skipped_frames = 0
+        self.expansions = 0         # splices that lengthened the audio
+        self.compressions = 0       # splices that shortened it (or lost slots given up)
         self.reset()
 
     def reset(self, decoder: Decoder | None = None) -> None:
@@ -69,10 +93,17 @@ class PlayoutBuffer:
         self._next_ts: int | None = None
         self._playing = False
         self._pcm = bytearray()
-        self._last_frame: np.ndarray | None = None
+        # a decoder with its own concealment (conceal/recover) needs no waveform substitution
+        self._native = callable(getattr(self.decoder, "conceal", None))
+        self._plc = None if self._native else WaveformConcealer(self.audio_rate)
+        self._two_periods = 2 * lag_range(self.audio_rate)[1]  # the longest, in samples
+        self._recent: tuple[np.ndarray, ...] = ()  # the last audio handed on; () after a loss
         self._conceal_run = 0
         self._stalled = 0
-        self._pulls_since_adapt = 0
+        self._want = 0              # samples to add (>0) or take out (<0) by time-scaling
+        self._off_target = 0        # pulls in a row the depth was short (>0) or over (<0)
+        self._since_splice = SPLICE_PULLS
+        self._refused = 0
         self._frame_ticks = self._default_frame_ticks
         self._prev_arrival: float | None = None
         self._prev_ts = 0
@@ -105,6 +136,7 @@ class PlayoutBuffer:
                 self._payloads.clear()
                 self._next_ts = None
                 self._playing = False
+                self._discontinuity()
             elif self._playing and jump < 0:
                 self.late_dropped += 1
                 return
@@ -140,6 +172,12 @@ class PlayoutBuffer:
     @property
     def playing(self) -> bool:
         return self._playing
+
+    @property
+    def output_delay(self) -> int:
+        """Samples the audio runs behind its timestamps (the waveform concealer's
+        look-back; none with a decoder's own concealment)."""
+        return self._plc.delay if self._plc is not None else 0
 
     # ------------------------------------------------------------------ output
     def pull(self, samples: int) -> bytes:
@@ -183,47 +221,45 @@ class PlayoutBuffer:
             self._next_ts = self._heap[0] if self._heap else first + self._frame_ticks
         if len(self._pcm) and self.depth_ms > target:
             self._pcm.clear()
+        self._discontinuity()
 
     def _adapt(self) -> None:
-        """Nudge the depth towards the target by one frame at most every 200 ms:
-        stretch (repeat a frame) when too shallow, skip a frame when too deep —
-        preferably a slot that was lost anyway."""
-        self._pulls_since_adapt += 1
-        if self._pulls_since_adapt < 10:
-            return
+        """Decide how much time-scaling the next decoded audio gets: enough to bring the
+        depth back to the target, when it is a frame short or two frames over. Too deep
+        with a lost slot waiting, that slot is given up first (a concealment saved)."""
+        self._since_splice += 1
         frame_ms = self._frame_ticks * 1000.0 / self.clock_rate
         depth, target = self.depth_ms, self.target_ms
-        if depth + frame_ms <= target and self._heap and not self._conceal_run:
-            # only with audio in hand: stretching while dry would replay the last frame
-            # at full volume every 200 ms after the fade (stale blips when the far end
-            # stops sending, e.g. before its BYE arrives or while it holds us)
-            self._pulls_since_adapt = 0
-            self.stretched_frames += 1
-            run = self._conceal_run
-            self._conceal_run = 0
-            self._conceal(self._frame_ticks)
-            self.concealed_frames -= 1  # a stretch is not a loss
-            self._conceal_run = run
-        elif depth > target + 2 * frame_ms and self._heap and self._next_ts is not None:
-            self._pulls_since_adapt = 0
-            self.skipped_frames += 1
+        self._want = 0
+        if depth + frame_ms <= target:
+            self._off_target = max(1, self._off_target + 1)
+        elif depth > target + 2 * frame_ms:
+            self._off_target = min(-1, self._off_target - 1)
+        else:
+            self._off_target = 0
+        if self._off_target >= ADAPT_AFTER and self._heap and not self._conceal_run:
+            # only with audio in hand and after real audio: never stretch a concealment
+            self._want = round((target - depth) * self.audio_rate / 1000)
+        elif self._off_target <= -ADAPT_AFTER and self._heap and self._next_ts is not None:
             first, nxt = self._heap[0], self._next_ts
-            if first > nxt:
+            if first > nxt and self._plc is not None:
                 self._next_ts = nxt + min(self._frame_ticks, first - nxt)
-            else:
-                heapq.heappop(self._heap)
-                self._payloads.pop(first, None)
-                self._next_ts = first + self._frame_ticks
+                self.compressions += 1
+                self._discontinuity()
+                return
+            self._want = -round((depth - target) * self.audio_rate / 1000)
+        if not self._want:
+            self._refused = 0
 
     def _produce(self) -> None:
-        """Append the next frame of audio: decoded, or concealed."""
+        """Append the next frame of audio: decoded, recovered from FEC, or concealed."""
         nxt = self._next_ts
         assert nxt is not None
         while self._heap and self._heap[0] < nxt:  # stale entries
             self._payloads.pop(heapq.heappop(self._heap), None)
         if not self._heap:
             # dry: stall the clock and conceal; give up (prebuffer again) after ~1 s
-            self._conceal(self._frame_ticks)
+            self._lose(self._frame_ticks)
             self._stalled += self._frame_ticks
             if self._stalled > self.clock_rate:
                 self._playing = False
@@ -235,10 +271,29 @@ class PlayoutBuffer:
         self._stalled = 0
         if first > nxt:  # lost packet(s): conceal up to one frame and move on
             ticks = min(self._frame_ticks, first - nxt)
-            self._conceal(ticks)
+            # the slot just before a packet that is here: try that packet's FEC
+            if first - nxt > self._frame_ticks or not self._recover(first, ticks):
+                self._lose(ticks)
             self._next_ts = nxt + ticks
             return
-        heapq.heappop(self._heap)
+        x = self._decode()
+        if x is None:
+            self._lose(self._frame_ticks)
+            return
+        if self._want < 0 and len(x) < self._two_periods and self._heap \
+                and self._heap[0] == self._next_ts:
+            # compressing needs two pitch periods in hand: decode the next packet too
+            more = self._decode()
+            if more is None:
+                self._emit(self._scale(x))
+                self._lose(self._frame_ticks)
+                return
+            x = np.concatenate((x, more))
+        self._emit(self._scale(x) if self._want else x)
+
+    def _decode(self) -> np.ndarray | None:
+        """Decode the first packet (due now) and move the clock past it."""
+        first = heapq.heappop(self._heap)
         payload = self._payloads.pop(first)
         try:
             pcm = self.decoder.decode(payload)
@@ -246,25 +301,80 @@ class PlayoutBuffer:
             self.decode_errors += 1
             pcm = b""
         if not pcm:
-            self._conceal(self._frame_ticks)
             self._next_ts = first + self._frame_ticks
-            return
+            return None
         ticks = max(1, round(len(pcm) / 2 / self._ratio))
         self._frame_ticks = ticks
         self._next_ts = first + ticks
-        self._pcm += pcm
-        self._last_frame = np.frombuffer(pcm, dtype="<i2")
-        self._conceal_run = 0
+        return np.frombuffer(pcm, dtype="<i2")
 
-    def _conceal(self, ticks: int) -> None:
+    def _recover(self, first: int, ticks: int) -> bool:
+        """Decode the lost slot before packet `first` from the FEC that packet carries."""
+        recover = getattr(self.decoder, "recover", None)
+        if recover is None:
+            return False
+        try:
+            pcm = recover(self._payloads[first], round(ticks * self._ratio))
+        except Exception:  # noqa: BLE001 - a corrupt payload is concealed instead
+            return False
+        if not pcm:
+            return False
+        self.fec_recovered += 1
+        self._emit(np.frombuffer(pcm, dtype="<i2"))
+        return True
+
+    def _scale(self, x: np.ndarray) -> np.ndarray:
+        """`x` time-scaled by `_want` samples when a splice fits (see timescale.py)."""
+        want = self._want
+        quiet_only = self._since_splice < SPLICE_PULLS
+        force = self._refused >= FORCE_AFTER and not quiet_only
+        if want > 0:
+            y = None if not self._recent else expand(
+                np.concatenate(self._recent), x, self.audio_rate, want,
+                quiet_only=quiet_only, force=force)
+        else:
+            y = compress(x, self.audio_rate, -want, quiet_only=quiet_only, force=force)
+        if y is None:
+            self._refused += 1
+            return x
+        self._refused = 0
+        self._want = 0
+        self._since_splice = 0
+        if want > 0:
+            self.expansions += 1
+        else:
+            self.compressions += 1
+        return y
+
+    def _emit(self, x: np.ndarray) -> None:
+        """Hand on good audio (decoded, recovered or time-scaled)."""
+        self._conceal_run = 0
+        if x.dtype != _INT16:
+            x = np.clip(np.rint(x), -32768, 32767).astype(_INT16)
+        self._recent = (self._recent[-1], x) if self._recent else (x,)
+        if self._plc is not None:
+            x = self._plc.good(x)
+        self._pcm += x.tobytes()
+
+    def _lose(self, ticks: int) -> None:
+        """Fill a slot whose audio did not come."""
         samples = max(1, round(ticks * self._ratio))
         self.concealed_frames += 1
-        last = self._last_frame
-        gain = 0.7 ** self._conceal_run
         self._conceal_run += 1
-        if last is None or gain < 0.2:
-            self._pcm += bytes(samples * 2)
+        self._recent = ()
+        if self._plc is not None:
+            self._pcm += self._plc.lost(samples).tobytes()
             return
-        reps = -(-samples // len(last))
-        frame = np.tile(last, reps)[:samples]
-        self._pcm += (frame * gain).astype("<i2").tobytes()
+        pcm = b""
+        if self._conceal_run * ticks * 1000 <= NATIVE_PLC_MS * self.clock_rate:
+            try:
+                pcm = self.decoder.conceal(samples)
+            except Exception:  # noqa: BLE001 - silence rather than no playout
+                self.decode_errors += 1
+        self._pcm += pcm[:samples * 2].ljust(samples * 2, b"\0")
+
+    def _discontinuity(self) -> None:
+        """Audio was skipped: the next good audio is blended in, never spliced onto."""
+        self._recent = ()
+        if self._plc is not None:
+            self._plc.splice()

@@ -303,9 +303,11 @@ class RtpSession:
         why = (f"SRTP: {srtp.failures_in_a_row} packets in a row from {addr[0]}:{addr[1]} "
                f"failed authentication ({srtp.suite}): the far end's key or suite does not "
                f"match what was agreed")
-        log.warning("%s", why)
-        if self.on_srtp_error is not None:
-            self.on_srtp_error(why)
+        if self.on_srtp_error is None:
+            log.warning("%s", why)
+            return
+        log.info("%s", why)  # the call reports it
+        self.on_srtp_error(why)
 
     def start(self, fmt: MediaFormat, remote: tuple[str, int], remote_rtcp: tuple[str, int] | None,
               *, rtcp_mux: bool, source: AudioSource, sink: AudioSink,

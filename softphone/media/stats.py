@@ -26,7 +26,8 @@ class RtpStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     playout_ms: float = 0.0
-    concealed: int = 0
+    concealed: int = 0       # slots of audio concealed (lost, late or undecodable)
+    fec_recovered: int = 0   # lost slots decoded from the next packet's in-band FEC
     late: int = 0
     malformed: int = 0
     dtmf_sent: int = 0
@@ -77,6 +78,7 @@ class Counters:
             bytes_sent=self.bytes_sent, bytes_received=self.bytes_received,
             playout_ms=playout.depth_ms if playout else 0.0,
             concealed=playout.concealed_frames if playout else 0,
+            fec_recovered=playout.fec_recovered if playout else 0,
             late=playout.late_dropped if playout else 0,
             malformed=self.malformed + self.unknown_pt,
             dtmf_sent=self.dtmf_sent, dtmf_received=self.dtmf_received,

@@ -280,6 +280,14 @@ class ScenarioRunner:
         return summary
 
 
+@dataclass
+class _Recording:
+    step: Step
+    path: str
+    task: asyncio.Task
+    began: float
+
+
 class _CallSteps:
     """The steps of one call, with what they share: its events, its audio, its files."""
 
@@ -291,7 +299,7 @@ class _CallSteps:
         self.monitor: AudioMonitor | None = None
         self._untap: Callable[[], None] | None = None
         self._dtmf_seen = 0
-        self._recordings: list[asyncio.Task] = []
+        self._recordings: list[_Recording] = []  # going on in the background (wait = false)
         self.loop = asyncio.get_running_loop()
 
     @property
@@ -303,6 +311,8 @@ class _CallSteps:
         scenario = self.runner.scenario
         stopped, stopped_reason = False, ""
         for step in scenario.steps:
+            if not stopped:
+                stopped, stopped_reason = self._late_failures(stopped, stopped_reason)
             if stopped:
                 outcome = StepResult(step.index, step.kind, step.label, "skipped",
                                      message=stopped_reason)
@@ -334,13 +344,33 @@ class _CallSteps:
         self.result.steps.append(outcome)
         self.runner._step_event(self.result, outcome)
 
+    def _late_failures(self, stopped: bool, reason: str) -> tuple[bool, str]:
+        """A recording that went on in the background (wait = false) and failed since:
+        its step is reported again, failed, and its on_failure applies from here."""
+        for recording in list(self._recordings):
+            step, task = recording.step, recording.task
+            if not task.done():
+                continue
+            self._recordings.remove(recording)
+            if task.cancelled() or task.exception() is None:
+                continue
+            self._report(StepResult(step.index, step.kind, step.label, "failed",
+                                    message=_record_failure(recording.path, task.exception()),
+                                    elapsed=self.loop.time() - recording.began))
+            if step.on_failure == "hangup" and not stopped:
+                stopped, reason = True, f"step {step.index} failed"
+        return stopped, reason
+
     async def finish(self, interrupted: bool = False) -> None:
-        """Recordings closed, the tap gone, the call hung up when still up."""
-        for task in self._recordings:
+        """Recordings closed (a failed one reported), the tap gone, the call hung up
+        when still up."""
+        tasks = [recording.task for recording in self._recordings]
+        for task in tasks:
             if not task.done():
                 task.cancel()
-        if self._recordings:
-            await asyncio.gather(*self._recordings, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._late_failures(True, "")
         if self._untap is not None:
             self._untap()
             self._untap = None
@@ -562,12 +592,12 @@ class _CallSteps:
         path = step["file"].replace("{n}", str(self.result.number))
         task = asyncio.ensure_future(self._record(path, step["seconds"]))
         if not step["wait"]:
-            self._recordings.append(task)
+            self._recordings.append(_Recording(step, path, task, self.loop.time()))
             return f"recording {step['seconds']:g} s to {path}"
         try:
             seconds = await task
         except OSError as exc:
-            raise StepFailed(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise StepFailed(_record_failure(path, exc)) from None
         return f"recorded {seconds:.2f} s to {path}"
 
     async def _record(self, path: str, seconds: float) -> float:
@@ -664,6 +694,12 @@ class _CallSteps:
         if end.reason != "remote-hangup":
             raise StepFailed(f"the call ended otherwise: {self.events.end_text()}")
         return "the far end hung up"
+
+
+def _record_failure(path: str, exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot write {path}: {exc.strerror or exc}"
+    return str(exc)
 
 
 def _statuses(wanted: tuple[int, ...]) -> str:

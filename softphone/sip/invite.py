@@ -16,7 +16,7 @@ import enum
 import functools
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from . import sdp
 from .actions import (AbortRequest, Action, BindDialog, Emit, SendCancel, SendRequest,
@@ -24,9 +24,10 @@ from .actions import (AbortRequest, Action, BindDialog, Emit, SendCancel, SendRe
 from .caps import Capabilities
 from .challenge import AuthFailure, Authenticator
 from .dialog import Dialog, DialogError
+from .dialog_requests import DialogRequests, OnFinal
 from .errors import SipParseError
 from .events import (CallAnswered, CallConfirmed, CallEnded, CallProgress, InfoReceived,
-                     MediaAgreed, Redirected, ReinviteResult, RequestResult, SessionReleased)
+                     MediaAgreed, Redirected, ReinviteResult, SessionReleased)
 from .ids import new_branch
 from .message import Headers, Request, Response, make_response
 from .negotiator import OfferState, SdpNegotiator
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["InviteSession", "InviteState", "InviteExtension", "SessionOptions", "SessionError",
            "OnFinal", "sorted_contacts", "header_tokens", "add_token"]
 
-OnFinal = Callable[[int, str, "Response | None", float], "list[Action]"]
-"""Called with the final answer to a request an extension sent (status, reason, the
-response or None when it timed out, now); returns the actions to carry out."""
 
 
 class InviteState(enum.Enum):
@@ -141,17 +139,6 @@ class _Pending2xx:
 
 
 @dataclass
-class _Outstanding:
-    """A non-INVITE request of ours in the dialog (BYE, INFO …) awaiting its answer."""
-
-    request: Request
-    chain: "DigestClient | None"
-    retried: bool = False  # one digest retry per request
-    on_final: OnFinal | None = None  # an extension's request: its answer goes there
-    target: SipUri | None = None     # where it went (an early dialog's next hop)
-
-
-@dataclass
 class _Reinvite:
     """Our re-INVITE in progress (one at a time)."""
 
@@ -236,7 +223,9 @@ class InviteSession:
         # both
         self._reinvite: _Reinvite | None = None
         self._incoming_reinvite_cseq: int | None = None
-        self._outstanding: dict[tuple[int, str], _Outstanding] = {}  # (CSeq, method)
+        self.requests = DialogRequests(  # our BYE, INFO … awaiting their answers
+            lambda request, target: self._send(request, target), self._digest_retry,
+            lambda: self.authenticator.new_chain() if self.authenticator else None)
 
     # ======================================================================== creation
     @classmethod
@@ -902,7 +891,7 @@ class InviteSession:
             return actions + self._on_reinvite_response(response, now)
         if method == "CANCEL":
             return actions
-        return actions + self._on_outstanding_response(response, number, method, now)
+        return actions + self.requests.on_response(response, number, method, now)
 
     @_entry(2)
     def on_timeout(self, request: Request, reason: str | None, now: float) -> list[Action]:
@@ -918,12 +907,7 @@ class InviteSession:
                 end = "timeout" if not self._cancel_sent else self._cancel_reason
                 return actions + self._end(now, end, 408, "Request Timeout")
             return self._reinvite_failed(now, 408, reason or "Request Timeout")
-        job = self._outstanding.pop((number, method), None)
-        if job is None:
-            return []  # a CANCEL, or the BYE to a fork we released
-        if job.on_final is not None:
-            return job.on_final(408, reason or "Request Timeout", None, now)
-        return [Emit(RequestResult(method, 408, reason or "Request Timeout"))]
+        return self.requests.on_timeout(number, method, reason, now)
 
     @_entry(1)
     def on_timer(self, key: str, now: float) -> list[Action]:
@@ -982,36 +966,13 @@ class InviteSession:
 
     def _send_bye_now(self) -> list[Action]:
         assert self.dialog is not None
-        return [self._track(self.dialog.create_request("BYE"))]
-
-    def _track(self, request: Request) -> SendRequest:
-        """Send an in-dialog non-INVITE request whose answer we follow (digest retry once,
-        then a RequestResult)."""
-        return self.track(request)
+        return [self.track(self.dialog.create_request("BYE"))]
 
     def track(self, request: Request, on_final: OnFinal | None = None,
               target: SipUri | None = None) -> SendRequest:
         """Send an in-dialog non-INVITE request and follow its answer: one digest retry,
         then ``on_final`` (an extension's PRACK, UPDATE, REFER …) or a RequestResult."""
-        chain = self.authenticator.new_chain() if self.authenticator else None
-        self._outstanding[(request.cseq[0], request.method)] = _Outstanding(
-            request, chain, on_final=on_final, target=target)
-        return self._send(request, target)
-
-    def _on_outstanding_response(self, response: Response, number: int, method: str,
-                                 now: float) -> list[Action]:
-        job = self._outstanding.get((number, method))
-        if job is None or response.status < 200:
-            return []
-        del self._outstanding[(number, method)]
-        retry = None if job.retried else self._digest_retry(job.request, response, job.chain)
-        if retry is not None:
-            self._outstanding[(retry.cseq[0], method)] = _Outstanding(
-                retry, job.chain, True, job.on_final, job.target)
-            return [self._send(retry, job.target)]
-        if job.on_final is not None:
-            return job.on_final(response.status, response.reason, response, now)
-        return [Emit(RequestResult(method, response.status, response.reason))]
+        return self.requests.track(request, on_final, target)
 
     def _digest_retry(self, request: Request, response: Response,
                       chain: "DigestClient | None") -> Request | None:
@@ -1133,7 +1094,7 @@ class InviteSession:
             items.append(("Content-Type", content_type or "application/octet-stream"))
         request = self.dialog.create_request(method, contact=self.options.contact, extra=items,
                                              body=body)
-        return [self._track(request)]
+        return [self.track(request)]
 
 
 def header_tokens(message: Request | Response, name: str) -> set[str]:

@@ -290,6 +290,14 @@ class Subscriber(_Usage):
             actions.append(BindDialog(self.dialog.id))
         else:
             try:
+                other_fork = request.from_.tag != self.dialog.remote_tag
+            except SipParseError:
+                other_fork = True
+            if other_fork:
+                # a forked SUBSCRIBE answered from a second place (§4.5.2): our packages
+                # keep the first dialog; 481 ends the other fork's subscription (§4.1.3)
+                return [self._respond(request, 481, "Subscription Does Not Exist")]
+            try:
                 self.dialog.on_request(request)
             except DialogError as exc:
                 return [self._respond(request, exc.status, exc.reason)]

@@ -24,9 +24,10 @@ LOG_NAME = "softphone.log"
 
 def audio_backend(audio: str | None) -> str:
     """--audio, else $SOFTPHONE_AUDIO, else pyaudio (which falls back to null with a
-    notice when no device opens)."""
-    choice = audio or os.environ.get("SOFTPHONE_AUDIO") or "pyaudio"
-    return choice if choice in ("pyaudio", "null") else "pyaudio"
+    notice when no device opens). Raises ValueError for a bad $SOFTPHONE_AUDIO."""
+    from ..config import audio_from_environment
+
+    return audio or audio_from_environment() or "pyaudio"
 
 
 def _listen_in_file(config: "Config") -> bool:
@@ -92,11 +93,15 @@ def setup_file_logging(verbosity: int, directory: Path) -> Path | None:
     return path
 
 
-def _check_flags(config: "Config", listen: str | None, account: str | None,
-                 sip_trace: str | None) -> str | None:
+def _check_flags(config: "Config", audio: str | None, listen: str | None,
+                 account: str | None, sip_trace: str | None) -> str | None:
     """What is wrong with the flags, found before the screen is taken (exit 2)."""
     from ..config import ConfigError, parse_listen
 
+    try:
+        audio_backend(audio)
+    except ValueError as exc:
+        return str(exc)
     if listen is not None:
         try:
             parse_listen(listen)
@@ -120,7 +125,7 @@ def _check_flags(config: "Config", listen: str | None, account: str | None,
 def run_tui(config: "Config", audio: str | None = None, *, listen: str | None = None,
             account: str | None = None, sip_trace: str | None = None,
             verbose: int = 0) -> int:
-    problem = _check_flags(config, listen, account, sip_trace)
+    problem = _check_flags(config, audio, listen, account, sip_trace)
     if problem is not None:
         print(f"softphone: {problem}", file=sys.stderr)
         return 2

@@ -114,6 +114,8 @@ class SoftphoneApp(App):
         Binding("f4", "trace_all", "SIP trace", show=False),
         Binding(COMMANDS["register"].key, "retry_registration", COMMANDS["register"].key_label),
         Binding(COMMANDS["dnd"].key, "command('dnd')", "Do not disturb", show=False),
+        Binding(COMMANDS["processing"].key, "command('processing')", "Echo cancellation",
+                show=False),
     ]
 
     def __init__(self, config: "Config", *, audio: str = "null", live: bool = True,
@@ -260,7 +262,7 @@ class SoftphoneApp(App):
 
     async def _start(self, config: "Config") -> None:
         """Make the phone for ``config``, feed its events to the state, start it."""
-        from ..ua.phone import MediaOptions, Phone, PhoneOptions
+        from ..ua.phone import MediaOptionError, MediaOptions, Phone, PhoneOptions
 
         assert self.bridge is not None
         self.ready.clear()
@@ -271,7 +273,12 @@ class SoftphoneApp(App):
         self.phone = phone
         if self.audio == "pyaudio":
             # probing PortAudio forks a child: not on the event loop
-            await asyncio.to_thread(phone.devices.check)
+            try:
+                await asyncio.to_thread(phone.devices.check)
+            except MediaOptionError as exc:  # a device named in [audio] is not there:
+                # say so; calls use the default device until Settings fixes it
+                self.notify(f"{exc}; using the default device", severity="error", timeout=8)
+                self.state.log_line(f"{exc}; using the default device")
             if phone.devices.backend != self.audio:
                 self._audio_fallback("no audio devices found")
         try:
@@ -579,6 +586,13 @@ class SoftphoneApp(App):
             self.state.dnd = bool(result.get("enabled"))
             self.notify("do not disturb: on" if self.state.dnd else "do not disturb: off",
                         timeout=2)
+        elif name == "processing":
+            on = [label for key, label in (("echo_cancellation", "echo cancellation"),
+                                           ("noise_suppression", "noise suppression"),
+                                           ("auto_gain_control", "gain control"))
+                  if result.get(key)]
+            self.notify(("on: " + ", ".join(on)) if on else "microphone processing: off",
+                        timeout=2)
         elif name == "transfer":
             self.notify(f"transfer: {result.get('state')}", timeout=2)
         elif name == "quit":
@@ -660,7 +674,7 @@ class SoftphoneApp(App):
             return
         if config.network.listen != self.config.network.listen:
             self.listen, self.fallback_listen = None, False  # the new setting applies
-        self.config = config
+        old, self.config = self.config, config
         if config.ui.theme:
             self._theme_saved = config.ui.theme  # written already: no second save
             try:
@@ -670,6 +684,11 @@ class SoftphoneApp(App):
         if self.phone is None:
             return
         if self.phone.live_calls():
+            from .settings import PROCESSING_KEYS
+
+            switches = {key: getattr(config.audio, key) for key in PROCESSING_KEYS}
+            if switches != {key: getattr(old.audio, key) for key in PROCESSING_KEYS}:
+                self.run_command("processing", **switches)  # these apply at once
             self.state.notice = "settings saved; accounts and network apply after the calls end"
             self.refresh_views()
             return

@@ -1,4 +1,5 @@
-"""Settings: audio devices, codec order, accounts — validated by the config loader.
+"""Settings: audio devices and processing, tones, DTMF, calls, network, TLS, theme,
+accounts — validated by the config loader.
 
 Nothing is written unless ``Config.from_dict`` accepts the whole result; its error
 (naming the key and the reason) is shown in place. An existing file is edited, not
@@ -23,6 +24,7 @@ from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Se
 from ..config import (CODECS, PTIMES, TRANSPORTS, AddAccount, Change, Config, ConfigError,
                       Remove, RemoveAccount, Set, default_config_path, edit_config, keys_of,
                       save_config, tables_of)
+from ..config.common import MEDIA_ENCRYPTIONS
 
 __all__ = ["SettingsScreen", "build_config", "changes_between"]
 
@@ -35,7 +37,24 @@ LABELS = {
     "password_env": "Password from env var", "registrar": "Registrar",
     "outbound_proxy": "Outbound proxy", "expires": "Registration expiry (s)",
 }
+# the choices of [audio] dtmf_mode and an account's media_encryption, in words
+DTMF_MODES = (("RFC 4733 when agreed, else SIP INFO", "auto"), ("RFC 4733 events", "rfc4733"),
+              ("SIP INFO", "info"))
+ENCRYPTIONS = {"none": "None (RTP)", "sdes": "SRTP when the far end can (SDES)",
+               "sdes-required": "SRTP always (SDES)"}
+# every account key the form edits (the others are kept as they are)
+FORM_KEYS = (*ACCOUNT_TEXT_FIELDS, "transport", "media_encryption", "keyring", "register")
 DEFAULT_DEVICE = "__default__"
+# the microphone processing switches: saved, and applied to the calls up at once
+PROCESSING_KEYS = ("echo_cancellation", "noise_suppression", "auto_gain_control")
+# rows of on/off keys: (row label, ((key, label), …))
+SWITCH_ROWS = (
+    ("Microphone", (("echo_cancellation", "echo cancellation"),
+                    ("noise_suppression", "noise suppression"),
+                    ("auto_gain_control", "gain control"))),
+    ("Tones, DTMF", (("tones", "ring and ringback"), ("dtmf", "DTMF as RFC 4733 events"))),
+)
+SWITCHES = tuple(pair for _, pairs in SWITCH_ROWS for pair in pairs)
 DEFAULT_THEME = "__default__"
 
 
@@ -59,7 +78,8 @@ def parse_port_range(text: str) -> list[int] | str:
 
 def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
                  input_device: Any, output_device: Any, source: Path | None,
-                 tables: dict[str, dict[str, Any]] | None = None) -> Config:
+                 tables: dict[str, dict[str, Any]] | None = None,
+                 ring_device: Any = DEFAULT_DEVICE) -> Config:
     """The edited settings over ``base``; raises ConfigError when anything is invalid.
     ``tables`` sets other keys (``{"network": {"listen": …}}``); None removes one (its
     default applies)."""
@@ -75,7 +95,8 @@ def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
     audio = dict(data.get("audio", {}))
     names = [c.strip() for c in codecs.replace(";", ",").split(",") if c.strip()]
     audio["codecs"] = names
-    for key, value in (("input_device", input_device), ("output_device", output_device)):
+    for key, value in (("input_device", input_device), ("output_device", output_device),
+                       ("ring_device", ring_device)):
         if value in (None, DEFAULT_DEVICE, Select.BLANK):
             audio.pop(key, None)
         else:
@@ -143,6 +164,8 @@ class SettingsScreen(Screen[Config | None]):
     SettingsScreen #settings-error { color: $error; text-style: bold; height: auto; }
     SettingsScreen .buttons { height: auto; margin: 1 0; }
     SettingsScreen .buttons Button { margin-right: 2; }
+    SettingsScreen .switches { height: auto; }
+    SettingsScreen .switches Label { margin-right: 3; }
     """
 
     def __init__(self, config: Config, path: Path | None, *, live: bool = True,
@@ -182,14 +205,30 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("Output device")
                 yield Select(self._device_options(audio.output_device), id="output-device",
                              value=self._device_value(audio.output_device), allow_blank=False)
+                yield Label("Ring device")
+                yield Select(self._device_options(audio.ring_device, default="Output device"),
+                             id="ring-device", value=self._device_value(audio.ring_device),
+                             allow_blank=False)
                 yield Label("Codecs, in order")
                 yield Input(", ".join(audio.codecs), id="codecs",
                             placeholder=", ".join(CODECS))
                 yield Label("Packet time (ms)")
                 yield Select([(f"{p} ms", p) for p in PTIMES], id="ptime", value=audio.ptime,
                              allow_blank=False)
-                yield Label("DTMF as RFC 4733 events")
-                yield Switch(id="dtmf", value=audio.dtmf)
+                for row, pairs in SWITCH_ROWS:
+                    yield Label(row)
+                    with Horizontal(classes="switches"):
+                        for key, label in pairs:
+                            yield Switch(id=key.replace("_", "-"), value=getattr(audio, key),
+                                         tooltip=label)
+                            yield Label(label)
+                yield Label("DTMF sent as")
+                yield Select(DTMF_MODES, id="dtmf-mode", value=audio.dtmf_mode,
+                             allow_blank=False)
+            yield Static("Calls", classes="section")
+            with Grid():
+                yield Label("Accept transfers (REFER)")
+                yield Switch(id="accept-transfer", value=self.config.calls.accept_transfer)
             yield Static("Network", classes="section")
             with Grid():
                 yield Label("Listen address")
@@ -197,9 +236,21 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("RTP port range")
                 yield Input(f"{network.rtp_ports[0]}-{network.rtp_ports[1]}", id="rtp-ports",
                             placeholder="10000-20000")
+                yield Label("STUN server")
+                yield Input(network.stun_server or "", id="stun-server",
+                            placeholder="optional, e.g. stun.example.com:3478")
                 yield Label("TLS CA file")
                 yield Input(self.config.sip.tls_ca_file or "", id="tls-ca-file",
                             placeholder="default: the system's CAs")
+                yield Label("TLS listen address")
+                yield Input(network.tls_listen or "", id="tls-listen",
+                            placeholder="optional, e.g. 0.0.0.0:5061 (needs the two below)")
+                yield Label("TLS certificate (PEM)")
+                yield Input(network.tls_cert_file or "", id="tls-cert-file",
+                            placeholder="what the TLS listener serves")
+                yield Label("TLS private key (PEM)")
+                yield Input(network.tls_key_file or "", id="tls-key-file",
+                            placeholder="the certificate's key, unencrypted")
             yield Static("Appearance", classes="section")
             with Grid():
                 yield Label("Theme")
@@ -221,6 +272,9 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("Transport")
                 yield Select([(t, t) for t in TRANSPORTS], id="acc-transport", value="udp",
                              allow_blank=False)
+                yield Label("Media encryption")
+                yield Select([(ENCRYPTIONS[e], e) for e in MEDIA_ENCRYPTIONS],
+                             id="acc-media-encryption", value="none", allow_blank=False)
                 yield Label("Password from keyring")
                 yield Switch(id="acc-keyring")
                 yield Label("Register at start")
@@ -246,8 +300,9 @@ class SettingsScreen(Screen[Config | None]):
     def _device_value(device: Any) -> Any:
         return DEFAULT_DEVICE if device is None else device
 
-    def _device_options(self, current: Any, devices: list[tuple[str, Any]] = ()) -> list:
-        options: list[tuple[str, Any]] = [("System default", DEFAULT_DEVICE)]
+    def _device_options(self, current: Any, devices: list[tuple[str, Any]] = (),
+                        default: str = "System default") -> list:
+        options: list[tuple[str, Any]] = [(default, DEFAULT_DEVICE)]
         options.extend(devices)
         if current is not None and current not in [v for _, v in options]:
             options.append((str(current), current))
@@ -268,12 +323,14 @@ class SettingsScreen(Screen[Config | None]):
         self.app.call_from_thread(self._set_devices, inputs, outputs)
 
     def _set_devices(self, inputs: list, outputs: list) -> None:
-        for sel_id, found, current in (("#input-device", inputs, self.config.audio.input_device),
-                                       ("#output-device", outputs,
-                                        self.config.audio.output_device)):
+        audio = self.config.audio
+        for sel_id, found, current, default in (
+                ("#input-device", inputs, audio.input_device, "System default"),
+                ("#output-device", outputs, audio.output_device, "System default"),
+                ("#ring-device", outputs, audio.ring_device, "Output device")):
             select = self.query_one(sel_id, Select)
             value = select.value
-            select.set_options(self._device_options(current, found))
+            select.set_options(self._device_options(current, found, default))
             select.value = value
 
     # -- accounts -------------------------------------------------------------------------
@@ -295,6 +352,8 @@ class SettingsScreen(Screen[Config | None]):
             value = acc.get(key)
             self.query_one(f"#acc-{key}", Input).value = "" if value is None else str(value)
         self.query_one("#acc-transport", Select).value = acc.get("transport", "udp")
+        self.query_one("#acc-media-encryption", Select).value = \
+            acc.get("media_encryption", "none")
         self.query_one("#acc-keyring", Switch).value = bool(acc.get("keyring", False))
         self.query_one("#acc-register", Switch).value = bool(acc.get("register", True))
 
@@ -302,7 +361,9 @@ class SettingsScreen(Screen[Config | None]):
         """Write the form back into the account being edited (empty fields: defaults)."""
         if self.editing is None:
             return
-        acc: dict[str, Any] = {}
+        current = self.accounts[self.editing]  # keys it has stay, even at their defaults
+        # keys the form does not show (auth_realm, allow_sdes_over_udp …) are kept as they are
+        acc: dict[str, Any] = {k: v for k, v in current.items() if k not in FORM_KEYS}
         for key in ACCOUNT_TEXT_FIELDS:
             value = self.query_one(f"#acc-{key}", Input).value.strip()
             if key == "aor" and value:
@@ -311,10 +372,12 @@ class SettingsScreen(Screen[Config | None]):
             if value:
                 acc[key] = int(value) if key == "expires" and value.lstrip("-").isdigit() \
                     else value
-        current = self.accounts[self.editing]  # keys it has stay, even at their defaults
         transport = self.query_one("#acc-transport", Select).value
         if transport != "udp" or "transport" in current:
             acc["transport"] = transport
+        encryption = self.query_one("#acc-media-encryption", Select).value
+        if encryption != "none" or "media_encryption" in current:
+            acc["media_encryption"] = encryption
         keyring = self.query_one("#acc-keyring", Switch).value
         if keyring or "keyring" in current:
             acc["keyring"] = keyring
@@ -339,9 +402,16 @@ class SettingsScreen(Screen[Config | None]):
         rtp = text("#rtp-ports")
         return {
             "audio": {"ptime": self.query_one("#ptime", Select).value,
-                      "dtmf": self.query_one("#dtmf", Switch).value},
+                      **{key: self.query_one("#" + key.replace("_", "-"), Switch).value
+                         for key, _ in SWITCHES},
+                      "dtmf_mode": self.query_one("#dtmf-mode", Select).value},
+            "calls": {"accept_transfer": self.query_one("#accept-transfer", Switch).value},
             "network": {"listen": text("#listen"),
-                        "rtp_ports": parse_port_range(rtp) if rtp else None},
+                        "rtp_ports": parse_port_range(rtp) if rtp else None,
+                        "stun_server": text("#stun-server"),
+                        "tls_listen": text("#tls-listen"),
+                        "tls_cert_file": text("#tls-cert-file"),
+                        "tls_key_file": text("#tls-key-file")},
             "sip": {"tls_ca_file": text("#tls-ca-file")},
             "ui": {"theme": None if theme in (DEFAULT_THEME, Select.BLANK) else theme},
         }
@@ -400,6 +470,7 @@ class SettingsScreen(Screen[Config | None]):
                 codecs=self.query_one("#codecs", Input).value,
                 input_device=self.query_one("#input-device", Select).value,
                 output_device=self.query_one("#output-device", Select).value,
+                ring_device=self.query_one("#ring-device", Select).value,
                 source=self.path, tables=self._tables())
             target = self.target
             if target.exists():  # edit just what changed; comments and layout stay

@@ -87,6 +87,7 @@ class UserAgent:
         self.conference: "LocalConference | None" = None
         self.dnd = config.calls.dnd
         self.dnd_status = config.calls.dnd_status
+        self.local_tone: tuple[str | None, Any] = (None, None)  # alerts: ring or ringback
         self.call_count = 0
         self._live = 0
         self._ended: deque[Call] = deque()
@@ -127,6 +128,10 @@ class UserAgent:
                 await asyncio.wait([asyncio.ensure_future(j) for j in jobs],
                                    timeout=max(0.1, deadline - self.loop.time()))
         await self.stack.close(deadline)
+        tone = self.local_tone[1]
+        if tone is not None:  # a call that did not end in time may still ring
+            self.local_tone = (None, None)
+            tone.close()
 
     # -- addressing -------------------------------------------------------------------------
     def local_identity(self, peer: Peer | None = None) -> NameAddr:

@@ -179,6 +179,15 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         Param("status", "status", "the status to refuse calls with (480, 486, 603)"),
         Param("toggle", "flag", "switch it the other way", default=False),
     ), key="n", palette="Do not disturb", returns="enabled, status"),
+    Command("processing", "the microphone's echo cancellation, noise suppression and gain "
+                          "control: switch each on or off (none given: say how they are); "
+                          "toggle: echo cancellation the other way", (
+        Param("echo_cancellation", "flag", "cancel the speaker's echo"),
+        Param("noise_suppression", "flag", "suppress steady background noise"),
+        Param("auto_gain_control", "flag", "level the microphone"),
+        Param("toggle", "flag", "switch echo cancellation the other way", default=False),
+    ), key="e", palette="Echo cancellation on/off",
+        returns="echo_cancellation, noise_suppression, auto_gain_control, active"),
     Command("play", "send a WAV file or a tone into a call instead of its own audio", (
         Param("file", "path", "WAV file (any rate); played once unless loop",
               positional=True),

@@ -1,13 +1,18 @@
-"""Which audio each call gets: files to play and record, the echo bridge, PyAudio, silence.
+"""Which audio each call gets: files to play and record, the echo bridge, PyAudio, silence;
+and the local tones (ring, ringback) on the speaker.
 
 Checked before anything starts (:meth:`DeviceFactory.check`): a file to play must decode,
 a recording path must be creatable, PortAudio must have a device (else silence, with a
-notice). During a call a recording that cannot be written stops with a ``notice`` and
-marks the job failed — never a traceback in the middle of the audio path.
+notice), and each device named in ``[audio]`` must exist (else an error naming the key and
+the devices there are). During a call a recording that cannot be written stops with a
+``notice`` and marks the job failed — never a traceback in the middle of the audio path.
+The microphone is cleaned (echo cancellation, noise suppression, gain control) as
+``[audio]`` says; the switches can change during a call (:meth:`DeviceFactory.set_processing`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ class MediaOptions:
     play: str | None = None    # loop this file into each call
     record: str | None = None  # record each call ({n}: the call's number)
     echo: bool = False         # send the received audio back
+    tones: bool = True         # ring and ringback on the speaker ([audio] tones too)
 
 
 def record_path(template: str, n: int) -> str:
@@ -91,6 +97,11 @@ class DeviceFactory:
         self.backend = options.backend
         self.notice = notice
         self.recording_errors: list[str] = []
+        from ..media.processing import OFF, Processing
+
+        self.processing = OFF if audio is None else Processing(
+            audio.echo_cancellation, audio.noise_suppression, audio.auto_gain_control)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def check(self) -> None:
         """Probe every choice now; raises MediaOptionError naming the flag."""
@@ -110,6 +121,25 @@ class DeviceFactory:
             except dev.AudioUnavailable as exc:
                 self.notice(f"audio: {exc}; using silence")
                 self.backend = "null"
+                return
+            self._check_device_names()
+
+    def _check_device_names(self) -> None:
+        """Each device named in [audio] exists (MediaOptionError naming the key)."""
+        from ..media import devices as dev
+
+        audio = self.audio
+        if audio is None:
+            return
+        for key, want_input in (("input_device", True), ("output_device", False),
+                                ("ring_device", False)):
+            name = getattr(audio, key)
+            if name is None or name == "":
+                continue
+            try:
+                dev.find_device(name, want_input)
+            except dev.AudioUnavailable as exc:
+                raise MediaOptionError(f"[audio] {key}: {exc}") from None
 
     @staticmethod
     def _check_play(path: str, what: str = "--play") -> float:
@@ -149,8 +179,69 @@ class DeviceFactory:
     def _recording_failed(self, path: str, reason: str) -> None:
         message = f"recording to {path} stopped: {reason}"
         self.recording_errors.append(message)
-        log.warning("%s", message)
+        log.info("%s", message)  # the notice is what the user sees, once
         self.notice(message)
+
+    def _device_notice(self) -> Callable[[str], None]:
+        """``notice`` for the audio threads: it runs on the event loop."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        loop = self._loop
+
+        def notice(text: str) -> None:
+            try:
+                loop.call_soon_threadsafe(self.notice, text)
+            except RuntimeError:  # the loop is closed: the phone is gone
+                pass
+        return notice
+
+    def _pyaudio(self, mic: bool, speaker: bool) -> tuple[Any, Any]:
+        """The shared microphone and/or speaker for one call (None for those not asked)."""
+        from ..media import devices as dev
+
+        audio = self.audio
+        inp = audio.input_device if audio else None
+        out = audio.output_device if audio else None
+        notice = self._device_notice()
+        if mic and speaker:
+            return dev.open_pyaudio(inp, out, processing=self.processing, notice=notice)
+        if mic:
+            return dev.PyAudioSource(inp, notice=notice), None
+        return None, dev.PyAudioSink(out, notice=notice)
+
+    def set_processing(self, **switches: bool | None) -> Any:
+        """Turn echo_cancellation, noise_suppression, auto_gain_control on or off (None:
+        as they are), for the calls up now and the next ones; the new Processing."""
+        self.processing = self.processing.with_(**switches)
+        if self.backend == "pyaudio":
+            from ..media import devices as dev
+
+            dev.set_processing(self.processing, self._device_notice())
+        return self.processing
+
+    @property
+    def tones(self) -> bool:
+        """Ring and ringback play on a real speaker (not for silence or files)."""
+        return (self.backend == "pyaudio" and self.options.tones
+                and (self.audio is None or self.audio.tones))
+
+    def play_tone(self, tone: Any) -> Any:
+        """Play ``tone`` on the ring device (or the speaker) until the returned handle's
+        ``close()``; None when there is no speaker to play it on."""
+        if not self.tones:
+            return None
+        from ..media import devices as dev
+
+        audio = self.audio
+        device = None
+        if audio is not None:
+            device = audio.ring_device if audio.ring_device not in (None, "") else \
+                audio.output_device
+        try:
+            return dev.open_speaker(device, tone, notice=self._device_notice())
+        except dev.AudioUnavailable as exc:
+            self.notice(f"audio: cannot play the ring tone: {exc}")
+            return None
 
     def __call__(self, call: Any) -> tuple[Any, Any]:
         from ..media import devices as dev
@@ -165,9 +256,7 @@ class DeviceFactory:
             source = dev.WavSource(o.play, loop=True)
         if self.backend == "pyaudio" and (source is None or sink is None):
             try:
-                mic, speaker = dev.open_pyaudio(
-                    self.audio.input_device if self.audio else None,
-                    self.audio.output_device if self.audio else None)
+                mic, speaker = self._pyaudio(source is None, sink is None)
                 source = source or mic
                 sink = sink or speaker
             except dev.AudioUnavailable as exc:

@@ -435,6 +435,20 @@ class Phone:
         agent.set_dnd(enabled, status)
         return {"enabled": agent.dnd, "status": agent.dnd_status}
 
+    async def cmd_processing(self, echo_cancellation: bool | None = None,
+                             noise_suppression: bool | None = None,
+                             auto_gain_control: bool | None = None,
+                             toggle: bool = False) -> dict[str, Any]:
+        """Switch the microphone processing now (the calls up and the next ones);
+        ``active``: whether it runs at all (only on real devices)."""
+        devices = self.devices
+        if toggle:
+            echo_cancellation = not devices.processing.echo_cancellation
+        settings = devices.set_processing(echo_cancellation=echo_cancellation,
+                                          noise_suppression=noise_suppression,
+                                          auto_gain_control=auto_gain_control)
+        return {**settings.as_dict(), "active": devices.backend == "pyaudio"}
+
     async def cmd_play(self, file: str | None = None, tone: float | None = None,
                        level: float = -12.0, duration: float | None = None,
                        loop: bool = False, call_id: str | None = None) -> dict[str, Any]:

@@ -5,18 +5,25 @@ go next; this answers from the redirect's Contacts, highest q-value first, then 
 targets of earlier redirects still untried (a target set, as pjsip keeps one). Each 3xx
 followed counts against ``[calls] max_redirects``; a URI is never tried twice (a
 redirect that points back, or two that point at each other, end the search).
+:func:`on_redirected` applies it to a call: the next target is resolved, then the
+session sends its INVITE there (or gives up with the status).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ..sip.uri import SipUri
+from . import events as ev
 
 if TYPE_CHECKING:
     from ..sip.events import Redirected
+    from .call import Call
 
-__all__ = ["RedirectPolicy"]
+__all__ = ["RedirectPolicy", "on_redirected"]
+
+log = logging.getLogger(__name__)
 
 
 def _key(uri: SipUri) -> tuple:
@@ -50,3 +57,33 @@ class RedirectPolicy:
                 self.tried.add(_key(uri))
                 return uri
         return None
+
+
+def on_redirected(call: "Call", event: "Redirected") -> None:
+    """Where next after a 3xx (or a failed redirect target): the call's policy says."""
+    session = call.session
+    if call.redirects is None:
+        first = session.invite.request_uri if session.invite is not None else None
+        call.redirects = RedirectPolicy(call.agent.config.calls.max_redirects,
+                                        first if isinstance(first, SipUri) else SipUri())
+    uri = call.redirects.next_target(event)
+    if uri is None or call.ended:
+        call._run(session.give_up(call.agent.stack.now(), event.status, event.reason))
+        return
+    call._publish(ev.Redirected(call.call_id, event.status, str(uri),
+                                [str(c.uri) for c in event.contacts]))
+    call._spawn(_retarget(call, uri, event))
+
+
+async def _retarget(call: "Call", uri: SipUri, event: "Redirected") -> None:
+    stack = call.agent.stack
+    account = call.account
+    hop = account.route(uri)[0] if account is not None else uri
+    try:
+        await stack.resolve(hop, account.transport if account else None)
+    except OSError as exc:
+        log.info("call %s: redirect target %s unreachable: %s", call.call_id, uri, exc)
+        call._run(call.session.give_up(stack.now(), event.status, event.reason))
+        return
+    if call.session.awaiting_target:
+        call._run(call.session.retarget(stack.now(), uri, hop))

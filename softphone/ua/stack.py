@@ -174,8 +174,13 @@ class Stack:
         self._local_ip_cache[remote_host] = ip
         return ip
 
-    def contact_uri(self, peer: Peer, user: str) -> SipUri:
+    def contact_uri(self, peer: Peer, user: str, *, secure: bool = False) -> SipUri:
+        """Where ``peer`` reaches us. ``secure``: a dialog that started with a sips: URI,
+        whose Contacts must be sips: too (RFC 3261 §8.1.1.8, §12.1.1; no ;transport=tls
+        then, RFC 5630 §3.1.3)."""
         host, port = self.public_address(peer)
+        if secure:
+            return SipUri(scheme="sips", user=user, host=host_literal(host), port=port)
         uri = SipUri(user=user, host=host_literal(host), port=port)
         if peer.proto != "udp":
             uri.params["transport"] = peer.proto
@@ -491,7 +496,7 @@ class Stack:
                 try:
                     self.transport.send(action.message.to_bytes(), ctx.dest)
                 except OSError as exc:
-                    log.warning("send to %s failed: %s", ctx.dest, exc)
+                    log.info("send to %s failed: %s", ctx.dest, exc)  # the usage says why
                     ctx.error = f"cannot send to {ctx.dest}: {exc.strerror or exc}"
                     self.loop.call_soon(self._transport_error, ctx)
             elif isinstance(action, TxStart):
@@ -551,10 +556,11 @@ class Stack:
 
     def _failover(self, ctx: _TxContext) -> bool:
         """Send the request again, as a new transaction, to the next target left; False
-        when none is (the failure then goes to the usage as usual)."""
+        when none is (the failure then goes to the usage as usual). A usage gone already
+        still gets its request delivered: a BYE outlives the call it ends."""
         self.resolver.failed(ctx.dest)
         request, owner = ctx.unstamped, ctx.owner
-        if not ctx.alternates or request is None or owner is None or self.closing:
+        if not ctx.alternates or request is None or self.closing:
             return False
         peer, rest = ctx.alternates[0], ctx.alternates[1:]
         ctx.alternates, ctx.unstamped = [], None

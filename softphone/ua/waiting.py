@@ -1,7 +1,7 @@
 """Call waiting and swap: a call that rings in during another one.
 
 It rings with a call-waiting tone laid over what we hear of the active calls (not the
-full ring), and the faces show it as waiting. Answering it (by the user: not an
+full ring: `alerts`), and the faces show it as waiting. Answering it (by the user: not an
 auto-answer) first holds the calls that are active, then answers. Swap holds the active
 call and resumes a held one. With ``[calls] call_waiting = false`` such a call is refused
 486 Busy Here instead.
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .agent import UserAgent
     from .call import Call
 
-__all__ = ["active_calls", "ringing_calls", "busy", "refresh_alerts", "answer", "swap"]
+__all__ = ["active_calls", "ringing_calls", "busy", "answer", "swap"]
 
 
 def active_calls(agent: "UserAgent", *, but: "Call | None" = None) -> list["Call"]:
@@ -35,25 +35,6 @@ def busy(agent: "UserAgent") -> bool:
     """A new call would be a waiting call, and call waiting is off: refuse it."""
     return not agent.config.calls.call_waiting and any(
         not c.ended and c.state in ("connected", "ending") for c in agent.calls.values())
-
-
-def refresh_alerts(agent: "UserAgent") -> None:
-    """The call-waiting tone plays on the active calls while a call waits (not for an
-    auto-answering endpoint)."""
-    waiting = bool(ringing_calls(agent)) and not agent.auto_answer
-    tone = None
-    for call in agent.calls.values():
-        if call.ended:
-            continue
-        want = waiting and call.state == "connected" and not call.on_hold
-        if want and not call.media.alerting:
-            if tone is None:
-                from ..media.devices import call_waiting_tone
-
-                tone = call_waiting_tone()
-            call.media.set_alert(tone)
-        elif not want and call.media.alerting:
-            call.media.set_alert(None)
 
 
 async def answer(agent: "UserAgent", call: "Call") -> None:

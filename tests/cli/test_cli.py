@@ -41,3 +41,31 @@ def test_register_without_an_account_is_a_usage_error(tmp_path):
     cfg.write_text("")
     out = run("register", "--config", str(cfg))
     assert out.returncode == 2 and "no account configured" in out.stderr
+
+
+def test_version_prints_the_package_version():
+    from softphone import __version__
+
+    out = run("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"softphone {__version__}"
+    assert __version__ and __version__[0].isdigit()
+
+
+def test_readme_documents_every_event_and_its_fields():
+    """Every event the bus carries (ua.events.EVENT_TYPES) is named in the README's
+    Events section, with each of its fields: the JSON lines are a contract."""
+    import dataclasses
+    from pathlib import Path
+
+    from softphone.ua.events import EVENT_TYPES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("### Events")
+    section = readme[start:readme.index("\n### ", start + 1)]
+    for name, cls in EVENT_TYPES.items():
+        assert f"`{name}`" in section, f"event {name} is not in the README"
+        for f in dataclasses.fields(cls):
+            key = f.name.rstrip("_")  # from_ is "from" in JSON
+            if key != "t":
+                assert f"`{key}`" in section, f"{name}: field {key} is not in the README"

@@ -33,6 +33,26 @@ def no_traceback(out: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in out.stderr + out.stdout, out.stderr
 
 
+def one_style(out: subprocess.CompletedProcess) -> None:
+    """Every line on stderr starts with ``softphone: `` once, no word is said twice in a
+    row, no message is said twice (a log line and the failure it became), no traceback."""
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines, out
+    cores = []
+    for line in lines:
+        assert line.startswith("softphone: "), line
+        assert not line.removeprefix("softphone: ").startswith("softphone"), line
+        assert not re.search(r"\b([a-z]+)[\s:,]+\1\b", line.lower()), line
+        core = line.removeprefix("softphone: ")
+        for prefix in ("warning: ", "error: ", "info: ", "call failed: "):
+            core = core.removeprefix(prefix)
+        cores.append(core)
+    for i, core in enumerate(cores):
+        for j, other in enumerate(cores):
+            assert i == j or core not in other, f"said twice: {lines}"
+    no_traceback(out)
+
+
 def test_timeout_with_nothing_listening_gives_up_at_the_timeout(tmp_path):
     """No provisional ever comes: we give up locally at --timeout (no CANCEL may be sent
     before a provisional), instead of waiting 32 s for Timer B."""
@@ -108,7 +128,7 @@ def test_a_recording_that_fails_mid_call_ends_with_a_notice_and_exit_1(tmp_path)
         assert ended["reason"] == "hangup"  # the call went on to its end
         assert out.returncode == 1
         assert "recording to /dev/full stopped" in out.stderr
-        no_traceback(out)
+        one_style(out)  # the notice and the failure: not a log line besides
     finally:
         callee.terminate()
         callee.wait(10)
@@ -133,6 +153,10 @@ def test_dtmf_with_pauses_is_accepted(tmp_path):
     ("Bob <sip:bob@", "bad address"),
     ("alice", "needs a host"),
     ("two words@example.com", "spaces are not allowed"),
+    ("tel:123", "a tel: URI needs an account"),  # the config has no account
+    ("sip:bob@127.0.0.1:9;transport=sctp", "transport 'sctp' is not supported"),
+    ("http://x", "'http://x' is not a SIP URI"),
+    ("mailto:bob@example.com", "is not a SIP URI"),
 ])
 def test_bad_targets_are_usage_errors_before_a_socket_opens(tmp_path, target, message):
     out = run("call", target, "--config", loopback(tmp_path), "--events", "jsonl")
@@ -230,6 +254,7 @@ def test_call_prints_progress_lines_without_jsonl(softphone, tmp_path):
     ("call", "sip:x@[::1]"),
     ("call", "sip:x@127.0.0.1:9", "--timeout", "0.5"),
     ("call", "sip:x@127.0.0.1:9", "--play", "/nonexistent.wav"),
+    ("call", "sip:x@127.0.0.1:9;transport=tcp"),  # nothing listens: connect refused
     ("ctl", "--socket", "/nonexistent/s.sock", "status"),
 ])
 def test_every_error_line_has_one_style(tmp_path, args):
@@ -239,9 +264,4 @@ def test_every_error_line_has_one_style(tmp_path, args):
         args = (*args, "--config", loopback(tmp_path))
     out = run(*args)
     assert out.returncode in (1, 2), out
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert lines, out
-    for line in lines:
-        assert line.startswith("softphone: "), line
-        assert not re.search(r"\b([a-z]+)[\s:,]+\1\b", line.lower()), line
-    no_traceback(out)
+    one_style(out)

@@ -1,5 +1,6 @@
-"""Two accounts on one stack and one socket, registered at once to Kamailio; a call to
-each reaches the phone through the proxy and is matched to its own account."""
+"""Two accounts on one stack and one socket, registered at once to Kamailio (by default:
+every account with register = true); a call to each reaches the phone through the proxy
+and is matched to its own account; ``call --account NAME`` calls as that account."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def two_accounts(path, kam, port: int):
 def test_two_accounts_one_socket_each_gets_its_own_call(kamailio, softphone, tmp_path):
     kamailio.restart()  # no stale contacts from earlier tests in this module
     port = free_udp_port()
-    phone = softphone("answer", "--auto", "--account", "all", "--config",
+    phone = softphone("answer", "--auto", "--config",  # no --account: every account
                       str(two_accounts(tmp_path / "two.toml", kamailio, port)))
     for name in ("ext1001", "ext1002"):  # both, at once, on one socket
         phone.wait_event("registered", timeout=15, account=name)
@@ -55,3 +56,53 @@ def test_two_accounts_one_socket_each_gets_its_own_call(kamailio, softphone, tmp
     for name in ("ext1001", "ext1002"):
         assert phone.find_event("unregistered", account=name), phone.diagnostics()
     assert not any(kamailio.contacts().values()), kamailio.contacts()
+
+
+def test_register_brings_up_every_registering_account_by_default(kamailio, softphone,
+                                                                   tmp_path):
+    """``register`` without --account registers each account with register = true (and
+    not the one that says false); --account NAME still picks one."""
+    kamailio.restart()
+    cfg = two_accounts(tmp_path / "three.toml", kamailio, free_udp_port())
+    cfg.write_text(cfg.read_text().replace("[network]", '[[accounts]]\nname = "quiet"\n'
+                                           f'aor = "sip:1003@{kamailio.domain}"\n'
+                                           'register = false\n\n[network]', 1))
+    phone = softphone("register", "--duration", "30", "--config", str(cfg))
+    for name in ("ext1001", "ext1002"):
+        phone.wait_event("registered", timeout=15, account=name)
+    assert not phone.find_event("registering", account="quiet")
+    assert sorted(aor.split("@")[0] for aor, cs in kamailio.contacts().items() if cs) == [
+        "1001", "1002"]
+    phone.terminate()
+    one = softphone("register", "--duration", "30", "--account", "ext1002", "--config", str(cfg))
+    one.wait_event("registered", timeout=15, account="ext1002")
+    assert [e.get("account") for e in one.events if e["event"] == "registering"] == ["ext1002"]
+    one.terminate()
+
+
+def test_call_as_the_chosen_account(kamailio, softphone, tmp_path):
+    """``call --account ext1002``: the INVITE's From, Contact and credentials are that
+    account's (Kamailio's proxy_authorize checks the auth user against the From user), and
+    the callee sees the call from 1002."""
+    kamailio.restart()
+    callee_cfg = write_config(tmp_path / "callee.toml", kamailio, "1003")
+    callee = softphone("answer", "--auto", "--max-calls", "1", "--config", str(callee_cfg))
+    callee.wait_event("registered", timeout=15)
+    cfg = two_accounts(tmp_path / "two.toml", kamailio, free_udp_port())
+    cfg.write_text(cfg.read_text().replace('expires = 120', 'expires = 120\nregister = false'))
+    trace = tmp_path / "caller.trace"
+    caller = softphone("call", f"sip:1003@{kamailio.domain}", "--account", "ext1002",
+                       "--duration", "1", "--sip-trace", str(trace), "--config", str(cfg))
+    answered = caller.wait_event("answered", timeout=20)
+    assert answered["account"] == "ext1002"
+    assert caller.wait_exit(15) == 0, caller.diagnostics()
+    incoming = callee.wait_event("incoming", timeout=5)
+    assert incoming["from"].startswith(f"sip:1002@{kamailio.domain}"), incoming
+    sent = re.split(r"^--- \S+ sent \S+ \S+\n", trace.read_text(), flags=re.M)
+    invites = [m.split("\n--- ")[0] for m in sent if m.startswith("INVITE ")]
+    assert len(invites) == 2, trace.read_text()[:3000]  # challenged once, then with credentials
+    for invite in invites:
+        assert re.search(rf"^From:.*<sip:1002@{kamailio.domain}>", invite, re.M), invite
+        assert re.search(r"^Contact:\s*<sip:1002(-[0-9a-f]{16})?@127\.0\.0\.1:", invite, re.M), \
+            invite
+    assert re.search(r'^Proxy-Authorization:.*username="1002"', invites[1], re.M), invites[1]

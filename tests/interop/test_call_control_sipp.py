@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from agents import make_agent
+from media_helpers import wait_for
 from peers.net import free_udp_port
 from peers.phoneconfig import write_config
+from softphone.config import Config
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(60)]
 
@@ -29,6 +32,28 @@ def test_rfc3262_s3_uac_requiring_100rel_gets_a_reliable_180(softphone, sipp, tm
     assert b.wait_event("ended", timeout=10)["reason"] == "remote-hangup"
     log = result.messages()
     assert "RSeq:" in log and "PRACK sip:" in log
+
+
+def test_rfc3262_s3_reliable_provisional_required_from_config_both_ways(softphone, sipp,
+                                                                        tmp_path):
+    """``[sip] reliable_provisional = "required"``: our INVITE says Require: 100rel, and a
+    UAS without it refuses with 420 (we do not retry without it: it was required); a
+    caller without 100rel gets our 421 Extension Required (Require: 100rel)."""
+    required = '[sip]\nreliable_provisional = "required"\n'
+    uas = sipp.start("uas_420", timeout=15)
+    a = softphone("call", f"sip:uas@127.0.0.1:{uas.local_port}", "--config",
+                  config(tmp_path, "a.toml", extra=required))
+    assert a.wait_exit(15) == 1, a.diagnostics()
+    assert "call failed: 420 Bad Extension" in a.stderr_text()
+    result = uas.wait(10)
+    assert result.ok, result.explain()  # it checked Require: 100rel; one INVITE only
+    port = free_udp_port()
+    b = softphone("answer", "--auto", "--max-calls", "1", "--config",
+                  config(tmp_path, "b.toml", listen=f"127.0.0.1:{port}", extra=required))
+    b.wait_event("listening", timeout=15)
+    result = sipp.run("uac_no100rel", remote=f"127.0.0.1:{port}", service="b", timeout=10)
+    assert result.ok, result.explain()  # it got 421 with Require: 100rel
+    assert b.find_event("answered") is None
 
 
 def test_rfc3262_s4_reliable_183_with_sdp_is_pracked_and_gives_early_media(softphone, sipp,
@@ -54,6 +79,51 @@ def test_rfc3311_s5_2_update_with_and_without_sdp_is_answered(softphone, sipp, t
     assert a.wait_exit(15) == 0, a.diagnostics()
     result = uas.wait(10)
     assert result.ok, result.explain()  # it checked our a=recvonly answer
+
+
+async def test_rfc3311_s5_1_hold_before_the_answer_is_an_update_in_the_early_dialog(
+        sipp, tmp_path):
+    """Our phone (in this process, to hold while it is early) against SIPp's reliable 183:
+    the hold goes out as an UPDATE with a=sendonly in the early dialog; SIPp's own UPDATE
+    without SDP there gets a plain 200; the hold holds after the answer."""
+    uas = sipp.start("uas_early_update", timeout=20, media_port=free_udp_port())
+    agent = make_agent(Config.from_dict({"network": {"listen": "127.0.0.1:0"},
+                                         "audio": {"codecs": ["PCMU"]}}), user="alice")
+    await agent.start(preload_media=False)
+    try:
+        call = await agent.dial(f"sip:uas@127.0.0.1:{uas.local_port}")
+        await wait_for(lambda: call.state == "early", 10, "the early dialog")
+        await call.set_hold(True)
+        assert call.on_hold and call.state == "early"
+        assert await call.wait_answered(10), call.end_info
+        assert call.on_hold
+        await call.hangup()
+    finally:
+        await agent.close(timeout=2)
+    result = uas.wait(10)
+    # it checked, in this order: our UPDATE in the early dialog with a=sendonly before its
+    # 2xx to the INVITE, and a bodiless 200 to its own UPDATE
+    assert result.ok, result.explain()
+    log = result.messages()
+    assert "UPDATE sip:uas@" in log and "UPDATE sip:alice@" in log
+
+
+def test_rfc4488_s4_a_202_with_refer_sub_false_ends_the_transfer_as_accepted(softphone, sipp,
+                                                                              tmp_path):
+    """SIPp takes our blind transfer with ``Refer-Sub: false`` (no NOTIFY will come): the
+    scenario's transfer step passes on the 202 alone and our call ends with a BYE."""
+    uas = sipp.start("uas_refer_nosub", timeout=20, media_port=free_udp_port())
+    path = tmp_path / "transfer.toml"
+    path.write_text('[[steps]]\nstep = "expect_answer"\n[[steps]]\nstep = "transfer"\n'
+                    'target = "sip:carol@127.0.0.1:5999"\nwithin = 10\n')
+    a = softphone("call", f"sip:uas@127.0.0.1:{uas.local_port}", "--scenario", str(path),
+                  "--config", config(tmp_path))
+    assert a.wait_exit(20) == 0, a.diagnostics()
+    states = [(e["state"], e.get("reason")) for e in a.events if e["event"] == "transfer"]
+    assert states[-1] == ("succeeded", "accepted without a subscription"), states
+    assert a.wait_event("ended", timeout=5)["reason"] == "hangup"
+    result = uas.wait(10)
+    assert result.ok, result.explain()  # it checked the hold, Refer-To and Referred-By
 
 
 def test_rfc4028_s10_a_short_interval_is_refreshed_by_update(softphone, sipp, tmp_path):

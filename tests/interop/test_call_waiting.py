@@ -4,7 +4,6 @@ call-waiting tone, at the speaker of a real audio device, headless PulseAudio)."
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 
 from peers.net import free_udp_port
 from peers.phoneconfig import write_config
-from peers.procs import stop_popen
+from peers.pulse import record_monitor
 from peers.softphone import controlled, ctl
 from peers.tone import write_tone
 
@@ -58,8 +57,8 @@ def test_call_waiting_answer_holds_the_first_swap_then_conference_and_split(soft
                                                                             tmp_path):
     port = free_udp_port()
     a_tone = write_tone(tmp_path / "a-tone.wav", 1000.0, seconds=4.0)
-    a = controlled(softphone, tmp_path, "a", "--play", str(a_tone),
-                   listen=f"127.0.0.1:{port}")
+    a = controlled(softphone, tmp_path, "a", "--play", str(a_tone), "--record",
+                   str(tmp_path / "a-{n}.wav"), listen=f"127.0.0.1:{port}")
     b = caller(softphone, tmp_path, "b", port, 660.0)
     first = a.wait_event("incoming", timeout=20)
     assert "call_waiting" not in first  # nothing else going on
@@ -76,6 +75,8 @@ def test_call_waiting_answer_holds_the_first_swap_then_conference_and_split(soft
     assert rc == 0 and reply["result"]["active"] == first["call_id"], (reply, err)
     assert b.wait_event("hold", timeout=10, remote=False)
     assert c.wait_event("hold", timeout=10, remote=True)
+    swapped = max(e["t"] for e in a.events if e["event"] == "hold")  # A's clock
+    time.sleep(1.5)  # the stretch of swapped audio A's recordings are checked over
     rc, reply, err = ctl(a.socket, "conference")
     assert rc == 0 and sorted(reply["result"]["call_ids"]) == sorted(
         [first["call_id"], waiting["call_id"]]), (reply, err)
@@ -97,9 +98,52 @@ def test_call_waiting_answer_holds_the_first_swap_then_conference_and_split(soft
     at_c = tones(c_heard, rate, (1000.0, 660.0, 880.0))
     assert at_b[1000.0] > -12 and at_b[880.0] > -12 and at_b[660.0] < -25, at_b
     assert at_c[1000.0] > -12 and at_c[660.0] > -12 and at_c[880.0] < -25, at_c
+    # after the swap A hears the party it talks to again (B, 660 Hz) and nothing of the one
+    # it holds (C): A's recording of each call is what it played of it, 20 ms a tick while
+    # it was not held, so B's resumed audio starts where its first stretch ended, and C's
+    # recording lacks the time C was held
+    holds = {n: [e for e in a.events if e["event"] == "hold" and e["call_id"] == i["call_id"]]
+             for n, i in ((1, first), (2, waiting))}
+    t = {n: (a.find_event("answered", call_id=i["call_id"])["t"],
+             a.find_event("ended", call_id=i["call_id"])["t"])
+         for n, i in ((1, first), (2, waiting))}
+    held_b = next(e["t"] for e in holds[1] if e["local"])
+    resumed, rate = window(tmp_path / "a-1.wav", held_b - t[1][0] + 0.3, 0.8)
+    assert level_db(resumed) > -30 and tones(resumed, rate, (660.0, 880.0))[880.0] < -25, \
+        (level_db(resumed), tones(resumed, rate, (660.0, 880.0)))
+    held_c = next(e["t"] for e in holds[2] if e["local"])
+    back_c = next(e["t"] for e in holds[2] if not e["local"] and e["t"] > held_c)
+    assert back_c - held_c >= 1.5  # the swapped stretch
+    played_c = seconds_of(tmp_path / "a-2.wav")
+    assert played_c < (t[2][1] - t[2][0]) - (back_c - held_c) + 0.5, \
+        (played_c, t[2], held_c, back_c)
 
 
-def test_dnd_refuses_calls_with_486_and_notes_them(softphone, tmp_path):
+def window(path, start: float, seconds: float) -> tuple[np.ndarray, int]:
+    """``seconds`` of a recording from ``start`` seconds in."""
+    import wave
+
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        w.setpos(min(w.getnframes(), max(0, int(start * rate))))
+        data = np.frombuffer(w.readframes(int(seconds * rate)), dtype="<i2")
+    assert len(data) >= int(seconds * rate) - 1, (path, start, len(data))
+    return data, rate
+
+
+def seconds_of(path) -> float:
+    import wave
+
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+def level_db(x: np.ndarray) -> float:
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if len(x) else 0.0
+    return 20 * np.log10(rms / 32768 + 1e-12)
+
+
+def test_dnd_refuses_calls_with_486_or_its_status_and_notes_them(softphone, tmp_path):
     port = free_udp_port()
     a = controlled(softphone, tmp_path, "a", listen=f"127.0.0.1:{port}")
     rc, reply, _ = ctl(a.socket, "dnd")
@@ -112,6 +156,16 @@ def test_dnd_refuses_calls_with_486_and_notes_them(softphone, tmp_path):
     incoming = a.wait_event("incoming", timeout=5, dnd=True)
     ended = a.wait_event("ended", timeout=5, call_id=incoming["call_id"])
     assert (ended["reason"], ended["status"]) == ("rejected", 486)
+    # another status for the refusals (ctl dnd status=603): the caller gets that one
+    rc, reply, _ = ctl(a.socket, "dnd", "status=603")
+    assert rc == 0 and reply["result"] == {"enabled": True, "status": 603}
+    mark = a.mark()
+    b603 = softphone("call", f"sip:a@127.0.0.1:{port}", "--config", cfg)
+    assert b603.wait_exit(15) == 1
+    assert "call failed: 603 Do Not Disturb" in b603.stderr_text(), b603.stderr_text()
+    refused = a.wait_event("incoming", timeout=5, dnd=True, since=mark)
+    ended = a.wait_event("ended", timeout=5, call_id=refused["call_id"])
+    assert (ended["reason"], ended["status"]) == ("rejected", 603)
     rc, reply, _ = ctl(a.socket, "dnd", "on=false")
     assert rc == 0 and reply["result"]["enabled"] is False
     mark = a.mark()
@@ -139,19 +193,7 @@ def test_call_waiting_tone_is_heard_at_the_speaker(headless_audio, softphone, tm
     b.wait_event("answered", timeout=10)
 
     def capture(seconds: float) -> np.ndarray:
-        path = tmp_path / f"spk-{time.monotonic_ns()}.raw"
-        with open(path, "wb") as out:
-            rec = subprocess.Popen(["parec", "-d", "spk.monitor", "--raw", "--format=s16le",
-                                    "--rate=8000", "--channels=1", "--latency-msec=20"],
-                                   env=env, stdout=out, stderr=subprocess.DEVNULL)
-            try:
-                rec.wait(seconds)
-            except subprocess.TimeoutExpired:
-                pass
-            finally:
-                stop_popen(rec, grace=2)
-        data = path.read_bytes()
-        return np.frombuffer(data[: len(data) // 2 * 2], "<i2")
+        return record_monitor(env, seconds, tmp_path / f"spk-{time.monotonic_ns()}.raw")
 
     before = capture(1.5)
     c = caller(softphone, tmp_path, "c", port, 880.0)

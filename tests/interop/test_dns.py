@@ -7,6 +7,7 @@ name failed when DNS has nothing, retrying until it has."""
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 
@@ -187,6 +188,49 @@ def test_call_a_name_and_route_in_dialog_requests_to_a_name(dns, softphone, sipp
     assert result.ok, result.explain()  # it got the ACK and the BYE, sent to uas.test
     log = zone.log_text()
     assert "query[SRV] _sip._udp.callee.test" in log and "query[A] uas.test" in log, log
+
+
+def test_in_dialog_requests_to_a_name_fail_over_to_the_next_srv_target(dns, softphone, sipp,
+                                                                       tmp_path):
+    """RFC 3263 §4.3 inside a dialog: the callee's Contact is a name whose first SRV target
+    is hung (bound, silent: no ICMP); the BYE times out there and goes, as a new
+    transaction, to the second target, which answers it. (The ACK, which has no answer to
+    time out, is lost to the hung target: the UAS takes the BYE without it.)"""
+    hung = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hung.bind(("127.0.0.1", 0))
+    try:
+        uas_port = free_udp_port()
+        text = scenario_path("uas").read_text().replace(
+            "Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>",
+            "Contact: <sip:uas@pair.test>").replace(
+            '<recv request="ACK" rtd="true" crlf="true"/>',
+            '<recv request="ACK" rtd="true" crlf="true" optional="true"/>')
+        assert "pair.test" in text and 'optional="true"/>' in text
+        scenario = tmp_path / "uas_pair.xml"
+        scenario.write_text(text)
+        uas = sipp.start(str(scenario), local_port=uas_port, media_port=free_udp_port(),
+                         timeout=30)
+        zone = dns([srv("pair.test", "udp", "hung.pair.test", hung.getsockname()[1], 10),
+                    srv("pair.test", "udp", "live.pair.test", uas_port, 20),
+                    "--host-record=hung.pair.test,127.0.0.1",
+                    "--host-record=live.pair.test,127.0.0.1"])
+        # T1 = 50 ms: a non-INVITE transaction times out after 64 T1 = 3.2 s
+        cfg = plain_config(tmp_path / "c.toml", zone)
+        cfg.write_text(cfg.read_text() + "[sip]\nt1_ms = 50\n")
+        trace = tmp_path / "trace.txt"
+        caller = softphone("call", f"sip:uas@127.0.0.1:{uas_port}", "--duration", "1",
+                           "--sip-trace", str(trace), "--config", str(cfg))
+        assert caller.wait_event("answered", timeout=15)
+        assert caller.wait_exit(20) == 0, caller.diagnostics()
+        result = uas.wait(10)
+        assert result.ok, result.explain()  # the BYE reached it, and it answered
+        assert "BYE sip:uas@pair.test" in result.messages()
+        byes = sent_to(trace, "BYE")
+        hung_at = f"udp:127.0.0.1:{hung.getsockname()[1]}"
+        assert byes[0] == hung_at and byes[-1] == f"udp:127.0.0.1:{uas_port}", byes
+        assert "query[SRV] _sip._udp.pair.test" in zone.log_text()
+    finally:
+        hung.close()
 
 
 def test_dns_failure_names_the_name_and_registration_retries(kams, dns, softphone, tmp_path):

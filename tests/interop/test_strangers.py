@@ -120,3 +120,48 @@ def test_without_a_registering_account_anyone_may_call(softphone, tmp_path):
     assert a.wait_event("answered", timeout=15)
     assert a.wait_exit(15) == 0, a.diagnostics()
     assert b.wait_exit(10) == 0, b.diagnostics()
+
+
+def test_accept_policy_lets_a_stranger_call_a_registered_phone(kamailio, softphone, tmp_path):
+    """``stranger_policy = "accept"``: the old behaviour on purpose — a caller that is not
+    the registrar, straight to the phone's address, is answered; the phone stays
+    registered."""
+    kamailio.restart()
+    phone, port = registered_answerer(softphone, kamailio, tmp_path, policy="accept")
+    stranger = softphone("call", f"sip:1002@127.0.0.1:{port}", "--duration", "0.5",
+                         "--config", str(write_config(tmp_path / "s.toml")))
+    answered = stranger.wait_event("answered", timeout=15)
+    assert stranger.wait_exit(15) == 0, stranger.diagnostics()
+    assert phone.wait_event("answered", timeout=5)["call_id"] == answered["call_id"]
+    assert phone.find_event("registration_failed") is None
+    assert kamailio.contacts("1002")["1002"], kamailio.ul_dump()
+    assert phone.terminate() == 0
+
+
+def test_over_tcp_only_the_registration_connection_is_the_registrar(kamailio, softphone,
+                                                                    tmp_path):
+    """Registered over TCP: a new connection from the registrar's own address (127.0.0.1,
+    as Kamailio's) is a stranger (403), judged by the connection, not the address; the
+    call Kamailio sends over the connection the phone opened is answered."""
+    kamailio.restart()
+    port = _free_port()
+    cfg = write_config(tmp_path / "b.toml", kamailio, "1002", transport="tcp",
+                       listen=f"127.0.0.1:{port}")
+    phone = softphone("answer", "--auto", "--config", str(cfg))
+    phone.wait_event("registered", timeout=15)
+    for method in ("OPTIONS", "INVITE"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            here = conn.getsockname()[1]
+            conn.sendall(sip_request(method, f"sip:1002@127.0.0.1:{port}", "127.0.0.1", here,
+                                     proto="TCP"))
+            got = b""
+            while b"\r\n\r\n" not in got:  # bounded by the socket's 5 s timeout
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        assert status(got) == 403, (method, got[:300])
+    assert phone.find_event("incoming") is None
+    answered = call_through_kamailio(softphone, kamailio, tmp_path)
+    assert phone.wait_event("answered", timeout=5)["call_id"] == answered["call_id"]
+    assert phone.terminate() == 0

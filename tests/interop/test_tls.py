@@ -8,6 +8,7 @@ softphone with a TLS listener (connection reuse for its requests back).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import socket
@@ -230,4 +231,85 @@ def test_softphone_to_softphone_over_tls_reuses_the_callers_connection(pki, soft
     assert b.wait_exit(10) == 0, b.diagnostics()
     text = a_trace.read_text()
     assert re.search(rf"received tls {re.escape(tls)}\nBYE ", text), text[-2000:]
+    assert "sent udp" not in text and "sent tcp" not in text
+
+
+@pytest.mark.peers
+def test_a_call_reaches_a_phone_without_a_tls_listener_over_its_registration(
+        kamailio_tls, pki, softphone, tmp_path):
+    """1002 registers over TLS and listens for no TLS of its own: Kamailio can reach it
+    only over the connection 1002 opened, and does (Via ;alias, RFC 5923)."""
+    kam = kamailio_tls
+    trace = tmp_path / "b.txt"
+    b = softphone("answer", "--auto", "--max-calls", "1", "--sip-trace", str(trace),
+                  "--config", str(tls_phone(tmp_path / "b.toml", kam, "1002", pki)))
+    assert "tls" not in b.wait_event("listening", timeout=15)
+    b.wait_event("registered", timeout=15)
+    a = softphone("call", "sip:1002@127.0.0.1", "--duration", "1", "--config",
+                  str(tls_phone(tmp_path / "a.toml", kam, "1001", pki)))
+    assert a.wait_event("answered", timeout=20)["codec"], a.diagnostics()
+    assert a.wait_exit(20) == 0, a.diagnostics()
+    assert b.wait_exit(15) == 0, b.diagnostics()
+    text = trace.read_text()
+    registered_on = re.search(r"--- \S+ sent tls (\S+)\nREGISTER ", text).group(1)
+    invite = re.search(r"--- \S+ received (\w+) (\S+)\nINVITE ", text)
+    assert invite and invite.groups() == ("tls", registered_on), text[:3000]
+
+
+@pytest.mark.peers
+async def test_crlf_keepalives_over_tls_are_answered_and_the_flow_stays(kamailio_tls, pki):
+    """RFC 5626 §4.4.1 over TLS: a double CRLF every second, each to be answered by
+    Kamailio's CRLF within the pong time (1 s here: the interval); a missing pong would
+    count a dead flow and register again. Three pings and no dead flow: pongs came."""
+    from agents import make_agent, register
+    from softphone.config import Config
+
+    kam = kamailio_tls
+    config = Config.from_dict({
+        "accounts": [{"aor": f"sip:1001@{kam.domain}", "password": kam.subscriber("1001").password,
+                      "registrar": kam.tls_uri, "transport": "tls", "expires": 60}],
+        "network": {"listen": "127.0.0.1:0", "keepalive": 1},
+        "sip": {"tls_ca_file": str(pki["ca"])}})
+    ua = make_agent(config, config.accounts[0])
+    await ua.start(preload_media=False)
+    try:
+        assert await register(ua)
+        stats = ua.stack.transport.stats
+        for _ in range(100):  # bounded: 5 s for three pings a second apart
+            if stats["keepalives_sent"] >= 3:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.1)  # the third ping's pong time
+        assert stats["keepalives_sent"] >= 3 and stats["dead_flows"] == 0, stats
+        assert ua.account(None).state == "registered"
+    finally:
+        await ua.close(timeout=3)
+
+
+@pytest.mark.peers
+def test_dialling_a_sips_uri_goes_over_tls_end_to_end(pki, softphone, tmp_path):
+    """A sips: target (RFC 3261 §19.1.3, §26.2): TLS without ;transport=tls, the
+    Request-URI and our Contact stay sips:, and the callee answers over TLS."""
+    cert, key = pki["phone"]
+    b = softphone("answer", "--auto", "--max-calls", "1", "--config", str(write_config(
+        tmp_path / "b.toml", network_extra=(f'tls_listen = "127.0.0.1:0"\n'
+                                            f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"'))))
+    tls = b.wait_event("listening", timeout=15)["tls"]
+    trace = tmp_path / "a.txt"
+    a = softphone("call", f"sips:b@{tls}", "--duration", "1", "--sip-trace", str(trace),
+                  "--config", str(write_config(tmp_path / "a.toml",
+                                               extra=f'[sip]\ntls_ca_file = "{pki["ca"]}"')))
+    assert a.wait_event("answered", timeout=20)["codec"], a.diagnostics()
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    assert b.wait_exit(10) == 0, b.diagnostics()
+    text = trace.read_text()
+    invite = re.search(rf"--- \S+ sent tls {re.escape(tls)}\n(INVITE [^\n]+)\n(.*?)\n\n", text,
+                       re.S)
+    assert invite and invite.group(1) == f"INVITE sips:b@{tls} SIP/2.0", text[:2000]
+    contact = re.search(r"(?m)^Contact: (.*)$", invite.group(2)).group(1)
+    assert contact.startswith("<sips:") and "transport=" not in contact, contact
+    ok = re.search(rf"--- \S+ received tls {re.escape(tls)}\nSIP/2.0 200 OK\n(.*?)\n\n",
+                   text, re.S)
+    theirs = re.search(r"(?m)^Contact: (.*)$", ok.group(1)).group(1)
+    assert theirs.startswith("<sips:"), theirs  # the callee's, in its 200 (§12.1.1)
     assert "sent udp" not in text and "sent tcp" not in text

@@ -22,9 +22,15 @@ class LabelDecoder:
         return np.full(FRAME, payload[0] * 100, "<i2").tobytes()
 
 
-def labels(pcm: bytes) -> list[int]:
-    x = np.frombuffer(pcm, "<i2").reshape(-1, FRAME)
-    return [int(round(f.mean() / 100)) for f in x]
+def labels(pcm: bytes, frame: int = FRAME) -> list[int]:
+    """Each frame's dominant label: the value most of its samples hold. (The waveform
+    concealer delays its output by 3.75 ms and blends into the audio after a loss, so a
+    frame starts with the end of the one before.)"""
+    out = []
+    for f in np.frombuffer(pcm, "<i2").reshape(-1, frame):
+        values, counts = np.unique(f, return_counts=True)
+        out.append(int(round(values[np.argmax(counts)] / 100)))
+    return out
 
 
 def filled(buf: PlayoutBuffer, start_ts: int, labels_: list[int], t0: float = 0.0) -> None:
@@ -67,8 +73,8 @@ def test_long_loss_fades_to_silence_and_resumes_on_time():
     filled(buf, 0, [50, 50])
     assert labels(buf.pull(FRAME * 2)) == [50, 50]
     x = np.frombuffer(buf.pull(FRAME * 8), "<i2").reshape(-1, FRAME).mean(axis=1)
-    assert x[0] == 5000 and 0 < x[2] < x[1] < x[0]  # fading repeats
-    assert x[-1] == 0  # then silence
+    assert 4500 < x[0] < 5000 and 0 < x[2] < x[1] < x[0]  # fading repeats
+    assert not x[4:].any()  # then silence (G.711 Appendix I: after 60 ms)
     buf.push(10 * FRAME, bytes([60]), 0.2)  # slots 2..9 were lost: the stall covered them
     assert labels(buf.pull(FRAME)) == [60]
     assert buf.depth_ms == 0
@@ -79,8 +85,9 @@ def test_far_end_gone_quiet_stays_silent_after_the_fade():
     comes back (depth adaptation must not replay the last frame every 200 ms)."""
     buf = PlayoutBuffer(LabelDecoder(), 8000)
     filled(buf, 0, [50, 50, 50])
-    frames = [np.frombuffer(buf.pull(FRAME), "<i2").mean() for _ in range(60)]  # 1.2 s
-    assert frames[:3] == [5000, 5000, 5000]
+    pulled = [buf.pull(FRAME) for _ in range(60)]  # 1.2 s
+    assert labels(b"".join(pulled[:3])) == [50, 50, 50]
+    frames = [np.frombuffer(pcm, "<i2").mean() for pcm in pulled]
     faded = frames.index(0.0)
     assert faded <= 10 and not any(frames[faded:]), frames
 
@@ -116,7 +123,7 @@ def test_dry_buffer_stalls_then_plays_the_late_packets():
     filled(buf, 0, [1, 2])
     assert labels(buf.pull(FRAME * 2)) == [1, 2]
     x = np.frombuffer(buf.pull(FRAME * 2), "<i2").reshape(-1, FRAME).mean(axis=1)
-    assert x[0] == 200 and 0 < x[1] < 200  # nothing yet: conceal (fading), clock stalls
+    assert 150 < x[0] <= 200 and 0 < x[1] < x[0]  # nothing yet: conceal (fading), clock stalls
     filled(buf, 2 * FRAME, [3, 4], 0.2)  # the delayed packets arrive
     assert labels(buf.pull(FRAME * 2)) == [3, 4]
     assert buf.late_dropped == 0
@@ -149,8 +156,7 @@ def test_g722_ratio_audio_vs_clock():
     buf = PlayoutBuffer(Wide(), 8000)
     for i in range(4):
         buf.push(i * FRAME, bytes([i + 1]), i * 0.02)  # 160 RTP ticks = 320 samples
-    x = np.frombuffer(buf.pull(4 * 2 * FRAME), "<i2").reshape(-1, 2 * FRAME).mean(axis=1)
-    assert list(x / 100) == [1, 2, 3, 4]
+    assert labels(buf.pull(4 * 2 * FRAME), 2 * FRAME) == [1, 2, 3, 4]
 
 
 def test_jitter_raises_target_and_depth_follows():

@@ -32,19 +32,33 @@ def _bindable(port: int, udp: bool, tcp: bool) -> bool:
             s.close()
 
 
+_handed_out: dict[int, None] = {}  # ports given out lately (a peer may not have bound yet)
+_REMEMBER = 2000
+
+
 def free_port_block(count: int, *, udp: bool = True, tcp: bool = False, align: int = 2) -> int:
-    """First port of ``count`` consecutive free ports (base is a multiple of ``align``)."""
+    """First port of ``count`` consecutive free ports (base is a multiple of ``align``),
+    never one handed out lately: two peers started in one test must not get the same
+    port between the check and their bind."""
     rng = random.SystemRandom()
     for _ in range(_ATTEMPTS):
         base = rng.randrange(_LOW, _HIGH - count) // align * align
-        if all(_bindable(base + i, udp, tcp) for i in range(count)):
+        block = range(base, base + count)
+        if any(p in _handed_out for p in block):
+            continue
+        if all(_bindable(p, udp, tcp) for p in block):
+            for p in block:
+                _handed_out[p] = None
+            while len(_handed_out) > _REMEMBER:
+                del _handed_out[next(iter(_handed_out))]
             return base
     raise RuntimeError(f"no block of {count} free loopback ports found")
 
 
 def free_udp_port() -> int:
-    """A free UDP port on 127.0.0.1."""
-    return free_port_block(1, udp=True, tcp=False, align=1)
+    """A free UDP port on 127.0.0.1, free for TCP too: a softphone listening there binds
+    both."""
+    return free_port_block(1, udp=True, tcp=True, align=1)
 
 
 def free_sip_port() -> int:

@@ -95,3 +95,27 @@ class HeadlessPulse:
             stop_pid(pid, grace=3.0)
         self._pids.clear()
         reap_adopted_zombies({"pulseaudio", "parec"})
+
+
+def record_monitor(env: dict[str, str], seconds: float, path: Path, *, source: str = "spk.monitor",
+                   rate: int = 8000):
+    """What a Pulse source (a sink's monitor: what the speaker plays) carries for
+    ``seconds``, as int16 at ``rate`` (parec writes ``path``)."""
+    import os
+
+    import numpy as np
+
+    from .procs import stop_popen
+
+    with open(path, "wb") as out:
+        rec = subprocess.Popen(["parec", "-d", source, "--raw", "--format=s16le",
+                                f"--rate={rate}", "--channels=1", "--latency-msec=20"],
+                               env={**os.environ, **env}, stdout=out, stderr=subprocess.DEVNULL)
+        try:
+            rec.wait(seconds)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            stop_popen(rec, grace=2)
+    data = Path(path).read_bytes()
+    return np.frombuffer(data[: len(data) // 2 * 2], "<i2")

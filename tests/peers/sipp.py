@@ -7,6 +7,7 @@ subprocess itself is bounded a few seconds beyond SIPp's own timeout.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import subprocess
@@ -39,10 +40,11 @@ class SippResult:
     message_log: Path
     error_log: Path
     duration: float
+    stopped: bool = False  # it had to be stopped: it never finished its scenario
 
     @property
     def ok(self) -> bool:
-        return self.rc == 0
+        return self.rc == 0 and not self.stopped
 
     def messages(self) -> str:
         return self.message_log.read_text(errors="replace") if self.message_log.exists() else ""
@@ -56,7 +58,8 @@ class SippResult:
 
     def explain(self) -> str:
         """Short diagnostic for assertion messages."""
-        return (f"sipp rc={self.rc}\n--- stderr\n{self.stderr[-1500:]}\n"
+        stopped = " (stopped: it never finished)" if self.stopped else ""
+        return (f"sipp rc={self.rc}{stopped}\n--- stderr\n{self.stderr[-1500:]}\n"
                 f"--- errors\n{self.errors()[-1500:]}\n--- messages (tail)\n{self.messages()[-3000:]}")
 
 
@@ -139,7 +142,8 @@ class Sipp:
         try:
             self.proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
-            stop_popen(self.proc, grace=2.0)
+            stop_popen(self.proc, grace=2.0)  # SIPp may exit 0 on SIGTERM: not a pass
+            return dataclasses.replace(self._result(), stopped=True)
         return self._result()
 
     def stop(self) -> SippResult:

@@ -140,16 +140,22 @@ class SoftphoneProcess:
 
         Fails fast if the process exits without having emitted it.
         """
+        return self._wait(lambda: self._find(name, since, match), timeout,
+                          f"event {name!r} {match or ''}")
+
+    def _wait(self, found, timeout: float, what: str):
+        """``found()`` (under the lock) once it is not None; PeerTimeout when the time is
+        up or the process exited first."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                ev = self._find(name, since, match)
-                if ev is not None:
-                    return ev
+                hit = found()
+                if hit is not None:
+                    return hit
                 left = deadline - time.monotonic()
                 if left <= 0 or self._ended():
                     why = "exited" if self._ended() else f"timed out after {timeout:.1f} s"
-                    raise PeerTimeout(f"softphone {why} waiting for event {name!r} {match or ''}\n"
+                    raise PeerTimeout(f"softphone {why} waiting for {what}\n"
                                       f"{self._diagnostics_locked()}")
                 self._cond.wait(min(left, 0.2))
 
@@ -158,9 +164,25 @@ class SoftphoneProcess:
             return [e.get("event", "?") for e in self.events]
 
     # --- output ---------------------------------------------------------------------
+    def wait_line(self, text: str, timeout: float = 10.0, stream: str = "stdout") -> str:
+        """The first line of human stdout (or ``stream="stderr"``) holding ``text``;
+        fails fast if the process exits without having printed it."""
+        def found() -> str | None:
+            lines = self.other_stdout if stream == "stdout" else \
+                "".join(self._stderr).splitlines()
+            return next((line for line in lines if text in line), None)
+
+        return self._wait(found, timeout, f"{text!r} on {stream}")
+
     def stderr_text(self) -> str:
         with self._cond:
             return "".join(self._stderr)
+
+    def wait_stderr(self, text: str, timeout: float = 10.0) -> str:
+        """The first stderr line holding ``text`` (notices go there); PeerTimeout when it
+        does not come in time or the process exits first."""
+        return self._wait(lambda: next((line for line in self._stderr if text in line), None),
+                          timeout, f"{text!r} on stderr")
 
     def diagnostics(self) -> str:
         with self._cond:

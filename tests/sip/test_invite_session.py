@@ -102,8 +102,13 @@ def test_cancel_waits_for_the_first_provisional():
     ours = net.call()
     net.wire.run_for(0.1)
     net.alice.run(ours, ours.cancel(net.wire.now))
+    assert "cancel-wait" in ours.timers.running  # waiting for a provisional, 4·T1 at most
     net.wire.run_for(0.2)
     assert not net.wire.sent(b"CANCEL ")  # §9.1: not before a provisional
+    # the 100 came (t = 0.25): the CANCEL is on its way, its 200 and the 487 not back yet
+    assert "cancel-wait" not in ours.timers.running
+    assert "cancel-expiry" in ours.timers.running  # 64·T1 for the 487
+    assert (id(ours), "cancel-expiry") in net.alice._timers
     theirs = net.theirs
     net.bob.run(theirs, theirs.ring(net.wire.now))
     net.wire.run_for(2)
@@ -112,6 +117,9 @@ def test_cancel_waits_for_the_first_provisional():
     end = ended(net.alice, ours)
     assert (end.reason, end.status) == ("cancelled", 487)
     assert net.wire.sent(b"ACK ")  # the 487 is ACKed by the transaction
+    # the 487 stopped the expiry timer: nothing of the CANCEL is left armed
+    assert not {"cancel-wait", "cancel-expiry"} & set(ours.timers.running)
+    assert (id(ours), "cancel-expiry") not in net.alice._timers
 
 
 def test_cancel_with_no_provisional_ever_gives_up_locally():

@@ -152,3 +152,62 @@ def test_implicit_subscription_shares_the_invite_dialog():
     bye = net.wire.sent(b"BYE ", src=B)[0]
     assert b"CSeq: 3 BYE" in bye  # after the two NOTIFYs (CSeq 1 was bob's… none: 1, 2)
     assert net.alice.events_of(ours)[-2:] and ours.ended.reason == "remote-hangup"
+
+
+def test_a_notify_from_a_second_fork_is_refused_with_481():
+    """RFC 6665 §4.5.2: a forked SUBSCRIBE can bring NOTIFYs in two dialogs. We keep one
+    subscription per SUBSCRIBE (the first dialog); a NOTIFY from another fork gets 481,
+    which ends that fork's subscription at its notifier (§4.1.3), and the first goes on."""
+    wire, a, b, server, sub = setup()
+    a.run(sub, sub.subscribe(wire.now))
+    wire.run_for(1)
+    assert sub.state == "active"
+    first = server.notifiers[0]
+    subscribe = next(d for *_, d in wire.log if d.startswith(b"SUBSCRIBE"))
+    from softphone.sip.message import parse_message
+    fork = Notifier.from_subscribe(MWI, SubscriptionOptions(b.contact("fork")),
+                                   parse_message(subscribe))  # another branch took it too
+    assert fork.dialog.local_tag != first.dialog.local_tag
+    b.run(fork, fork.accept(parse_message(subscribe), wire.now)[:1])  # its dialog only
+    fork.state, fork.expires_at = "active", wire.now + 600
+    b.run(fork, fork.notify(wire.now, b"Messages-Waiting: no\r\n", MWI.accept[0]))
+    wire.run_for(1)
+    assert wire.sent(b"SIP/2.0 481", src=A), wire.log
+    assert fork.state == "terminated" and fork.reason.startswith("481")
+    bodies = [n.body for n in a.events_of(sub, NotifyReceived)]
+    assert bodies == [BODY]  # the second fork's state never reached the subscriber
+    assert sub.state == "active" and sub.dialog.remote_tag == first.dialog.local_tag
+    b.run(first, first.notify(wire.now, b"Messages-Waiting: no\r\n", MWI.accept[0]))
+    wire.run_for(1)
+    assert [n.body for n in a.events_of(sub, NotifyReceived)][-1] == b"Messages-Waiting: no\r\n"
+
+
+def test_a_lost_notify_is_resent_and_reported_once():
+    """The NOTIFY is lost once, then its 200: the notifier's transaction resends it
+    (T1, 2·T1 …) and the subscriber's answers the copy from its transaction — the state
+    change is reported once."""
+    wire, a, b, server, sub = setup()
+    a.run(sub, sub.subscribe(wire.now))
+    wire.run_for(1)
+    notifier = server.notifiers[0]
+    lost = []
+
+    def drop(src, dst, data):
+        if data.startswith(b"NOTIFY") and b"Messages-Waiting: no" in data and len(lost) < 1:
+            lost.append("notify")
+            return True
+        if data.startswith(b"SIP/2.0 200") and b"NOTIFY" in data and len(lost) == 1:
+            lost.append("200")
+            return True
+        return False
+
+    wire.drop = drop
+    b.run(notifier, notifier.notify(wire.now, b"Messages-Waiting: no\r\n", MWI.accept[0]))
+    wire.run_for(5)
+    assert lost == ["notify", "200"]
+    copies = [d for *_, d in wire.log + wire.lost if d.startswith(b"NOTIFY")
+              and b"Messages-Waiting: no" in d]
+    assert len(copies) >= 3  # lost, delivered (200 lost), delivered again
+    bodies = [n.body for n in a.events_of(sub, NotifyReceived)]
+    assert bodies == [BODY, b"Messages-Waiting: no\r\n"]
+    assert notifier.state == "active" and sub.state == "active"

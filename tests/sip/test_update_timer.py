@@ -63,30 +63,96 @@ def test_rfc3311_s5_2_update_without_sdp_is_a_refresh_and_491_500_when_busy():
     assert refused and b"Retry-After:" in refused[-1]
 
 
-def test_rfc3311_s5_1_update_in_the_early_dialog_after_a_reliable_answer():
-    net = Net(alice_caps=caps("UPDATE", "PRACK", tags=("100rel",)))
+EARLY_ANSWER = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
+                b"m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+
+def early_call(net: Net):
+    """Alice's call in an early dialog with tag b1: a 183 answered her offer and Bob's
+    Allow lists UPDATE (the 183 is written here: the UAS side is the far end's)."""
     ours = net.call(extensions=lambda: [UpdateExtension()])
     net.wire.run_for(0.1)
     invite = parse_message(net.wire.sent(b"INVITE ")[0])
-    answer = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
-              b"m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-    net.alice.receive(make_response(invite, 183, to_tag="b1", body=answer, extra=[
+    net.alice.receive(make_response(invite, 183, to_tag="b1", body=EARLY_ANSWER, extra=[
         ("Contact", f"<sip:bob@{BOB}:5060>"), ("Allow", "INVITE, UPDATE"),
         ("Content-Type", "application/sdp")]).to_bytes(), BOB)
     assert ours.state is InviteState.EARLY and ours.negotiator.state is OfferState.IDLE
-    # the far end's UPDATE in the early dialog, with an offer: answered by us
-    update = ours.dialog.create_request("UPDATE", body=answer.replace(b"1 1", b"1 2"),
-                                        extra=[("Content-Type", "application/sdp")])
+    return ours
+
+
+def bobs_update(ours, contact: str, body: bytes = b"") -> bytes:
+    """An UPDATE from Bob (tag b1) in ``ours``'s early dialog, CSeq 10."""
+    extra = [("Content-Type", "application/sdp")] if body else []
+    update = ours.dialog.create_request("UPDATE", body=body, extra=extra)
     update.headers.set("From", str(ours.dialog.remote_uri.with_tag("b1")))
     update.headers.set("To", str(ours.dialog.local_uri.with_tag(ours.local_tag)))
     update.headers.set("CSeq", "10 UPDATE")
-    update.headers.set("Contact", f"<sip:bob@{BOB}:5060>")
+    update.headers.set("Contact", contact)
     update.headers.prepend("Via", f"SIP/2.0/UDP {BOB}:5060;branch={new_branch()}")
-    net.alice.receive(update.to_bytes(), BOB)
+    return update.to_bytes()
+
+
+def test_rfc3311_s5_1_update_in_the_early_dialog_after_a_reliable_answer():
+    net = Net(alice_caps=caps("UPDATE", "PRACK", tags=("100rel",)))
+    ours = early_call(net)
+    # the far end's UPDATE in the early dialog, with an offer: answered by us
+    net.alice.receive(bobs_update(ours, f"<sip:bob@{BOB}:5060>",
+                                  EARLY_ANSWER.replace(b"1 1", b"1 2")), BOB)
     net.wire.run_for(0.5)
     (ok,) = [d for d in net.wire.log if d[1] == ALICE and d[3].startswith(b"SIP/2.0 200")]
     assert b"m=audio 10000" in ok[3]
     assert [e.early for e in net.alice.events_of(ours, MediaAgreed)] == [True, True]
+
+
+def test_rfc3311_s5_1_we_send_an_update_with_an_offer_in_the_early_dialog():
+    """An early hold: the offer goes in an UPDATE inside the early dialog (To tag b1,
+    CSeq above the INVITE's), its 2xx answer is applied as early media."""
+    net = Net(alice_caps=caps("UPDATE", "PRACK", tags=("100rel",)))
+    ours = early_call(net)
+    update = ours.ext("update")
+    assert update.usable(ours)
+    net.wire.drop = lambda src, dst, data: data.startswith(b"UPDATE ")  # Bob is played here
+    net.alice.run(ours, update.update(ours, net.wire.now, direction="sendonly"))
+    net.wire.run_for(0.1)
+    sent = parse_message(net.wire.lost[0][3])
+    assert sent.method == "UPDATE" and str(sent.request_uri) == f"sip:bob@{BOB}:5060"
+    assert sent.to.tag == "b1" and sent.from_.tag == ours.local_tag
+    assert sent.cseq == (2, "UPDATE") and b"a=sendonly" in sent.body
+    assert ours.negotiator.state is OfferState.LOCAL_OFFER
+    recvonly = EARLY_ANSWER.replace(b"1 1 IN", b"1 2 IN") + b"a=recvonly\r\n"
+    net.alice.receive(make_response(sent, 200, body=recvonly, extra=[
+        ("Contact", f"<sip:bob2@{BOB}:5060>"), ("Content-Type", "application/sdp")]).to_bytes(),
+        BOB)
+    (result,) = net.alice.events_of(ours, ReinviteResult)
+    assert (result.ok, result.status, result.method) == (True, 200, "UPDATE")
+    agreed = net.alice.events_of(ours, MediaAgreed)[-1]
+    assert agreed.early and ours.negotiator.state is OfferState.IDLE
+    assert ours.state is InviteState.EARLY  # still not answered
+    assert str(ours.dialog.remote_target) == f"sip:bob2@{BOB}:5060"  # a target refresh
+    # refused: the offer is rolled back, the early dialog goes on
+    net.alice.run(ours, update.update(ours, net.wire.now, direction="sendrecv"))
+    net.wire.run_for(0.1)
+    again = parse_message(net.wire.lost[-1][3])
+    net.alice.receive(make_response(again, 488).to_bytes(), BOB)
+    assert net.alice.events_of(ours, ReinviteResult)[-1].status == 488
+    assert ours.negotiator.state is OfferState.IDLE and ours.state is InviteState.EARLY
+
+
+def test_rfc3311_s5_2_an_update_without_sdp_in_the_early_dialog_is_a_refresh():
+    """The far end's UPDATE with no body in the early dialog: a plain 200 (no SDP), the
+    remote target refreshed to its Contact, the session unchanged."""
+    net = Net(alice_caps=caps("UPDATE", "PRACK", tags=("100rel",)))
+    ours = early_call(net)
+    agreed = len(net.alice.events_of(ours, MediaAgreed))
+    net.alice.receive(bobs_update(ours, f"<sip:bob3@{BOB}:5062>"), BOB)
+    net.wire.run_for(0.5)
+    (ok,) = [d for d in net.wire.log if d[1] == ALICE and d[3].startswith(b"SIP/2.0 ")]
+    response = parse_message(ok[3])
+    assert response.status == 200 and response.cseq == (10, "UPDATE")
+    assert not response.body and response.to.tag == ours.local_tag
+    assert str(ours.dialog.remote_target) == f"sip:bob3@{BOB}:5062"
+    assert len(net.alice.events_of(ours, MediaAgreed)) == agreed  # nothing renegotiated
+    assert ours.state is InviteState.EARLY and ours.negotiator.state is OfferState.IDLE
 
 
 def test_rfc4028_s9_uas_puts_session_expires_in_the_2xx_and_the_uac_refreshes_by_update():

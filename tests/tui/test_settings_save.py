@@ -9,6 +9,8 @@ import pytest
 from softphone.config import (AddAccount, Config, Remove, RemoveAccount, Set, load_config)
 from softphone.tui.settings import changes_between
 
+from test_tui import click_in_view
+
 pytestmark = pytest.mark.timeout(60)
 
 MINE = '''# my softphone — hand written, keep my notes
@@ -107,10 +109,10 @@ async def test_adding_and_removing_accounts_edits_only_those_blocks(tmp_path):
 
     path = mine(tmp_path)
     app = app_for(path, tmp_path)
-    async with app.run_test(size=(120, 50)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:
         screen = await open_settings(pilot, app)
-        await pilot.click("#account-remove")  # the office account (selected first)
-        await pilot.click("#account-new")
+        await click_in_view(pilot, "#account-remove")  # the office account (selected first)
+        await click_in_view(pilot, "#account-new")
         screen.query_one("#acc-aor", Input).value = "sip:3001@pbx.example.com"
         assert await save(pilot, app) == ""
     accounts = load_config(path).accounts
@@ -128,7 +130,7 @@ async def test_invalid_settings_write_nothing(tmp_path):
 
     path = mine(tmp_path)
     app = app_for(path, tmp_path)
-    async with app.run_test(size=(120, 50)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:
         screen = await open_settings(pilot, app)
         screen.query_one("#codecs", Input).value = "PCMU, speex"
         error = await save(pilot, app)
@@ -139,7 +141,7 @@ async def test_invalid_settings_write_nothing(tmp_path):
                                '[[accounts]]\nname = "extra"\naor = "sip:9@h"\n')
         path.write_text(changed, encoding="utf-8")
         screen.query_one("#codecs", Input).value = "PCMU"
-        await pilot.click("#account-new")
+        await click_in_view(pilot, "#account-new")
         screen.query_one("#acc-name", Input).value = "extra"
         screen.query_one("#acc-aor", Input).value = "sip:3001@pbx.example.com"
         error = await save(pilot, app)

@@ -39,6 +39,14 @@ def make_app(tmp_path: Path, **kwargs) -> SoftphoneApp:
                         config_path=tmp_path / "config.toml", **kwargs)
 
 
+async def click_in_view(pilot, selector: str) -> None:
+    """Click a widget of a scrolling screen (Settings is taller than the terminal): scroll
+    it into view first, as a user would."""
+    pilot.app.screen.query_one(selector).scroll_visible(animate=False)
+    await pilot.pause()
+    await pilot.click(selector)
+
+
 async def started(pilot, app: SoftphoneApp):
     await wait_for(pilot, lambda: app.ready.is_set() and app.phone is not None
                    and app.phone.started, what="the phone to start")
@@ -340,11 +348,11 @@ async def test_settings_add_account_restarts_phone(tmp_path):
 
     path = tmp_path / "config.toml"
     app = make_app(tmp_path)
-    async with app.run_test(size=(120, 50)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:
         await started(pilot, app)
         await pilot.press("f2")
         screen = app.screen
-        await pilot.click("#account-new")
+        await click_in_view(pilot, "#account-new")
         screen.query_one("#acc-name", Input).value = "lab"
         screen.query_one("#acc-aor", Input).value = "sip:2001@127.0.0.1:5999"
         screen.query_one("#acc-register", Switch).value = False
@@ -443,8 +451,42 @@ async def test_ctl_drives_the_running_tui(tmp_path):
         rc, reply = await ctl("redial")
         assert rc == 1 and "unknown command 'redial'" in reply["error"]
         assert app.phone is not None and app.phone.started  # unharmed
+        # an incoming call, answered with ctl: the TUI shows it connected
+        events: list = []
+        caller = await _second_ua(events)
+        try:
+            out = await caller.call(f"sip:alice@127.0.0.1:{app.phone.address[1]}")
+            banner = app.query_one("#banner")
+            await wait_for(pilot, lambda: banner.display, what="the incoming banner")
+            rc, reply = await ctl("answer")
+            assert rc == 0 and reply["ok"], reply
+            await wait_for(pilot, lambda: any(n == "answered" and d["call_id"] == out
+                                              for n, d in events),
+                           what="the caller to see answered")
+            view = app.state.calls[out]
+            await wait_for(pilot, lambda: view.state == "connected", what="connected")
+            await wait_for(pilot, lambda: not banner.display, what="the banner to go")
+            await caller.hangup(out)
+            await wait_for(pilot, lambda: view.state == "ended", what="ended in the TUI")
+        finally:
+            await caller.close(timeout=3)
         await app.action_quit()
     assert not sock.exists()
+
+
+async def test_a_target_of_the_other_ip_family_fails_at_once_in_the_tui(tmp_path):
+    """The resolver's family check reaches the TUI's user: an IPv6 target from the IPv4
+    socket says what to do in the log, at once, and leaves no call row."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press(*"sip:bob@[::1]:5060", "enter")
+        line = await wait_for(pilot, lambda: next(
+            (l for l in app.state.log if "call failed" in l), None), timeout=5,
+            what="the error")
+        assert "IPv6 address ::1 from an IPv4 socket" in line and "--listen [::]:0" in line
+        assert not app.state.calls
+        await app.action_quit()
 
 
 async def test_two_accounts_each_show_their_state(tmp_path):

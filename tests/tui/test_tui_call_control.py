@@ -4,7 +4,11 @@ transfer the far end makes, shown in the call list."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from textual.command import CommandPalette
+from textual.widgets import Input, OptionList
 
 from softphone.history import History
 from softphone.tui.transfer import TransferScreen
@@ -85,3 +89,151 @@ async def test_call_waiting_banner_transfer_screen_and_a_remote_transfer(tmp_pat
             await bob.close(timeout=2)
             await carol.close(timeout=2)
         await app.action_quit()
+
+
+# ============================================================================ transfer,
+# conference, swap and split driven from the TUI's own keys, screen and palette
+class Party:
+    """A phone in this process that answers at once (``auto``) or is answered by
+    command; its calls as the test needs them."""
+
+    def __init__(self, user: str, auto: bool = False) -> None:
+        from softphone.ua.phone import Phone, PhoneOptions
+
+        from test_tui import loopback_config
+
+        self.events: list = []
+        self.phone = Phone(loopback_config(), PhoneOptions(
+            listen="127.0.0.1:0", user=user, auto_answer=auto, control=False,
+            preload_media=False))
+        self.phone.bus.subscribe(lambda e: self.events.append((e.name, e.to_dict())))
+        self.uri = ""
+
+    async def start(self) -> "Party":
+        await self.phone.start()
+        self.uri = f"sip:{self.phone.options.user}@127.0.0.1:{self.phone.address[1]}"
+        return self
+
+    def connected(self) -> list:
+        return [c for c in self.phone.live_calls() if c.state == "connected"]
+
+    async def close(self) -> None:
+        await self.phone.close(timeout=2)
+
+
+@contextlib.asynccontextmanager
+async def tui_with_bob_and_carol(tmp_path, *, carol_answers: bool = False):
+    """The TUI's app and pilot with two more phones in this process; alice is the
+    TUI's address."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        phone = await started(pilot, app)
+        bob = await Party("bob").start()
+        carol = await Party("carol", auto=carol_answers).start()
+        try:
+            yield app, pilot, f"sip:alice@127.0.0.1:{phone.address[1]}", bob, carol
+        finally:
+            await bob.close()
+            await carol.close()
+        await app.action_quit()
+
+
+async def _answered_from(pilot, app, party: Party, alice: str):
+    """``party`` calls the TUI; the TUI answers with its key; the TUI's view of the call."""
+    before = set(app.state.calls)
+    await party.phone.execute("dial", {"uri": alice})
+    view = await wait_for(pilot, lambda: next((v for k, v in app.state.calls.items()
+                                               if k not in before and v.state == "ringing"),
+                                              None), what="the call to ring")
+    app.call_table.select_call(view.call_id)
+    app.call_table.focus()
+    await pilot.press("a")
+    await wait_for(pilot, lambda: view.state == "connected" and party.connected(),
+                   what=f"{party.uri} connected")
+    return view
+
+
+async def _open_transfer(pilot, app, view) -> TransferScreen:
+    app.call_table.select_call(view.call_id)
+    app.call_table.focus()
+    await pilot.press("f")
+    return await wait_for(pilot, lambda: isinstance(app.screen, TransferScreen) and app.screen,
+                          what="the transfer screen")
+
+
+async def test_blind_transfer_to_a_target_typed_in_the_transfer_screen(tmp_path):
+    async with tui_with_bob_and_carol(tmp_path, carol_answers=True) as (app, pilot, alice,
+                                                                          bob, carol):
+        view = await _answered_from(pilot, app, bob, alice)
+        await _open_transfer(pilot, app, view)
+        await pilot.press(*carol.uri, "enter")  # typed, key by key; Enter: blind
+        await wait_for(pilot, lambda: not isinstance(app.screen, TransferScreen),
+                       what="the screen closed")
+        # bob got our REFER and called carol, who answered: our call ends with it
+        await wait_for(pilot, lambda: view.state == "ended", what="our call ended")
+        assert [d["target"] for n, d in bob.events
+                if n == "transfer" and d["role"] == "transferee"][0] == carol.uri
+        [moved] = await wait_for(pilot, bob.connected, what="bob talks to carol")
+        assert str(moved.remote.uri).startswith("sip:carol@")
+        assert "succeeded" in (view.transfer or ""), view.transfer
+
+
+async def test_attended_transfer_joins_two_calls_from_the_transfer_screen(tmp_path):
+    async with tui_with_bob_and_carol(tmp_path) as (app, pilot, alice, bob, carol):
+        first = await _answered_from(pilot, app, bob, alice)
+        second = await _answered_from(pilot, app, carol, alice)  # holds bob's call
+        await wait_for(pilot, lambda: first.on_hold, what="bob held")
+        screen = await _open_transfer(pilot, app, first)
+        [join] = screen.query("Button")
+        assert "carol@" in str(join.label) and "attended" in str(join.label)
+        await pilot.click(f"#{join.id}")
+        # bob calls carol with Replaces: carol's call with us is replaced, ours end
+        await wait_for(pilot, lambda: first.state == "ended" and second.state == "ended",
+                       what="both our calls ended", timeout=15)
+        [bobs] = await wait_for(pilot, bob.connected, what="bob talks to carol")
+        [carols] = carol.connected()
+        assert str(bobs.remote.uri).startswith("sip:carol@")
+        assert carols.replaces is not None  # it took over the call carol had with us
+
+
+async def test_swap_and_conference_keys_and_split_from_the_palette(tmp_path):
+    async with tui_with_bob_and_carol(tmp_path) as (app, pilot, alice, bob, carol):
+        first = await _answered_from(pilot, app, bob, alice)
+        second = await _answered_from(pilot, app, carol, alice)
+        await wait_for(pilot, lambda: first.on_hold and not second.on_hold,
+                       what="answering carol held bob")
+        # w: swap — carol's call is held, bob's resumed
+        app.call_table.select_call(second.call_id)
+        app.call_table.focus()
+        await pilot.press("w")
+        await wait_for(pilot, lambda: second.on_hold and not first.on_hold,
+                       what="swapped")
+        assert "on hold" in table_text(app)
+        # c: conference — both mixed, none held
+        await pilot.press("c")
+        await wait_for(pilot, lambda: first.conference and second.conference
+                       and not first.on_hold and not second.on_hold,
+                       what="the conference")
+        assert set(app.phone.agent.conference.calls) == {first.call_id, second.call_id}
+        assert table_text(app).count("conference") == 2
+        # the command palette: "Split conference"
+        await pilot.press("ctrl+p")
+        # typed into its search box (set, not pressed key by key: with three phones'
+        # media in this process the pilot waits up to 2 s per key for the CPU to idle)
+        palette = await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette)
+                                 and app.screen, what="the palette")
+        palette.query_one(Input).value = "split"
+        await wait_for(pilot, lambda: _palette_text(app).startswith("Split conference"),
+                       what="the palette offers it first")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not first.conference and not second.conference,
+                       what="split")
+        assert not app.phone.agent.conference or not app.phone.agent.conference.calls
+
+
+def _palette_text(app) -> str:
+    if not isinstance(app.screen, CommandPalette):
+        return ""
+    options = app.screen.query_one(OptionList)
+    return "\n".join(str(options.get_option_at_index(i).prompt)
+                     for i in range(options.option_count))

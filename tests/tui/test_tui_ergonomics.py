@@ -24,8 +24,8 @@ from softphone.tui.app import SoftphoneApp
 from softphone.tui.state import AccountView, CallView, PhoneState
 from softphone.tui.widgets import CallTable, DialInput, HistoryTable
 
-from test_tui import (FakeRegistrar, _second_ua, loopback_config, make_app, started,
-                       table_text, wait_for)
+from test_tui import (FakeRegistrar, _second_ua, click_in_view, loopback_config, make_app,
+                      started, table_text, wait_for)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -565,6 +565,14 @@ def test_tui_flags_are_checked_before_the_screen(tmp_path, capsys, monkeypatch):
     assert "--listen:" in capsys.readouterr().err
     assert cli.main(["--config", str(config), "--sip-trace", "-"]) == 2
     assert "--sip-trace -: the screen is the TUI's" in capsys.readouterr().err
+    monkeypatch.setenv("SOFTPHONE_AUDIO", "bogus")  # refused like the CLI does (issue 9)
+    assert cli.main(["--config", str(config)]) == 2
+    assert "SOFTPHONE_AUDIO: must be one of pyaudio, null (got 'bogus')" in \
+        capsys.readouterr().err
+    seen: list[SoftphoneApp] = []
+    monkeypatch.setattr(SoftphoneApp, "run", lambda self, **kw: seen.append(self))
+    assert cli.main(["--config", str(config), "--audio", "null"]) == 0  # the flag wins
+    assert seen[0].audio == "null"
 
 
 async def test_tui_listens_traces_and_selects_as_told(tmp_path):
@@ -656,10 +664,15 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
 
     from softphone.tui.settings import SettingsScreen
 
+    from peers.certs import TestCA
+
     path = tmp_path / "config.toml"
-    path.write_text(MINE, encoding="utf-8")
+    mine = MINE.replace('password_env = "PBX_PW"\n',
+                        'password_env = "PBX_PW"\nauth_realm = "pbx"  # not on the form\n')
+    path.write_text(mine, encoding="utf-8")
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    cert, key = TestCA(tmp_path / "pki").issue("phone", ["127.0.0.1"])
     app = SoftphoneApp(load_config(path), audio="null", live=False, data_path=tmp_path,
                        config_path=path)
     async with app.run_test(size=(120, 60)) as pilot:
@@ -670,7 +683,9 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
         labels = {str(label.render()) for label in screen.query(Label)}
         assert {"Address of record", "Password from env var", "Listen address",
                 "RTP port range", "Packet time (ms)", "DTMF as RFC 4733 events",
-                "TLS CA file", "Theme"} <= labels
+                "TLS CA file", "Theme", "DTMF sent as", "Accept transfers (REFER)",
+                "STUN server", "TLS listen address", "TLS certificate (PEM)",
+                "TLS private key (PEM)", "Media encryption"} <= labels
         assert str(path) in region_text(app, screen.query_one("#settings-path"))
         screen.query_one("#listen", Input).value = "127.0.0.1:5070"
         screen.query_one("#rtp-ports", Input).value = "12000-12100"
@@ -678,9 +693,17 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
         screen.query_one("#dtmf", Switch).value = False
         screen.query_one("#tls-ca-file", Input).value = str(ca)
         screen.query_one("#theme", Select).value = "nord"
-        await pilot.click("#account-new")
+        screen.query_one("#dtmf-mode", Select).value = "info"
+        screen.query_one("#accept-transfer", Switch).value = False
+        screen.query_one("#stun-server", Input).value = "127.0.0.1:3478"
+        screen.query_one("#tls-listen", Input).value = "127.0.0.1:0"
+        screen.query_one("#tls-cert-file", Input).value = str(cert)
+        screen.query_one("#tls-key-file", Input).value = str(key)
+        await click_in_view(pilot, "#account-new")
         await pilot.press(*"3001@pbx.example.com", "tab")  # completed when leaving it
         assert screen.query_one("#acc-aor", Input).value == "sip:3001@pbx.example.com"
+        screen.query_one("#acc-transport", Select).value = "tls"
+        screen.query_one("#acc-media-encryption", Select).value = "sdes"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen),
                        what="saved")
@@ -690,9 +713,16 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
     assert (saved.audio.ptime, saved.audio.dtmf) == (30, False)
     assert saved.sip.tls_ca_file == str(ca) and saved.ui.theme == "nord"
     assert saved.accounts[1].aor == "sip:3001@pbx.example.com"
+    assert (saved.audio.dtmf_mode, saved.calls.accept_transfer) == ("info", False)
+    assert saved.network.stun_server == "127.0.0.1:3478"
+    assert (saved.network.tls_listen, saved.network.tls_cert_file,
+            saved.network.tls_key_file) == ("127.0.0.1:0", str(cert), str(key))
+    assert (saved.accounts[1].transport, saved.accounts[1].media_encryption) == ("tls", "sdes")
+    assert saved.accounts[0].media_encryption == "none"
+    assert saved.accounts[0].auth_realm == "pbx"  # a key the form does not show stays
     text = path.read_text(encoding="utf-8")
     # only what changed: every other line as it was, comments included
-    assert [l for l in MINE.splitlines() if l not in text.splitlines()] == [
+    assert [l for l in mine.splitlines() if l not in text.splitlines()] == [
         'listen = "127.0.0.1:0"     # loopback only', "ptime = 20"]
     assert 'listen = "127.0.0.1:5070"     # loopback only' in text
 

@@ -13,6 +13,8 @@ from softphone.tui.quality import (delay_impairment, effective_equipment_impairm
                                    estimate_mos, mos_from_r, r_factor)
 from softphone.tui.state import TraceStore, call_id_of
 
+from test_tui import click_in_view
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -166,18 +168,18 @@ async def test_settings_saves_valid_and_rejects_invalid(tmp_path):
     path = tmp_path / "config.toml"
     app = SoftphoneApp(Config.default(), audio="null", live=False, data_path=tmp_path,
                        config_path=path)
-    async with app.run_test(size=(120, 50)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:
         await pilot.press("f2")
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
         # an invalid codec list: nothing written, the error names the key
         screen.query_one("#codecs", Input).value = "PCMU, speex"
-        await pilot.click("#save")
+        await click_in_view(pilot, "#save")
         error = str(screen.query_one("#settings-error", Static).render())
         assert "audio.codecs[1]" in error and "speex" in error
         assert not path.exists()
         # an account with a bad address of record is refused too
-        await pilot.click("#account-new")
+        await click_in_view(pilot, "#account-new")
         await pilot.press(*"not a uri")
         screen.query_one("#codecs", Input).value = "PCMA, PCMU"
         await pilot.press("ctrl+s")
@@ -226,3 +228,53 @@ def test_encrypted_calls_show_their_suite():
     assert encrypted.srtp == "AES_CM_128_HMAC_SHA1_80" and plain.srtp is None
     assert str(_call_cells(encrypted, ("state",), 22)[0]) == "connected 🔒"
     assert str(_call_cells(plain, ("state",), 22)[0]) == "connected"
+
+
+# -- the bridge's coalescing ---------------------------------------------------------------
+def test_high_rate_events_are_coalesced_into_one_update_with_the_latest_values():
+    """Levels (5/s) and call statistics (1/s) per call must not flood Textual's queue:
+    however many arrive before the app gets to them, one LiveUpdate is posted, and
+    applying it shows the latest of each kind per call; other events pass one by one."""
+    import threading
+
+    from softphone.tui.bridge import Bridge, LiveUpdate, PhoneEvent
+    from softphone.tui.state import CallView, PhoneState
+    from softphone.ua import events as ev
+
+    class App:
+        def __init__(self) -> None:
+            self.posted: list = []
+
+        def post_message(self, message) -> None:
+            self.posted.append(message)
+
+        def call_from_thread(self, fn, *args):  # the bus may publish from a worker thread
+            return fn(*args)
+
+    app, state = App(), PhoneState()
+    for call_id in ("a", "b"):
+        state.add_call(CallView(call_id=call_id, direction="outgoing", uri="sip:x@h",
+                                state="connected", codec="PCMU"))
+    bridge = Bridge(app, state, None)  # type: ignore[arg-type]
+
+    def flood() -> None:
+        for i in range(200):
+            bridge._listen(ev.Levels("a", input_dbfs=-float(i), output_dbfs=-1.0))
+            bridge._listen(ev.Levels("b", input_dbfs=-2.0, output_dbfs=-float(i)))
+            if i % 40 == 0:
+                bridge._listen(ev.CallStats("a", duration=float(i), sent=i, received=i, lost=0,
+                                            loss_pct=i / 100, jitter_ms=1.0, rtt_ms=None,
+                                            playout_ms=40.0, codec="PCMU"))
+
+    worker = threading.Thread(target=flood)
+    worker.start()
+    worker.join(10)
+    assert [type(m) for m in app.posted] == [LiveUpdate]  # 410 events, one message
+    bridge.apply_live()
+    a, b = state.calls["a"], state.calls["b"]
+    assert (a.input_dbfs, a.output_dbfs) == (-199.0, -1.0)
+    assert (b.input_dbfs, b.output_dbfs) == (-2.0, -199.0)
+    assert (a.duration, a.loss_pct) == (160.0, 1.6)  # the last statistics
+    bridge._listen(ev.Levels("a", input_dbfs=-3.0, output_dbfs=-3.0))  # applied: a new one
+    bridge._listen(ev.Dtmf("a", digit="5"))  # not high-rate: its own message
+    assert [type(m) for m in app.posted] == [LiveUpdate, LiveUpdate, PhoneEvent]

@@ -252,6 +252,53 @@ async def test_timers_of_a_call_go_away_with_it():
         await b.close(timeout=3)
 
 
+async def test_a_target_of_the_other_ip_family_is_refused_at_dial():
+    """The resolver's family check, through the UA as every face reaches it: an IPv6
+    target from an IPv4 socket (and the reverse) fails at once, saying what to do —
+    not after Timer B, and no call is left behind."""
+    for listen, target, message in (
+            ("127.0.0.1:0", "sip:bob@[::1]:5060",
+             r"IPv6 address ::1 from an IPv4 socket: listen on IPv6 too \(e.g. --listen"),
+            ("[::1]:0", "sip:bob@127.0.0.1:5060",
+             r"IPv4 address 127.0.0.1 from an IPv6-only socket: listen on an IPv4")):
+        cfg = Config.from_dict({"network": {"listen": listen}})
+        phone = Phone(cfg, PhoneOptions(control=False, preload_media=False))
+        await phone.start()
+        try:
+            with pytest.raises(CommandError, match=message):
+                await asyncio.wait_for(phone.execute("dial", {"uri": target}), 5)
+            assert (await phone.execute("calls")) == {"calls": []}
+        finally:
+            await phone.close(timeout=3)
+
+
+async def test_an_incoming_call_for_no_account_goes_to_the_first_account():
+    """Matching an incoming request to an account: by Request-URI (or To), else the
+    first account — a call to a name we do not own still has an account (issue 8)."""
+    cfg = Config.from_dict({
+        "network": {"listen": "127.0.0.1:0", "rate_limit": 0}, "audio": {"codecs": ["PCMU"]},
+        "accounts": [{"name": "home", "aor": "sip:alice@example.com", "register": False},
+                     {"name": "work", "aor": "sip:carol@127.0.0.1", "register": False}]})
+    callee = Phone(cfg, PhoneOptions(control=False, preload_media=False))
+    caller = Phone(config(), PhoneOptions(control=False, preload_media=False, user="bob"))
+    await callee.start()
+    await caller.start()
+    try:
+        seen = Recorder(callee)
+        port = callee.address[1]
+        for user, account in (("carol", "work"), ("nobody", "home")):
+            out = (await caller.execute("dial", {"uri": f"sip:{user}@127.0.0.1:{port}"}))
+            await wait_for(lambda: any(e.name == "incoming" and e.to.startswith(f"sip:{user}@")
+                                       for e in seen.events), 5, f"the call to {user}")
+            incoming = next(e for e in seen.events
+                            if e.name == "incoming" and e.to.startswith(f"sip:{user}@"))
+            assert incoming.account == account, (user, incoming)
+            await caller.execute("hangup", {"call_id": out["call_id"]})
+    finally:
+        await caller.close(timeout=3)
+        await callee.close(timeout=3)
+
+
 def test_call_tally_counts_incoming_calls_and_waits_for_every_call_to_end():
     """``answer --max-calls``: only incoming calls count, and the job ends when the last
     one has ended and no other call (one a transfer placed) is still up."""
@@ -269,3 +316,58 @@ def test_call_tally_counts_incoming_calls_and_waits_for_every_call_to_end():
     for name, call in (("calling", "o"), ("ended", "o"), ("incoming", "a"), ("ended", "a")):
         assert not two.feed(name, call)         # outgoing calls never count
     assert CallTally(None).feed("ended", "x") is False
+
+
+async def test_processing_switches_are_reported_set_and_toggled(phones):
+    from softphone.media.processing import Processing
+
+    a, _ = phones
+    everything = {"echo_cancellation": True, "noise_suppression": True,
+                  "auto_gain_control": True}
+    assert await a.execute("processing") == {**everything, "active": False}  # null audio
+    assert await a.execute("processing", {"noise_suppression": "off"}) == {
+        **everything, "noise_suppression": False, "active": False}
+    assert (await a.execute("processing", {"toggle": True}))["echo_cancellation"] is False
+    assert (await a.execute("processing", {"toggle": True}))["echo_cancellation"] is True
+    assert a.devices.processing == Processing(True, False, True)  # what the next call gets
+    with pytest.raises(CommandError, match="echo_cancellation: must be true or false"):
+        await a.execute("processing", {"echo_cancellation": "maybe"})
+
+
+class Speaker:
+    """Stands in for the ring device: which tone plays now (the real one is heard on
+    PulseAudio in tests/interop/test_audio_processing.py)."""
+
+    def __init__(self) -> None:
+        self.playing: list[str] = []
+        self.played: list[str] = []
+
+    def play_tone(self, tone):
+        from softphone.ua.alerts import ring_tone
+
+        kind = "ring" if tone.freq_hz == ring_tone().freq_hz else "ringback"
+        self.playing.append(kind)
+        self.played.append(kind)
+        speaker = self
+
+        class Handle:
+            def close(self) -> None:
+                speaker.playing.remove(kind)
+        return Handle()
+
+
+async def test_ring_and_ringback_play_while_the_call_rings_then_stop(phones):
+    a, b = phones
+    speaker_a, speaker_b = Speaker(), Speaker()
+    a.devices.play_tone, b.devices.play_tone = speaker_a.play_tone, speaker_b.play_tone
+    seen_a, seen_b = Recorder(a), Recorder(b)
+    call_id = (await a.execute("dial", {"uri": f"sip:bob@127.0.0.1:{b.address[1]}"}))["call_id"]
+    await wait_for(lambda: "ringing" in seen_a.names(call_id), 5, "alice to hear the 180")
+    assert speaker_a.playing == ["ringback"] and speaker_b.playing == ["ring"]
+    await b.execute("answer")
+    await wait_for(lambda: "answered" in seen_a.names(call_id), 5, "answered")
+    assert speaker_a.playing == [] and speaker_b.playing == []
+    await b.execute("hangup")
+    await wait_for(lambda: "ended" in seen_a.names(call_id), 5, "ended")
+    assert speaker_a.played == ["ringback"] and speaker_b.played == ["ring"]
+    assert "ended" in seen_b.names(call_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 from agents import make_agent, port_of, register
 from peers.net import LOOPBACK
@@ -126,3 +127,118 @@ async def test_register_503_retry_after_is_honoured():
     finally:
         await ua.close(unregister=False)
         reg_t.close()
+
+
+class QuietRegistrar(asyncio.DatagramProtocol):
+    """A registrar that answers REGISTER (200, Expires 60; its Via ``received`` set to
+    ``seen_as`` when given: a NAT in between) and never OPTIONS, as some do; it keeps
+    every datagram with the time it came."""
+
+    def __init__(self, seen_as: str | None = None) -> None:
+        self.seen_as = seen_as
+        self.got: list[tuple[float, bytes]] = []
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport):
+        self.t = transport
+
+    def datagram_received(self, data, addr):
+        self.got.append((self.loop.time(), data))
+        if not data.startswith(b"REGISTER"):
+            return
+        head = data.split(b"\r\n\r\n")[0].decode()
+        lines = []
+        for line in head.split("\r\n")[1:]:
+            name = line.split(":")[0]
+            if name == "Via" and self.seen_as:
+                line += f";received={self.seen_as}"
+            if name in ("Via", "From", "To", "Call-ID", "CSeq"):
+                lines.append(line + (";tag=q1" if name == "To" else ""))
+        contact = re.search(r"^Contact: (.*?);expires", head, re.M).group(1)
+        reply = "\r\n".join(["SIP/2.0 200 OK", *lines, f"Contact: {contact};expires=60",
+                             "Expires: 60", "Content-Length: 0", "", ""])
+        self.t.sendto(reply.encode(), addr)
+
+    def count(self, start: bytes, since: float = 0.0) -> int:
+        return sum(1 for t, d in self.got if d.startswith(start) and t >= since)
+
+
+async def quiet_registrar(seen_as: str | None = None) -> tuple[Any, QuietRegistrar, int]:
+    loop = asyncio.get_running_loop()
+    transport, registrar = await loop.create_datagram_endpoint(
+        lambda: QuietRegistrar(seen_as), local_addr=(LOOPBACK, 0))
+    return transport, registrar, transport.get_extra_info("sockname")[1]
+
+
+async def until(condition, seconds: float, what: str) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+async def test_unanswered_options_keepalives_fall_back_to_crlf():
+    """UDP keep-alives are OPTIONS by default; a registrar that never answers them is
+    asked again by REGISTER (is the flow alive?) and then kept by CRLFs only."""
+    reg_t, registrar, port = await quiet_registrar()
+    events: list = []
+    config = Config.from_dict({
+        "accounts": [{"aor": "sip:1001@127.0.0.1", "password": "pw",
+                      "registrar": f"sip:127.0.0.1:{port}", "expires": 60}],
+        "network": {"listen": "127.0.0.1:0", "keepalive": 1},
+        "sip": {"t1_ms": 50}})  # an OPTIONS gives up after 64 T1 = 3.2 s
+    ua = make_agent(config, config.accounts[0], events=events)
+    await ua.start(preload_media=False)
+    try:
+        assert await register(ua)
+        await until(lambda: registrar.count(b"REGISTER") >= 2, 10, "the REGISTER after the "
+                                                                   "unanswered OPTIONS")
+        assert registrar.count(b"OPTIONS") >= 1
+        notices = [d["text"] for n, d in events if n == "notice"]
+        assert any("connection to the registrar lost" in t for t in notices), notices
+        switched = ua.stack.loop.time()
+        await until(lambda: registrar.count(b"\r\n\r\n", switched) >= 2, 5, "CRLF keep-alives")
+        assert registrar.count(b"OPTIONS", switched) == 0  # no OPTIONS any more
+        assert ua.account(None).state == "registered"
+    finally:
+        await ua.close(unregister=False, timeout=2)
+        reg_t.close()
+
+
+async def test_a_nat_seen_turns_keepalives_on_every_25_s_by_default():
+    """No [network] keepalive: off while nobody rewrites our address; once the registrar
+    sees us elsewhere (Via received), keep-alives every NAT_KEEPALIVE = 25 s. A configured
+    interval wins either way, 0 keeps them off."""
+    from softphone.ua.account import NAT_KEEPALIVE
+
+    assert NAT_KEEPALIVE == 25
+    for keepalive, seen_as, interval in ((None, None, 0), (None, "192.0.2.7", 25),
+                                         (7, None, 7), (0, "192.0.2.7", 0)):
+        reg_t, registrar, port = await quiet_registrar(seen_as)
+        network = {"listen": "127.0.0.1:0"}
+        if keepalive is not None:
+            network["keepalive"] = keepalive
+        config = Config.from_dict({
+            "accounts": [{"aor": "sip:1001@127.0.0.1", "password": "pw",
+                          "registrar": f"sip:127.0.0.1:{port}", "expires": 60}],
+            "network": network})
+        ua = make_agent(config, config.accounts[0])
+        await ua.start(preload_media=False)
+        try:
+            assert await register(ua)
+            account = ua.account(None)
+            if seen_as:  # the re-REGISTER with the Contact the NAT gave us
+                await until(lambda: registrar.count(b"REGISTER") >= 2, 5, "the re-REGISTER")
+                await until(lambda: account.state == "registered", 5, "registered again")
+            assert account.nat_seen == bool(seen_as)
+            assert account.keepalive_interval() == interval
+            timer = account._keepalive
+            if interval:
+                assert timer is not None
+                assert interval - 1 < timer.when() - ua.stack.loop.time() <= interval
+            else:
+                assert timer is None
+        finally:
+            await ua.close(unregister=False, timeout=2)
+            reg_t.close()

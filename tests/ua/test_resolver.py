@@ -5,6 +5,7 @@ their TTL; failures name the name."""
 
 from __future__ import annotations
 
+import random
 import re
 import time
 
@@ -35,6 +36,9 @@ RECORDS = [
     "--host-record=plain.test,127.0.0.31",  # A only
     "--srv-host=_sip._udp.both.test,first.two.test,6001,10,10",  # SRV and A
     "--host-record=both.test,127.0.0.61",
+    # weights.test: one priority, weights 10 and 30 (RFC 2782's weighted draw)
+    "--srv-host=_sip._udp.weights.test,first.two.test,6101,10,10",
+    "--srv-host=_sip._udp.weights.test,second.two.test,6102,10,30",
 ]
 
 
@@ -80,6 +84,31 @@ async def test_without_naptr_srv_priority_orders_the_failover_list(dns):
     found = await resolver(dns).resolve_all(parse_uri("sip:two.test"))
     # UDP is the first transport whose SRV exists; the TCP servers are not mixed in
     assert targets(found) == [("udp", "127.0.0.21", 6001), ("udp", "127.0.0.22", 6002)]
+
+
+class Draws(random.Random):
+    """The resolver's random source, scripted: ``randint`` returns the next draw given
+    and remembers what it was asked."""
+
+    def __init__(self, draws: list[int]) -> None:
+        super().__init__(0)
+        self.draws, self.asked = list(draws), []
+
+    def randint(self, a: int, b: int) -> int:
+        self.asked.append((a, b))
+        return self.draws.pop(0)
+
+
+@pytest.mark.parametrize("draw, first", [(0, 6101), (10, 6101), (11, 6102), (40, 6102)])
+async def test_srv_weights_order_one_priority_by_a_weighted_draw(dns, draw, first):
+    """RFC 2782: the records sorted by weight (10, 30) are summed as they go; the first
+    whose running sum reaches a draw in [0, 40] goes first: 0-10 the light one, 11-40
+    the heavy one (so 3 times in 4); the rest is drawn again among what is left."""
+    rng = Draws([draw, 0])
+    found = await Resolver(servers=(dns.server,), rng=rng).resolve_all(
+        parse_uri("sip:weights.test"))
+    assert [p.port for p in found] == [first, 6101 + 6102 - first]
+    assert rng.asked[0] == (0, 40)  # the sum of the weights
 
 
 async def test_a_failed_target_goes_to_the_back(dns):

@@ -1,5 +1,6 @@
 """Everything PortAudio (through PyAudio): probing it safely, keeping ALSA/JACK quiet,
-listing and picking devices, and the capture/playback streams.
+listing and picking devices, opening and closing a stream. The streams the calls share
+(mixing, echo reference, fallback) are in `streams`.
 
 PyAudio is imported on first use, never at import time; a PortAudio that cannot start
 (no sound server, a broken ALSA set-up) surfaces as `AudioUnavailable`, so the caller
@@ -14,7 +15,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from .base import AudioUnavailable, Metered, PcmFifo, StreamResampler
+from .base import AudioUnavailable
 
 
 def _silence_native_audio_logs() -> None:
@@ -110,8 +111,9 @@ def _pyaudio():
         return _pa_instance
 
 
-def reset_pyaudio() -> None:
-    """Terminate PortAudio so the next use rescans devices (e.g. a sound server started)."""
+def terminate_portaudio() -> None:
+    """Terminate PortAudio so the next use rescans devices (streams: close them first,
+    `streams.reset_pyaudio`)."""
     global _pa_instance, _probe_verdict
     with _pa_lock:
         _probe_verdict = None
@@ -152,8 +154,11 @@ def list_devices() -> list[DeviceInfo]:
     return out
 
 
-def _find_device(device: str | int | None, want_input: bool) -> int | None:
-    """Index of the device named (substring) or numbered `device`; None = default."""
+def find_device(device: str | int | None, want_input: bool) -> int | None:
+    """Index of the device numbered or named ``device`` (None/"" = the default: None).
+
+    A name matches exactly, then ignoring case, then as a part of one device's name; a part
+    that several devices share is ambiguous. AudioUnavailable lists what there is."""
     devices = list_devices()
     usable = [d for d in devices
               if (d.max_input_channels if want_input else d.max_output_channels) > 0]
@@ -162,6 +167,7 @@ def _find_device(device: str | int | None, want_input: bool) -> int | None:
         raise AudioUnavailable(
             f"no audio {kind} device (PortAudio found {len(devices)} device(s); "
             "is a sound server such as PulseAudio running and XDG_RUNTIME_DIR set?)")
+    have = ", ".join(f"{d.index}: {d.name}" for d in usable)
     if device is None or device == "":
         if any(d.is_default_input if want_input else d.is_default_output for d in usable):
             return None
@@ -170,121 +176,56 @@ def _find_device(device: str | int | None, want_input: bool) -> int | None:
         idx = int(device)
         if any(d.index == idx for d in usable):
             return idx
-        raise AudioUnavailable(f"no audio {kind} device with index {idx}")
-    for d in usable:
-        if d.name == device:
-            return d.index
-    for d in usable:
-        if device.lower() in d.name.lower():
-            return d.index
-    raise AudioUnavailable(f"no audio {kind} device named {device!r}; "
-                           f"have: {', '.join(d.name for d in usable)}")
+        raise AudioUnavailable(f"no audio {kind} device with index {idx} (have {have})")
+    for same in (lambda d: d.name == device, lambda d: d.name.lower() == device.lower()):
+        found = [d for d in usable if same(d)]
+        if found:
+            return found[0].index
+    found = [d for d in usable if device.lower() in d.name.lower()]
+    if len(found) == 1:
+        return found[0].index
+    if found:
+        raise AudioUnavailable(f"audio {kind} device name {device!r} is ambiguous: it is part "
+                               f"of {', '.join(repr(d.name) for d in found)}; give more of it")
+    raise AudioUnavailable(f"no audio {kind} device named {device!r} (have {have})")
 
 
-class _PyAudioStream:
-    """Shared open/close logic: a callback stream at `rate`, 20 ms per buffer."""
-
-    def __init__(self, device: str | int | None, rate: int, want_input: bool,
-                 max_ms: int) -> None:
-        import pyaudio
-
-        self.rate = rate
-        self.fifo = PcmFifo(rate * 2 * max_ms // 1000)
-        self._conv: dict[int, StreamResampler] = {}
-        pa = _pyaudio()
-        index = _find_device(device, want_input)
-        frames = rate // 50
-        try:
-            with _stderr_to_devnull():
-                self._stream = pa.open(
-                    format=pyaudio.paInt16, channels=1, rate=rate,
-                    input=want_input, output=not want_input,
-                    input_device_index=index if want_input else None,
-                    output_device_index=None if want_input else index,
-                    frames_per_buffer=frames, stream_callback=self._callback)
-        except (OSError, ValueError) as exc:
-            kind = "input" if want_input else "output"
-            raise AudioUnavailable(f"cannot open audio {kind} device {device!r} at {rate} Hz: "
-                                   f"{exc}") from exc
-        self._closed = False
-
-    def _callback(self, in_data, frame_count, time_info, status):  # PortAudio thread
-        raise NotImplementedError
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            with _stderr_to_devnull():
-                self._stream.stop_stream()
-                self._stream.close()
-        except OSError:
-            pass
+_find_device = find_device  # the older name
 
 
-class PyAudioSource(_PyAudioStream, Metered):
-    """Microphone capture; `read` never blocks (silence on underrun)."""
-
-    def __init__(self, device: str | int | None = None, rate: int = 48000,
-                 max_ms: int = 120) -> None:
-        super().__init__(device, rate, True, max_ms)
-
-    def _callback(self, in_data, frame_count, time_info, status):
-        import pyaudio
-
-        self.fifo.put(in_data)
-        return None, pyaudio.paContinue
-
-    def read(self, samples: int, rate: int) -> bytes:
-        if rate == self.rate:
-            out = self.fifo.get(samples * 2)
-        else:
-            conv = self._conv.get(rate)
-            if conv is None:
-                conv = self._conv[rate] = StreamResampler(self.rate, rate)
-                conv.pending = bytearray()  # type: ignore[attr-defined]
-            pending = conv.pending  # type: ignore[attr-defined]
-            need_in = samples * self.rate // rate
-            while len(pending) < samples * 2:
-                pending += conv.process(self.fifo.get(need_in * 2))
-                if len(pending) < samples * 2 and len(self.fifo) == 0:
-                    break
-            out = bytes(pending[:samples * 2]).ljust(samples * 2, b"\0")
-            del pending[:samples * 2]
-        self._last = out
-        return out
-
-
-class PyAudioSink(_PyAudioStream, Metered):
-    """Speaker playback; `write` queues (bounded), PortAudio's thread drains."""
-
-    def __init__(self, device: str | int | None = None, rate: int = 48000,
-                 max_ms: int = 160) -> None:
-        super().__init__(device, rate, False, max_ms)
-
-    def _callback(self, in_data, frame_count, time_info, status):
-        import pyaudio
-
-        return self.fifo.get(frame_count * 2), pyaudio.paContinue
-
-    def write(self, pcm: bytes, rate: int) -> None:
-        self._last = pcm
-        if rate != self.rate:
-            conv = self._conv.get(rate)
-            if conv is None:
-                conv = self._conv[rate] = StreamResampler(rate, self.rate)
-            pcm = conv.process(pcm)
-        self.fifo.put(pcm)
-
-
-def open_pyaudio(input: str | int | None = None, output: str | int | None = None,
-                 rate: int = 48000) -> tuple[PyAudioSource, PyAudioSink]:
-    """Open capture and playback; AudioUnavailable says why when that is impossible."""
-    source = PyAudioSource(input, rate)
+def device_name(index: int | None, want_input: bool) -> str:
+    """A device's name for messages ("the default device" for None)."""
+    if index is None:
+        return "the default device"
     try:
-        sink = PyAudioSink(output, rate)
-    except AudioUnavailable:
-        source.close()
-        raise
-    return source, sink
+        return repr(str(_pyaudio().get_device_info_by_index(index)["name"]))
+    except (OSError, IOError, AudioUnavailable):
+        return f"device {index}"
+
+
+_open_lock = threading.RLock()
+
+
+def open_stream(index: int | None, want_input: bool, rate: int, frames: int, callback):
+    """A PortAudio callback stream, mono s16 (raises OSError/ValueError as PyAudio does)."""
+    import pyaudio
+
+    pa = _pyaudio()
+    with _open_lock, _stderr_to_devnull():
+        return pa.open(format=pyaudio.paInt16, channels=1, rate=rate,
+                       input=want_input, output=not want_input,
+                       input_device_index=index if want_input else None,
+                       output_device_index=None if want_input else index,
+                       frames_per_buffer=frames, stream_callback=callback)
+
+
+def close_stream(stream) -> None:
+    """Stop and close, quietly: a stream whose device went away may fail either way."""
+    try:
+        with _open_lock, _stderr_to_devnull():
+            try:
+                stream.stop_stream()
+            finally:
+                stream.close()
+    except (OSError, ValueError):
+        pass

@@ -1,4 +1,5 @@
-"""A sine tone source (tests, benchmarks, a ring-back stand-in)."""
+"""Sine tone sources: one frequency or a chord of several (ring, ringback, DTMF-like
+pairs), steady or switched on and off in a cadence."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from .base import Metered
 
 
 class ToneSource(Metered):
-    """A continuous sine; one cycle-aligned table per rate so reads are slices."""
+    """A continuous sine (or the sum of several, ``freq_hz`` a tuple, sharing the level);
+    one table of a second per rate so reads are slices."""
 
-    def __init__(self, freq_hz: float = 440.0, level_dbfs: float = -12.0) -> None:
+    def __init__(self, freq_hz: float | tuple[float, ...] = 440.0,
+                 level_dbfs: float = -12.0) -> None:
         self.freq_hz = freq_hz
+        self._freqs = tuple(freq_hz) if isinstance(freq_hz, (tuple, list)) else (freq_hz,)
         self.amplitude = 32767 * 10 ** (level_dbfs / 20) * math.sqrt(2)  # RMS level
-        self.amplitude = min(self.amplitude, 32767.0)
+        self.amplitude = min(self.amplitude / math.sqrt(len(self._freqs)), 32767.0)
         self._tables: dict[int, np.ndarray] = {}
         self._pos: dict[int, int] = {}
 
@@ -25,7 +29,8 @@ class ToneSource(Metered):
             # one second holds a whole number of cycles for integral frequencies;
             # otherwise the wrap is a tiny phase step once a second
             n = np.arange(rate)
-            t = (self.amplitude * np.sin(2 * np.pi * self.freq_hz * n / rate)).astype("<i2")
+            wave = sum(np.sin(2 * np.pi * f * n / rate) for f in self._freqs)
+            t = np.clip(self.amplitude * wave, -32768, 32767).astype("<i2")
             self._tables[rate] = t
             self._pos[rate] = 0
         return t
@@ -48,7 +53,7 @@ class CadencedTone(ToneSource):
     """A tone switched on and off in a repeating ``cadence`` of (on_ms, off_ms) pairs:
     ring-back, busy, the call-waiting beeps."""
 
-    def __init__(self, freq_hz: float, cadence: tuple[tuple[int, int], ...],
+    def __init__(self, freq_hz: float | tuple[float, ...], cadence: tuple[tuple[int, int], ...],
                  level_dbfs: float = -16.0) -> None:
         super().__init__(freq_hz, level_dbfs)
         self.cadence = cadence
