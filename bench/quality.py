@@ -25,19 +25,19 @@ after the other:
 
 The phones and the recorder run at ``nice -10``, ahead of the shared machine's other work.
 
-Echo: far-end speech through a room impulse response (20 ms bulk delay, RT60 150 ms,
--6 dB) plus -60 dBFS noise, mixed into the microphone; a near-end talker joins after
-6 s. ERLE over 3-6 s (far end alone, after convergence) and PESQ of the near-end speech
-during double talk, without a canceller and with the product's (``product_canceller``:
-the one place that knows its API) when this build has one.
+Echo: the sample (far end) through tests/peers/echoscene's room (20 ms to the microphone,
+RT60 150 ms, 6 dB below the speaker feed) plus -60 dBFS noise; a near-end talker joins
+after 6 s. ERLE over 3-6 s (far end alone, after convergence; the product's own
+``erle_db``) and PESQ of the near-end speech during double talk, without a canceller and
+with the product's (``product_canceller``: the one place that knows its API) when this
+build has one. bench/echo_compare.py sets it against speexdsp and livekit's AEC3.
 
 Goals (issue 12, printed with the table, never asserted): PESQ ≥ baresip's at every
 point; at 10 % loss ≥ +0.3 over today's repeat-and-fade (the ``--before`` file, made by
 this script on the code before the change); ERLE ≥ 25 dB.
 
     bench/quality.py [--quick|--smoke] [--codecs PCMU,G722,opus] [--points loss0,loss10]
-                     [--impls softphone,baresip] [--canceller product|pywebrtc_audio]
-                     [--before FILE|none]
+                     [--impls softphone,baresip|none] [--no-echo] [--before FILE|none]
 
 Needs root (namespaces, nftables), espeak-ng, sox, baresip and the ``pesq`` package.
 """
@@ -52,6 +52,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,7 @@ from benchlib import (FIGURE_RE, ROOT, figure, note, ratio, require, run_dir, st
 
 import speechlib
 from peers.baresip import Baresip
+from peers.echoscene import echo_scene, through
 from peers.impair import ImpairRelay
 from peers.netns import LossyLink
 from peers.pulse import HeadlessPulse
@@ -472,12 +474,16 @@ def fmt(v: float | None, digits: int = 2) -> str:
 
 
 # --------------------------------------------------------------------------- echo
-def product_canceller(rate: int) -> speechlib.Canceller | None:
-    """The product's echo canceller alone (no noise suppression or gain control, which would
-    move ERLE for other reasons) as ``process(near, far) -> out`` on 10 ms int16 frames, or
-    None when this build has none. The one place that knows the product's API (written
-    against the audio-dsp branch's ``softphone.media.processing.VoiceProcessor``): adapt it
-    here when that changes."""
+#: the echo path (tests/peers/echoscene.py): 20 ms from speaker to microphone (device
+#: buffers and the air), RT60 150 ms, the echo 6 dB below the speaker feed
+ECHO_ROOM = dict(delay_ms=20.0, rt60_s=0.15, erl_db=6.0, noise_dbfs=-60.0)
+
+
+def product_canceller(rate: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """``(mic, far) -> out`` (int16) through the product's echo canceller alone — no noise
+    suppression or gain control, which would move ERLE for other reasons — driven as the
+    capture callback drives it; None when this build has none. The one place that knows
+    the product's API."""
     try:
         from softphone.media.processing import (Processing, ProcessingUnavailable,
                                                 VoiceProcessor)
@@ -490,46 +496,36 @@ def product_canceller(rate: int) -> speechlib.Canceller | None:
     except ProcessingUnavailable as exc:
         note(f"echo: the product's canceller is unavailable: {exc}")
         return None
-    return lambda near, far: np.frombuffer(vp.process(near.tobytes(), far.tobytes()),
-                                           dtype="<i2")
+    return lambda mic, far: through(vp, mic, far, rate)
 
 
-def pywebrtc_canceller(rate: int) -> speechlib.Canceller | None:
-    """The WebRTC audio processing module through pywebrtc-audio (not a dependency: for
-    checking this harness before the product's canceller exists)."""
-    try:
-        from pywebrtc_audio import AudioProcessor
-    except ImportError:
-        note("echo: pywebrtc_audio not installed")
-        return None
-    return AudioProcessor(sample_rate=rate, echo_cancellation=True).process
-
-
-CANCELLERS = {"product": product_canceller, "pywebrtc_audio": pywebrtc_canceller}
-
-
-def run_echo(workdir: Path, canceller: str, far_sentences, near_sentences,
-             double_talk_s: float = 6.0, converge_s: float = 3.0) -> dict[str, tuple]:
-    """{canceller: (ERLE dB, double-talk PESQ)} for no canceller and, if there is one,
-    the chosen canceller."""
+def run_echo(workdir: Path, far_sentences, near_sentences, double_talk_s: float = 6.0,
+             converge_s: float = 3.0) -> dict[str, tuple]:
+    """{"none"/"product": (ERLE dB after ``converge_s``, double-talk PESQ)}: the far end's
+    sample through ECHO_ROOM into the microphone, the near end joining at ``double_talk_s``."""
     rate = 16000
+    pcm = lambda x: np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)  # noqa: E731
     far = speechlib.read_wav(speechlib.synthesize(workdir, far_sentences))[0]
     near = speechlib.trim_silence(
         speechlib.read_wav(speechlib.synthesize(workdir, near_sentences))[0])
     start = int(double_talk_s * rate)
-    far = np.concatenate([far, np.zeros(max(0, start + len(near) + rate // 2 - len(far)))])
-    mic, talk = speechlib.echo_scene(far, near, rate, double_talk_at=start,
-                                     rir=speechlib.room_impulse_response(rate))
-    echo_only = slice(int(converge_s * rate), start)
+    end = start + len(near) + rate // 2
+    far = np.concatenate([far, np.zeros(max(0, end - len(far)))])
+    scene = echo_scene(pcm(far), pcm(near), rate=rate, double_talk_at=double_talk_s,
+                       **ECHO_ROOM)
+    variants: dict[str, np.ndarray] = {"none": scene.mic}
+    cancel = product_canceller(rate)
+    if cancel is not None:
+        from softphone.media.processing import erle_db  # the product's own measure
+
+        variants["product"] = cancel(scene.mic, scene.far)
+    settled = slice(int(converge_s * rate), start)
     out: dict[str, tuple] = {}
-    variants: dict[str, np.ndarray] = {"none": mic}
-    process = CANCELLERS[canceller](rate)
-    if process is not None:
-        variants[canceller] = speechlib.run_canceller(process, mic, far, rate)
     for name, signal in variants.items():
-        erle = speechlib.erle_db(mic, signal, echo_only, rate)
-        span = slice(start - rate // 2, min(len(signal), start + len(near) + rate // 2))
-        mos = speechlib.pesq_mos(talk[span], signal[span], rate)
+        erle = 0.0 if signal is scene.mic else erle_db(
+            scene.mic[settled], scene.far[settled], signal[settled], rate)
+        span = slice(start - rate // 2, min(end, len(signal)))
+        mos = speechlib.pesq_mos(scene.near[span] / 32768, signal[span] / 32768, rate)
         out[name] = (erle, mos)
         note(f"echo canceller={name}: ERLE {erle:.1f} dB, double-talk PESQ {fmt(mos)}")
     return out
@@ -550,8 +546,8 @@ def read_before(path: Path | None) -> dict[tuple[str, str, str], float]:
     return out
 
 
-def report(results: list[CallResult], echo: dict[str, tuple], canceller: str,
-           before: dict, before_path: Path | None) -> list[str]:
+def report(results: list[CallResult], echo: dict[str, tuple], before: dict,
+           before_path: Path | None) -> list[str]:
     """Figure lines on stdout; the table and the goals as text lines (returned)."""
     by = {(r.impl, r.codec, r.point): r for r in results}
     for r in results:
@@ -600,13 +596,13 @@ def report(results: list[CallResult], echo: dict[str, tuple], canceller: str,
                   "near end during double talk"]
     lines += [f"  canceller={name:15} ERLE {erle:5.1f} dB   double-talk PESQ {fmt(mos)}"
               for name, (erle, mos) in echo.items()]
-    if canceller not in echo:
-        lines.append(f"  canceller={canceller}: not available in this build")
-    return lines + [""] + goal_lines(by, rows, echo, canceller, before, before_path)
+    if "product" not in echo:
+        lines.append("  canceller=product: not available in this build")
+    return lines + [""] + goal_lines(by, rows, echo, before, before_path)
 
 
-def goal_lines(by: dict, rows: list[tuple[str, str]], echo: dict[str, tuple], canceller: str,
-               before: dict, before_path: Path | None) -> list[str]:
+def goal_lines(by: dict, rows: list[tuple[str, str]], echo: dict[str, tuple], before: dict,
+               before_path: Path | None) -> list[str]:
     """Issue 12's goals against this run's figures: met, missed, or not judged."""
     lines = ["goals (issue 12; reported, not asserted):"]
     pairs = [(by.get(("softphone", c, p)), by.get(("baresip", c, p))) for c, p in rows]
@@ -631,7 +627,7 @@ def goal_lines(by: dict, rows: list[tuple[str, str]], echo: dict[str, tuple], ca
     else:
         lines.append(f"  +{GOAL_GAIN_AT_10} at 10 % loss: not judged, no before figures "
                      f"({before_path or 'none given'})")
-    erle = echo.get(canceller, (None,))[0]
+    erle = echo.get("product", (None,))[0]
     lines.append(f"  ERLE >= {GOAL_ERLE_DB:.0f} dB: "
                  + ("canceller not available" if erle is None else
                     f"{erle:.1f} dB, {'met' if erle >= GOAL_ERLE_DB else 'missed'}"))
@@ -649,8 +645,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", help=f"comma list of {','.join(POINTS)}")
     ap.add_argument("--impls", default="softphone,baresip",
                     help="comma list of softphone,baresip (none: the echo part only)")
-    ap.add_argument("--canceller", default="product", choices=sorted(CANCELLERS),
-                    help="echo canceller under test (pywebrtc_audio: checks this harness)")
     ap.add_argument("--before", default=str(BEFORE),
                     help="figures of the code before the change (for the +0.3 goal); none: skip")
     ap.add_argument("--no-echo", action="store_true", help="skip the echo part")
@@ -688,12 +682,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         results = run_calls(impls, codecs, points, workdir, sentences)
-        echo = {} if a.no_echo else run_echo(workdir, a.canceller, sentences, near,
+        echo = {} if a.no_echo else run_echo(workdir, sentences, near,
                                               double_talk_s=2.5 if a.smoke else 6.0,
                                               converge_s=1.0 if a.smoke else 3.0)
     finally:
         stop_leftovers()
-    lines = report(results, echo, a.canceller, before, before_path)
+    lines = report(results, echo, before, before_path)
     table = "\n".join(lines)
     note("quality table:\n" + table)
     (workdir / "table.txt").write_text(table + "\n")

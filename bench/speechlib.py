@@ -1,5 +1,5 @@
-"""The signal side of the quality bench: speech to send, a recording aligned to it, its
-PESQ score, and the synthetic echo path with its ERLE.
+"""The signal side of the quality bench: speech to send, a recording aligned to it, and
+its PESQ score.
 
 - Speech comes from espeak-ng at bench time (Harvard sentences, two voices), levelled to
   -26 dBFS active speech, with silence around it (PESQ wants some, and the tail covers the
@@ -10,9 +10,6 @@ PESQ score, and the synthetic echo path with its ERLE.
   absorbs the playout buffer's own delay changes.
 - PESQ: ITU-T P.862 narrow band at 8 kHz (G.711), P.862.2 wide band at 16 kHz (G.722,
   Opus), through the ``pesq`` package.
-- Echo: far-end speech through an exponentially decaying room impulse response behind a
-  bulk delay, plus noise, mixed into the microphone; ERLE is measured where only the far
-  end talks, after the canceller had time to converge.
 
 Files go through sox (resampling, channel mixing); arrays are float64 in [-1, 1).
 """
@@ -25,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import wave
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -178,62 +175,3 @@ def score_recording(reference: Path, recording: Path, rate: int) -> tuple[float 
     rec = load_at(recording, rate)
     deg, lag = align(ref, rec)
     return pesq_mos(ref, deg, rate), lag * 1000.0 / rate
-
-
-# --------------------------------------------------------------------------- echo
-def room_impulse_response(rate: int, *, bulk_delay_ms: float = 20.0, rt60_ms: float = 150.0,
-                          length_ms: float = 250.0, gain_db: float = -6.0,
-                          seed: int = 7) -> np.ndarray:
-    """A laptop-ish echo path: ``bulk_delay_ms`` of nothing (the speaker-to-mic path and
-    the sound card's buffers), then Gaussian taps under an exponential decay reaching
-    -60 dB after ``rt60_ms``, scaled to ``gain_db`` of echo path gain (energy)."""
-    rng = np.random.default_rng(seed)
-    delay = int(rate * bulk_delay_ms / 1000)
-    n = int(rate * length_ms / 1000)
-    t = np.arange(n) / rate
-    taps = rng.standard_normal(n) * np.exp(-6.91 * t / (rt60_ms / 1000))  # ln(1000)
-    taps *= 10 ** (gain_db / 20) / math.sqrt(float((taps ** 2).sum()))
-    return np.concatenate([np.zeros(delay), taps])
-
-
-def echo_scene(far: np.ndarray, near: np.ndarray, rate: int, *, double_talk_at: int,
-               rir: np.ndarray, noise_dbfs: float = -60.0,
-               seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
-    """(microphone, near-end speech as it sits in the microphone): the far end's speech
-    through ``rir``, the near talker from sample ``double_talk_at`` on, and white noise."""
-    echo = np.convolve(far, rir)[: len(far)]
-    talk = np.zeros(len(far))
-    end = min(len(far), double_talk_at + len(near))
-    talk[double_talk_at:end] = near[: end - double_talk_at]
-    noise = np.random.default_rng(seed).standard_normal(len(far)) * 10 ** (noise_dbfs / 20)
-    return echo + talk + noise, talk
-
-
-Canceller = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""``process(near, far) -> out`` on one 10 ms frame of int16 samples each."""
-
-
-def run_canceller(process: Canceller, mic: np.ndarray, far: np.ndarray,
-                  rate: int) -> np.ndarray:
-    """Feed ``mic`` and the far-end reference through ``process`` in 10 ms frames, as a
-    sound card would (both streams on one clock)."""
-    n = rate // 100
-    to16 = lambda x: np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)  # noqa: E731
-    out = np.zeros(len(mic) // n * n)
-    for i in range(0, len(out), n):
-        frame = np.asarray(process(to16(mic[i:i + n]), to16(far[i:i + n])))
-        out[i:i + n] = frame.astype(np.float64)[:n] / 32768.0
-    return out
-
-
-def erle_db(mic: np.ndarray, out: np.ndarray, echo_only: slice, rate: int) -> float:
-    """Echo return loss enhancement over ``echo_only`` (far end talking alone): mic energy
-    over output energy, counted on the 10 ms frames where the echo is loud (within 30 dB
-    of its peak) so the far end's pauses do not dilute it."""
-    n = rate // 100
-    m, o = mic[echo_only], out[echo_only]
-    k = min(len(m), len(o)) // n * n
-    pm = (m[:k].reshape(-1, n) ** 2).sum(axis=1)
-    po = (o[:k].reshape(-1, n) ** 2).sum(axis=1)
-    loud = pm > pm.max() * 1e-3
-    return 10 * math.log10(float(pm[loud].sum()) / max(float(po[loud].sum()), 1e-20))
