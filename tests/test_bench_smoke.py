@@ -40,6 +40,9 @@ CASES = {
              ["soak.rss_start", "soak.rss_peak", "soak.rss_end", "soak.ratio.rss_peak"]),
     "echo_compare": ((), ["echo.erle_converged", "echo.erle_first_2s", "echo.cost_per_10ms",
                           "echo.ratio.erle_converged"]),
+    "quality": (("baresip", "espeak-ng", "sox", "ip", "nft", "pulseaudio", "parec"),
+                ["quality.pesq", "quality.ratio.pesq", "quality.echo.erle",
+                 "quality.echo.pesq_double_talk"]),
 }
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from peers import (Kamailio, PeerTimeout, SoftphoneProcess, free_udp_port, sip_options_ping,
                    wav_tone)
-from peers.impair import ImpairRelay
+from peers.impair import ImpairRelay, socket_in_netns
 from peers.net import LOOPBACK
 from peers.sipmsg import responses
 
@@ -250,6 +250,75 @@ def test_lossy_link_drops_about_the_asked_share(lossy_link) -> None:
     # 500 datagrams at 20 % loss: mean 400 received, sd ~9; the band is about +-6 sd
     got = _received_through(lossy_link, 20)
     assert 345 <= got <= 455, got
+
+
+def test_lossy_link_loss_on_chosen_ports_and_a_diverted_flow(lossy_link) -> None:
+    """``set_loss(..., ports=)`` drops only datagrams to those ports, and with ``seed`` the
+    same ones every time; ``divert_udp`` slips a relay into a flow (the far end sees the
+    relay, the sender sees replies come from the port it sent to), and ``undivert_udp``
+    takes it out again."""
+    link = lossy_link
+    target, other, client = (socket_in_netns(link.ns_b), socket_in_netns(link.ns_b),
+                             socket_in_netns(link.ns_a))
+    relay = None
+    try:
+        target.bind((link.addr_b, 0))
+        other.bind((link.addr_b, 0))
+        client.bind((link.addr_a, 0))
+        for sock in (target, other, client):
+            sock.settimeout(2.0)
+        port, other_port = target.getsockname()[1], other.getsockname()[1]
+
+        link.set_loss(link.ns_b, 100, ports=(port, port))
+        client.sendto(b"lost", (link.addr_b, port))
+        client.sendto(b"kept", (link.addr_b, other_port))
+        assert other.recvfrom(64)[0] == b"kept"
+        target.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            target.recvfrom(64)
+        target.settimeout(2.0)
+        link.set_loss(link.ns_b, 0)
+
+        def lost_of_1000() -> set[int]:
+            got: set[int] = set()
+            for batch in range(0, 1000, 100):  # batches: the receive buffer never overflows
+                for i in range(batch, batch + 100):
+                    client.sendto(b"%d" % i, (link.addr_b, port))
+                target.settimeout(0.1)
+                try:
+                    while True:
+                        got.add(int(target.recvfrom(64)[0]))
+                except socket.timeout:
+                    pass
+            return set(range(1000)) - got
+
+        link.set_loss(link.ns_b, 10, ports=(port, port), seed=3)
+        first = lost_of_1000()
+        link.set_loss(link.ns_b, 10, ports=(port, port), seed=3)  # the pattern starts again
+        assert len(first) == 100 and lost_of_1000() == first
+        link.set_loss(link.ns_b, 0)
+        target.settimeout(2.0)
+
+        relay = ImpairRelay((link.addr_b, port), listen=(link.addr_b, 0), listen_netns=link.ns_b,
+                            target_netns=link.ns_b, target_bind=link.addr_b, delay=0.05,
+                            jitter=0.0).start()
+        link.divert_udp(link.ns_b, port, relay.port)
+        client.sendto(b"via relay", (link.addr_b, port))
+        data, source = target.recvfrom(64)
+        assert data == b"via relay" and source[0] == link.addr_b, source  # the relay's socket
+        target.sendto(b"reply", source)
+        data, source = client.recvfrom(64)
+        assert (data, source) == (b"reply", (link.addr_b, port))
+        assert relay.snapshot()["up.sent"] == 1 and relay.snapshot()["down.sent"] == 1
+
+        link.undivert_udp(link.ns_b)
+        client.sendto(b"direct", (link.addr_b, port))
+        assert target.recvfrom(64) == (b"direct", client.getsockname())
+    finally:
+        if relay is not None:
+            relay.stop()
+        for sock in (target, other, client):
+            sock.close()
 
 
 # --- headless audio ---------------------------------------------------------------------------

@@ -77,8 +77,13 @@ class Baresip:
     def __init__(self, profile: str, run_dir: Path, *, kamailio=None, name: str | None = None,
                  tone_hz: int = 440, sip_trace: bool = True, max_life: int = 120,
                  sip_port: int | None = None, modules: tuple[str, ...] = (),
-                 account_params: str = "") -> None:
+                 account_params: str = "", config_dir: Path | None = None,
+                 prefix: list[str] | None = None) -> None:
+        """``config_dir``: a config written by the caller instead of the profile's (the
+        profile then only names the instance); ``prefix``: e.g.
+        ``LossyLink.exec_argv(ns, [])`` to run inside a network namespace."""
         self.binary = require_binary("baresip")
+        self.prefix = list(prefix or [])
         self.profile = profile
         self.name = name or profile
         self.workdir = Path(run_dir) / self.name
@@ -88,7 +93,7 @@ class Baresip:
         self.rtp_ports = (rtp_base, rtp_base + 39)
         self.user = PROFILE_USER.get(profile, "perf")
         password = kamailio.subscriber(self.user).password if (kamailio and profile in PROFILE_USER) else None
-        self.config_dir = render_config(
+        self.config_dir = config_dir or render_config(
             profile, self.workdir / "cfg", sip_port=self.sip_port, rtp_ports=self.rtp_ports,
             registrar_port=kamailio.port if kamailio else None, password=password, tone_hz=tone_hz,
             modules=modules, account_params=account_params)
@@ -110,7 +115,7 @@ class Baresip:
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> Baresip:
-        argv = [self.binary, "-f", str(self.config_dir), "-t", str(self.max_life)]
+        argv = [*self.prefix, self.binary, "-f", str(self.config_dir), "-t", str(self.max_life)]
         if self.sip_trace:
             argv.append("-s")
         self.proc = subprocess.Popen(argv, cwd=self.workdir, stdin=subprocess.PIPE,

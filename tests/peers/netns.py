@@ -1,5 +1,6 @@
 """Packet loss without netem: two network namespaces joined by a veth pair, with an nftables
-``numgen random mod 100 < N drop`` rule on UDP input.
+``numgen random mod 100 < N drop`` rule on UDP input (or a seeded, repeatable pattern), and
+a way to slip a user-space relay (peers/impair.py) into one UDP flow.
 
 Namespaces and links are created with unique names (pid + counter) and removed again;
 addresses come from the benchmark range 198.18.0.0/15 and exist only inside them.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import subprocess
 import time
 from collections.abc import Sequence
@@ -18,6 +20,7 @@ from .procs import require_binary, unavailable
 
 _counter = itertools.count(1)
 _TABLE = "sp_loss"
+_DIVERT = "sp_divert"
 
 
 def _run(argv: Sequence[str], timeout: float = 10.0) -> subprocess.CompletedProcess:
@@ -91,14 +94,46 @@ class LossyLink:
         if out.returncode != 0:
             raise RuntimeError(f"nft in {ns} failed: {out.stderr.strip()}\n{script}")
 
-    def set_loss(self, ns: str, percent: int) -> None:
-        """Drop ``percent`` % (0-100) of UDP datagrams arriving in ``ns``, at random."""
+    def set_loss(self, ns: str, percent: int, ports: tuple[int, int] | None = None,
+                 seed: int | None = None) -> None:
+        """Drop ``percent`` % (0-100) of UDP datagrams arriving in ``ns``, at random; with
+        ``ports`` (LOW, HIGH) only those sent to these ports (RTP, sparing SIP).
+
+        With ``seed`` the datagrams dropped are a fixed random pattern instead: exactly
+        ``percent`` % of every 1000, at positions drawn from ``seed`` and counted from this
+        call on, so two runs through the link lose the same packets (paired comparisons)."""
         if not 0 <= percent <= 100:
             raise ValueError(percent)
         script = f"flush chain inet {_TABLE} input\n"
         if percent:
-            script += f"add rule inet {_TABLE} input meta l4proto udp numgen random mod 100 < {percent} drop\n"
+            match = f"udp dport {ports[0]}-{ports[1]}" if ports else "meta l4proto udp"
+            if percent == 100:
+                pick = ""  # nft refuses "mod 100 < 100"
+            elif seed is None:
+                pick = f"numgen random mod 100 < {percent}"
+            else:
+                lost = sorted(random.Random(seed).sample(range(1000), 10 * percent))
+                pick = f"numgen inc mod 1000 {{ {', '.join(map(str, lost))} }}"
+            script += f"add rule inet {_TABLE} input {match} {pick} drop\n"
         self._nft(ns, script)
+
+    def divert_udp(self, ns: str, port: int, to_port: int) -> None:
+        """Datagrams arriving in ``ns`` over the link for UDP ``port`` go to ``to_port``
+        (a local relay) instead, and what that port sends back over the link leaves as from
+        ``port``: a relay slipped into a flow neither end knows about.
+
+        The ports are rewritten statelessly: with NAT, a flow the far end had started first
+        (its own RTP) would carry the other direction past the relay in conntrack's reply
+        path. ``undivert_udp`` ends it."""
+        dev = self.veth_a if ns == self.ns_a else self.veth_b
+        self._nft(ns, f"add table inet {_DIVERT}\n"
+                      f"add chain inet {_DIVERT} pre {{ type filter hook prerouting priority -300; }}\n"
+                      f"add chain inet {_DIVERT} out {{ type filter hook output priority -300; }}\n"
+                      f'add rule inet {_DIVERT} pre iifname "{dev}" udp dport {port} udp dport set {to_port}\n'
+                      f'add rule inet {_DIVERT} out oifname "{dev}" udp sport {to_port} udp sport set {port}\n')
+
+    def undivert_udp(self, ns: str) -> None:
+        self._nft(ns, f"delete table inet {_DIVERT}\n")
 
     def exec_argv(self, ns: str, argv: Sequence[str]) -> list[str]:
         return [self.ip, "netns", "exec", ns, *map(str, argv)]

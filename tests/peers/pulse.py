@@ -20,8 +20,10 @@ class HeadlessPulse:
     """``start()`` returns the client env (XDG_RUNTIME_DIR, PULSE_SERVER, PULSE_SINK,
     PULSE_SOURCE); ``stop()`` ends the daemon and keep-alives by PID."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, rate: int | None = None) -> None:
+        """``rate``: the null sinks' sample rate (default: the script's, 48 kHz)."""
         self.dir = Path(run_dir)
+        self.rate = rate
         self.env: dict[str, str] = {}
         self._pids: list[int] = []
 
@@ -34,7 +36,9 @@ class HeadlessPulse:
             return subprocess.run(["bash", str(SCRIPT), action], stdin=subprocess.DEVNULL,
                                   stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
                                   env={"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-                                       "HEADLESS_AUDIO_DIR": str(self.dir)})
+                                       "HEADLESS_AUDIO_DIR": str(self.dir),
+                                       **({"HEADLESS_AUDIO_RATE": str(self.rate)}
+                                          if self.rate else {})})
 
     def start(self, timeout: float = 20.0) -> dict[str, str]:
         require_binary("pulseaudio")
