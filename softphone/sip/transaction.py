@@ -85,8 +85,22 @@ class TimerConfig:
         """INVITE client gives up waiting for any response."""
         return 64 * self.t1
 
-    timer_f = timer_h = timer_l = timer_m = timer_b
-    """F: non-INVITE client timeout; H: wait for ACK; L, M: RFC 6026 'accepted' linger."""
+    # F: non-INVITE client timeout; H: wait for ACK; L, M: RFC 6026 'accepted' linger
+    @property
+    def timer_f(self) -> float:
+        return 64 * self.t1
+
+    @property
+    def timer_h(self) -> float:
+        return 64 * self.t1
+
+    @property
+    def timer_l(self) -> float:
+        return 64 * self.t1
+
+    @property
+    def timer_m(self) -> float:
+        return 64 * self.t1
 
     def timer_d(self, reliable: bool) -> float:
         """INVITE client lingers in 'completed' to absorb final retransmissions (>= 32 s)."""
@@ -240,8 +254,10 @@ class ClientTransaction(_Machine):
             actions.append(self._start("F", now, self.config.timer_f))
         return actions
 
-    def on_response(self, response: Response, now: float) -> list[Action]:
-        status = getattr(response, "status", 0)
+    def on_response(self, response: Request | Response, now: float) -> list[Action]:
+        if not isinstance(response, Response):
+            return []  # a request is no response (typed so: a compiled core checks types)
+        status = response.status
         if self.state == TERMINATED or not 100 <= status <= 699:
             return []
         if self.is_invite:
@@ -465,15 +481,16 @@ class ServerTransaction(_Machine):
             return [Send(response)]
         self.state = COMPLETED
         delay = self.config.timer_j(self.reliable)
-        return [Send(response)] + (self._terminate() if delay <= 0
-                                   else [self._start("J", now, delay)])
+        actions: list[Action] = [Send(response)]
+        actions += self._terminate() if delay <= 0 else [self._start("J", now, delay)]
+        return actions
 
 
 # -- matching --------------------------------------------------------------------------------
 
 
 def _is_rfc3261_branch(branch: str | None) -> bool:
-    return bool(branch) and branch[: len(MAGIC_COOKIE)].lower() == MAGIC_COOKIE.lower()
+    return branch is not None and branch[: len(MAGIC_COOKIE)].lower() == MAGIC_COOKIE.lower()
 
 
 def _sent_by(via: Via) -> tuple[str, int]:
