@@ -135,7 +135,7 @@ def ua_handles(data: bytes) -> bytes:
             parse_sdp(msg.body)
     out = msg.to_bytes()
     via.params["received"] = "192.0.2.7"
-    msg.headers.replace_first_value("Via", str(via))
+    msg.replace_top_via(via)
     return out + msg.to_bytes()
 
 
