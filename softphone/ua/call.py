@@ -263,7 +263,7 @@ class Call:
         if not immediate:
             self._run(session.ring(agent.stack.now()))
         self.announced = True
-        call_waiting = bool(waiting.active_calls(agent, but=self)) and not replacing
+        call_waiting = not replacing and waiting.has_active_call(agent, but=self)
         self._publish(ev.Incoming(self.call_id, str(self.remote.uri), str(self.local.uri),
                                   self.remote.display_name, self.account_name,
                                   call_waiting=call_waiting or None,

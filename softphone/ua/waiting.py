@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from .agent import UserAgent
     from .call import Call
 
-__all__ = ["active_calls", "ringing_calls", "busy", "refresh_alerts", "answer", "swap"]
+__all__ = ["active_calls", "has_active_call", "ringing_calls", "busy", "refresh_alerts",
+           "answer", "swap"]
 
 
 def active_calls(agent: "UserAgent", *, but: "Call | None" = None) -> list["Call"]:
@@ -37,10 +38,19 @@ def busy(agent: "UserAgent") -> bool:
         not c.ended and c.state in ("connected", "ending") for c in agent.calls.values())
 
 
+def has_active_call(agent: "UserAgent", *, but: "Call | None" = None) -> bool:
+    """``active_calls`` is not empty (stops at the first one)."""
+    return any(c is not but and not c.ended and c.state == "connected" and not c.on_hold
+               for c in agent.calls.values())
+
+
 def refresh_alerts(agent: "UserAgent") -> None:
     """The call-waiting tone plays on the active calls while a call waits (not for an
-    auto-answering endpoint)."""
-    waiting = bool(ringing_calls(agent)) and not agent.auto_answer
+    auto-answering endpoint, which never plays it: nothing to scan there, on every call
+    event of hundreds of calls)."""
+    if agent.auto_answer:
+        return
+    waiting = bool(ringing_calls(agent))
     tone = None
     for call in agent.calls.values():
         if call.ended:
