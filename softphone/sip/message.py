@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Final, Iterable, Iterator
 
 from .errors import SipParseError
 from .uri import NameAddr, OpaqueUri, SipUri, parse_any_uri, parse_name_addr, parse_uri
@@ -34,10 +34,10 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
 ]
 
-MAX_MESSAGE_SIZE = 65535
+MAX_MESSAGE_SIZE: Final = 65535
 """The largest message we accept (a UDP datagram's worth); longer ones are refused."""
 
-COMPACT_FORMS = {
+COMPACT_FORMS: Final = {
     "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length",
     "c": "Content-Type", "f": "From", "s": "Subject", "k": "Supported", "t": "To",
     "v": "Via", "o": "Event", "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires",
@@ -45,7 +45,7 @@ COMPACT_FORMS = {
     "d": "Request-Disposition", "y": "Identity", "n": "Identity-Info",
 }
 
-_CANONICAL = {
+_CANONICAL: Final = {
     name.lower(): name
     for name in (
         "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
@@ -63,7 +63,7 @@ _CANONICAL = {
 
 # Headers whose values are comma-separated lists (RFC 3261 §7.3.1). Authentication
 # headers are NOT in here: their commas separate parameters.
-_LIST_HEADERS = frozenset(
+_LIST_HEADERS: Final = frozenset(
     name.lower()
     for name in (
         "Via", "Route", "Record-Route", "Contact", "Allow", "Supported", "Require",
@@ -73,7 +73,7 @@ _LIST_HEADERS = frozenset(
     )
 )
 
-REASON_PHRASES = {
+REASON_PHRASES: Final = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
     183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
     301: "Moved Permanently", 302: "Moved Temporarily", 305: "Use Proxy",
@@ -92,8 +92,8 @@ REASON_PHRASES = {
     603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
 }
 
-_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
-_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_TOKEN_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
+_TOKEN: Final = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 
 def _is_digits(text: str) -> bool:
@@ -111,11 +111,11 @@ def _small_int(text: str, max_digits: int) -> int | None:
     return int(significant) if len(significant) <= max_digits else None
 
 
-_CANONICAL_OR_COMPACT = {**_CANONICAL, **COMPACT_FORMS}
+_CANONICAL_OR_COMPACT: Final = {**_CANONICAL, **COMPACT_FORMS}
 
 # The spellings met on the wire most (canonical, lower case, compact) -> (name, key): one
 # dict look-up names a header line. The key is the canonical name in lower case.
-_SPELLINGS: dict[str, tuple[str, str]] = {}
+_SPELLINGS: Final[dict[str, tuple[str, str]]] = {}
 for _spelling, _name in _CANONICAL_OR_COMPACT.items():
     _SPELLINGS[_spelling] = _SPELLINGS[_name] = (_name, _name.lower())
 del _spelling, _name
@@ -146,7 +146,7 @@ def _line_name(raw: str) -> tuple[str, str] | None:
     return entry if entry is not None else (name, name.lower())
 
 
-_LIST_ITEM = re.compile(r'(?:"(?:[^"\\]|\\.)*"|<[^<>]*>|[^,"<>])+')
+_LIST_ITEM: Final = re.compile(r'(?:"(?:[^"\\]|\\.)*"|<[^<>]*>|[^,"<>])+')
 
 
 def split_list(value: str) -> list[str]:
@@ -334,7 +334,7 @@ class Headers:
         self._keys = [keys[i] for i in kept]
 
 
-_FAST_VIA = re.compile(r"\s*SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?"
+_FAST_VIA: Final = re.compile(r"\s*SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?"
                        r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\s\"]+)?)*)\s*")
 
 
@@ -618,7 +618,7 @@ def _header_lines(head: str) -> list[str]:
     return lines
 
 
-_STATUS_LINE = re.compile(r"^SIP/([0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?$")
+_STATUS_LINE: Final = re.compile(r"^SIP/([0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?$")
 
 
 def _request_line(start: str) -> tuple[str, str, str | None]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from . import sdes
 
@@ -40,10 +40,10 @@ class NoCommonCodec(SdpError):
     """No audio stream can be agreed: no codec in common, or every stream refused (488)."""
 
 
-DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+DIRECTIONS: Final = ("sendrecv", "sendonly", "recvonly", "inactive")
 
 # RFC 3551 §6 static payload types: name, clock rate, channels.
-STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
+STATIC_PAYLOAD_TYPES: Final[dict[int, tuple[str, int, int]]] = {
     0: ("PCMU", 8000, 1), 3: ("GSM", 8000, 1), 4: ("G723", 8000, 1), 5: ("DVI4", 8000, 1),
     6: ("DVI4", 16000, 1), 7: ("LPC", 8000, 1), 8: ("PCMA", 8000, 1),
     9: ("G722", 8000, 1),  # RTP clock 8000 although G.722 samples at 16 kHz (RFC 3551 §4.5.2)
@@ -57,11 +57,11 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
 # Protocols we can answer; anything else (UDP/TLS/RTP/SAVPF: DTLS-SRTP, …) is refused.
 # An AVPF stream without rtcp-fb lines behaves as plain AVP (RFC 4585 §4.2). The SAVP
 # profiles (SRTP, keys by SDES) only when the policy encrypts.
-RTP_PROFILES_WE_SPEAK = ("RTP/AVP", "RTP/AVPF")
-SECURE_PROFILES = ("RTP/SAVP", "RTP/SAVPF")
-ENCRYPTIONS = ("none", "sdes", "sdes-required")
+RTP_PROFILES_WE_SPEAK: Final = ("RTP/AVP", "RTP/AVPF")
+SECURE_PROFILES: Final = ("RTP/SAVP", "RTP/SAVPF")
+ENCRYPTIONS: Final = ("none", "sdes", "sdes-required")
 
-_DTMF_EVENTS = "0-16"  # RFC 4733 events we send and receive: digits, *, #, A-D, flash
+_DTMF_EVENTS: Final = "0-16"  # RFC 4733 events we send and receive: digits, *, #, A-D, flash
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,10 +344,10 @@ class NegotiatedMedia:
 # ---------------------------------------------------------------------------------------
 # Parsing
 
-_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
-_RTPMAP = re.compile(r"([0-9]+)\s+([^/\s]+)/([0-9]+)(?:/([0-9]+))?\Z")
-_PTIME = re.compile(r"([0-9]+)(?:\.[0-9]*)?\Z")
-_SESSION_ONLY = set("vosuepztr")
+_LETTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz")
+_RTPMAP: Final = re.compile(r"([0-9]+)\s+([^/\s]+)/([0-9]+)(?:/([0-9]+))?\Z")
+_PTIME: Final = re.compile(r"([0-9]+)(?:\.[0-9]*)?\Z")
+_SESSION_ONLY: Final = set("vosuepztr")
 
 
 def _show(text: str, limit: int = 60) -> str:
@@ -641,15 +641,15 @@ def _media_attribute(m: MediaDescription, rtp: bool, attr: Attribute, where: str
 
 # Our codecs as we offer them. opus: rtpmap must say /48000/2 (RFC 7587 §7); we send mono
 # (stereo=0 is the default) and ask for in-band FEC.
-SUPPORTED_CODECS: dict[str, Codec] = {
+SUPPORTED_CODECS: Final[dict[str, Codec]] = {
     "opus": Codec(111, "opus", 48000, 2, {"useinbandfec": "1"}),
     "g722": Codec(9, "G722", 8000),
     "pcmu": Codec(0, "PCMU", 8000),
     "pcma": Codec(8, "PCMA", 8000),
 }
-_TELEPHONE_EVENTS = {8000: Codec(101, "telephone-event", 8000, 1, _DTMF_EVENTS),
+_TELEPHONE_EVENTS: Final = {8000: Codec(101, "telephone-event", 8000, 1, _DTMF_EVENTS),
                      48000: Codec(102, "telephone-event", 48000, 1, _DTMF_EVENTS)}
-_PTIMES = range(10, 130, 10)  # packet times every codec of ours can carry
+_PTIMES: Final = range(10, 130, 10)  # packet times every codec of ours can carry
 
 
 def _our_codecs(names: list[str]) -> list[Codec]:

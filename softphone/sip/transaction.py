@@ -29,6 +29,7 @@ never matches it to the INVITE server transaction — the owner routes it to the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .errors import SipParseError
 from .message import Headers, Request, Response, Via
@@ -56,16 +57,16 @@ __all__ = [
     "TERMINATED",
 ]
 
-MAGIC_COOKIE = "z9hG4bK"
+MAGIC_COOKIE: Final = "z9hG4bK"
 """Branch prefix marking an RFC 3261 transaction id (§8.1.1.7); without it, RFC 2543 rules."""
 
-CALLING = "calling"
-TRYING = "trying"
-PROCEEDING = "proceeding"
-COMPLETED = "completed"
-CONFIRMED = "confirmed"
-ACCEPTED = "accepted"
-TERMINATED = "terminated"
+CALLING: Final = "calling"
+TRYING: Final = "trying"
+PROCEEDING: Final = "proceeding"
+COMPLETED: Final = "completed"
+CONFIRMED: Final = "confirmed"
+ACCEPTED: Final = "accepted"
+TERMINATED: Final = "terminated"
 
 
 @dataclass(frozen=True)
