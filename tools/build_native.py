@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,14 +25,34 @@ sys.path.insert(0, str(ROOT))
 from softphone.sip import COMPILED, COMPILED_DIR, source_stamp  # noqa: E402
 
 
+def compile_into(lib: Path, jobs: int) -> None:
+    """mypyc → C → one extension per module and the group's shared library, under ``lib``
+    (run in a child process: its compiler chatter goes to the log, not the terminal)."""
+    from mypyc.build import mypycify
+    from setuptools import setup
+
+    os.chdir(ROOT)  # mypyc names modules by their path from here
+    sources = [f"softphone/sip/{name}.py" for name in COMPILED]
+    extensions = mypycify(sources, opt_level="3", group_name="softphone.sip._compiled",
+                          target_dir=str(BUILD / "c"))
+    setup(name="softphone-native", ext_modules=extensions,
+          script_args=["build_ext", "--build-lib", str(lib), "--build-temp", str(BUILD / "tmp"),
+                       "--parallel", str(jobs)])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="C compilers run at once (default: one per CPU)")
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    lib = BUILD / "lib"
+    if args.inner:
+        compile_into(lib, args.jobs)
+        return 0
     try:
-        from mypyc.build import mypycify
-        from setuptools import setup
+        import mypyc  # noqa: F401
+        import setuptools  # noqa: F401
     except ImportError as exc:
         print(f"tools/build_native.py: {exc.name} is missing (pip install mypy setuptools)",
               file=sys.stderr)
@@ -40,17 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(COMPILED_DIR, ignore_errors=True)
     shutil.rmtree(BUILD, ignore_errors=True)
     BUILD.mkdir(parents=True)
-    sources = [f"softphone/sip/{name}.py" for name in COMPILED]
-    os.chdir(ROOT)  # mypyc names modules by their path from here
-    extensions = mypycify(sources, opt_level="3",
-                          group_name="softphone.sip._compiled", target_dir=str(BUILD / "c"))
-    setup(name="softphone-native", ext_modules=extensions,
-          script_args=["-q", "build_ext", "--build-lib", str(BUILD / "lib"),
-                       "--build-temp", str(BUILD / "tmp"), "--parallel", str(args.jobs)])
-    built = sorted((BUILD / "lib" / "softphone" / "sip").glob("*.so"))
-    if len(built) != len(COMPILED) + 1:  # each module, and the group's shared library
-        print(f"tools/build_native.py: expected {len(COMPILED) + 1} libraries, got "
-              f"{[p.name for p in built]}", file=sys.stderr)
+    log_path = BUILD / "build.log"
+    with open(log_path, "wb") as log:
+        done = subprocess.run([sys.executable, __file__, "--inner", "--jobs", str(args.jobs)],
+                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    built = sorted((lib / "softphone" / "sip").glob("*.so"))
+    if done.returncode != 0 or len(built) != len(COMPILED) + 1:
+        # each module, and the group's shared library
+        tail = log_path.read_text(errors="replace").splitlines()[-30:]
+        print("\n".join(tail), file=sys.stderr)
+        print(f"tools/build_native.py: the build failed (exit {done.returncode}, "
+              f"{len(built)} libraries); full log: {log_path}", file=sys.stderr)
         return 1
     COMPILED_DIR.mkdir()
     for path in built:
