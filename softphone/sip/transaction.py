@@ -83,24 +83,8 @@ class TimerConfig:
 
     @property
     def timer_b(self) -> float:
-        """INVITE client gives up waiting for any response."""
-        return 64 * self.t1
-
-    # F: non-INVITE client timeout; H: wait for ACK; L, M: RFC 6026 'accepted' linger
-    @property
-    def timer_f(self) -> float:
-        return 64 * self.t1
-
-    @property
-    def timer_h(self) -> float:
-        return 64 * self.t1
-
-    @property
-    def timer_l(self) -> float:
-        return 64 * self.t1
-
-    @property
-    def timer_m(self) -> float:
+        """INVITE client gives up waiting for any response. Timers F (non-INVITE client
+        timeout), H (wait for ACK), L and M (RFC 6026 'accepted' linger) last as long."""
         return 64 * self.t1
 
     def timer_d(self, reliable: bool) -> float:
@@ -252,7 +236,7 @@ class ClientTransaction(_Machine):
         else:
             if not self.reliable:
                 actions.append(self._start("E", now, self._interval))
-            actions.append(self._start("F", now, self.config.timer_f))
+            actions.append(self._start("F", now, self.config.timer_b))
         return actions
 
     def on_response(self, response: Request | Response, now: float) -> list[Action]:
@@ -348,7 +332,7 @@ class ClientTransaction(_Machine):
             if status < 300:
                 self.state = ACCEPTED
                 return self._stop("A", "B") + [
-                    Deliver(response), self._start("M", now, self.config.timer_m)]
+                    Deliver(response), self._start("M", now, self.config.timer_b)]
             self.ack = self._make_ack(response)
             self.state = COMPLETED
             actions = self._stop("A", "B") + [Send(self.ack), Deliver(response)]
@@ -464,13 +448,13 @@ class ServerTransaction(_Machine):
             return [Send(response)]
         if status < 300:
             self.state = ACCEPTED
-            return [Send(response), self._start("L", now, self.config.timer_l)]
+            return [Send(response), self._start("L", now, self.config.timer_b)]
         self.state = COMPLETED
         actions: list[Action] = [Send(response)]
         if not self.reliable:
             self._interval = self.config.t1
             actions.append(self._start("G", now, self._interval))
-        actions.append(self._start("H", now, self.config.timer_h))
+        actions.append(self._start("H", now, self.config.timer_b))
         return actions
 
     def _non_invite_respond(self, response: Response, status: int, now: float) -> list[Action]:
