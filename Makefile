@@ -1,5 +1,6 @@
 # softphone: set-up, run, test. GNU make, Debian 12, works from a fresh clone.
-#   make setup   system packages (apt, only what is missing) + .venv with the project
+#   make setup   system packages (apt, only what is missing) + .venv with the project,
+#                its SIP core compiled with mypyc (SOFTPHONE_PURE=1 runs the pure modules)
 #   make run     the TUI (ARGS="call sip:1002@127.0.0.1" etc. for the CLI)
 #   make test    the whole test suite against real peers (PYTEST_ARGS to narrow it)
 #   make bench / make fuzz / make clean
@@ -14,6 +15,10 @@ VPY         := $(VENV)/bin/python
 APT_STAMP   := $(VENV)/.stamp-apt
 VENV_STAMP  := $(VENV)/.stamp-venv
 PIP_STAMP   := $(VENV)/.stamp-pip
+# the SIP core compiled with mypyc (tools/build_native.py); the package falls back to the
+# pure modules while this is absent or older than their sources
+NATIVE_STAMP   := softphone/sip/_compiled/SOURCES
+NATIVE_SOURCES := $(addprefix softphone/sip/,__init__.py errors.py uri.py message.py sdes.py sdp.py transaction.py)
 ARGS        ?=
 PYTEST_ARGS ?=
 
@@ -34,7 +39,7 @@ export PYTHONFAULTHANDLER := 1
 
 .PHONY: setup run test bench fuzz clean distclean
 
-setup: $(APT_STAMP) $(PIP_STAMP)
+setup: $(APT_STAMP) $(PIP_STAMP) $(NATIVE_STAMP)
 
 $(APT_STAMP): Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -57,8 +62,11 @@ $(VENV_STAMP): | $(APT_STAMP)
 	@touch $@
 
 $(PIP_STAMP): pyproject.toml | $(VENV_STAMP)
-	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test,native]'
 	@touch $@
+
+$(NATIVE_STAMP): $(NATIVE_SOURCES) tools/build_native.py $(PIP_STAMP)
+	$(VPY) tools/build_native.py
 
 run: setup
 	$(VENV)/bin/softphone $(ARGS)
@@ -81,6 +89,7 @@ fuzz: setup
 clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf .pytest_cache .hypothesis build dist run tests/run snapshot_report.html
+	rm -rf softphone/sip/_compiled
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info

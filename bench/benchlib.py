@@ -137,6 +137,52 @@ def _proc_sample(pid: int) -> ProcSample | None:
                       int(parts[17]))
 
 
+class Profile:
+    """py-spy sampling a target for the length of a ``with`` block (``cps.py --profile``):
+    raw collapsed stacks in ``path``; ``summary()`` ranks functions by the samples where
+    they are on top (self) and anywhere on the stack (total). ``--nonblocking`` reads the
+    target without pausing it, so the profile costs it (almost) nothing."""
+
+    def __init__(self, pid: int, path: Path, rate: int = 250) -> None:
+        self.path = path
+        self.argv = [shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy")), "record",
+                     "-p", str(pid), "-r", str(rate), "--nonblocking", "--format", "raw",
+                     "-o", str(path)]
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Profile":
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        track(self.proc.pid, "py-spy")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self.proc is not None
+        stop_popen(self.proc, signals=(signal.SIGINT,), grace=10.0)
+
+    def summary(self, top: int = 25) -> str:
+        if not self.path.exists():
+            return f"no profile in {self.path}"
+        own: dict[str, int] = {}
+        total: dict[str, int] = {}
+        samples = 0
+        for line in self.path.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = [re.sub(r" \((.*/)?(softphone|site-packages|lib/python3[.\d]*)/", " (",
+                             frame) for frame in stack.split(";")]
+            samples += count
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+            for frame in set(frames):
+                total[frame] = total.get(frame, 0) + count
+        lines = [f"{samples} samples; self% total%  function"]
+        for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"{100 * count / samples:5.1f} {100 * total[frame] / samples:6.1f}  {frame}")
+        return "\n".join(lines)
+
+
 class Sampler:
     """Samples one PID every ``interval`` s in a thread (CPU time, RSS, threads)."""
 

@@ -8,6 +8,8 @@ target's CPU and RSS from /proc every 0.5 s. A rate is *sustained* when every ca
 succeeded (0 failed, SIPp exit 0). An implementation's ladder stops at its first failure.
 
     bench/cps.py [--rates 20,50,75,100,150,200] [--gen 12] [--hold 2000] [--quick|--smoke]
+                 [--profile]   (py-spy on the softphone target; SOFTPHONE_PURE=1 to see
+                                inside the SIP core, which py-spy cannot when compiled)
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchlib import (TARGETS, LoadResult, figure, note, ratio, require, run_dir, run_load,
-                      stop_leftovers)
+from benchlib import (TARGETS, LoadResult, Profile, figure, note, ratio, require, run_dir,
+                      run_load, stop_leftovers)
 
 
-def ladder(impls: list[str], rates: list[float], gen_s: float, hold_ms: int
-           ) -> dict[str, list[LoadResult]]:
+def ladder(impls: list[str], rates: list[float], gen_s: float, hold_ms: int,
+           profile: bool = False) -> dict[str, list[LoadResult]]:
     results: dict[str, list[LoadResult]] = {i: [] for i in impls}
     alive = set(impls)
     wd = run_dir("cps")
@@ -31,7 +33,12 @@ def ladder(impls: list[str], rates: list[float], gen_s: float, hold_ms: int
             calls = max(1, int(round(rate * gen_s)))
             tag = f"{impl}-r{rate:g}"
             with TARGETS[impl](wd / tag) as target:
-                res = run_load(target, rate, calls, hold_ms, wd, tag)
+                if profile and impl == "softphone":
+                    with Profile(target.pid, wd / f"{tag}.pyspy.txt") as prof:
+                        res = run_load(target, rate, calls, hold_ms, wd, tag)
+                    note(f"{tag} profile (py-spy, {prof.path}):\n{prof.summary()}")
+                else:
+                    res = run_load(target, rate, calls, hold_ms, wd, tag)
             results[impl].append(res)
             if not res.clean:
                 note(f"{impl}: {rate:g}/s not sustained ({res.failure_causes or res.sipp_rc}); "
@@ -95,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impls", default="softphone,softphone-w2,baresip")
     ap.add_argument("--quick", action="store_true", help="rates 20,50,100; 6 s per step")
     ap.add_argument("--smoke", action="store_true", help="one tiny step (tests)")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample the softphone target with py-spy during each step (stderr)")
     a = ap.parse_args(argv)
     require("sipp", "baresip")
     rates, gen_s, hold = a.rates, a.gen, a.hold
@@ -103,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.smoke:
         rates, gen_s, hold = "5", 0.6, 300
     try:
-        results = ladder(a.impls.split(","), [float(r) for r in rates.split(",")], gen_s, hold)
+        results = ladder(a.impls.split(","), [float(r) for r in rates.split(",")], gen_s, hold,
+                         profile=a.profile)
         report(results)
     finally:
         stop_leftovers()

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Cold start: process start → registered at Kamailio, idle RSS, and the TUI's first frame.
 
-Against a fresh Kamailio on loopback, alternating (same conditions for both):
+Against a fresh Kamailio on loopback, alternating (same conditions for all):
 - ``softphone register --events jsonl`` (account 1001): Popen → the ``registered`` line;
+- ``softphone answer --auto --events jsonl`` (the same account), reported as
+  impl=softphone-answer: a phone waiting for calls;
 - baresip ``alice`` profile (1001 as well): Popen → "registered successfully" in its log.
 Idle RSS is VmRSS one second after registration. Each process is then stopped by PID
 (it unregisters). The TUI's first frame comes from bench/tui_startup.py (the TUI's own
@@ -28,10 +30,14 @@ from benchlib import (PYTHON, ROOT, figure, note, proc_sample, ratio, require, r
 IDLE_AFTER_S = 1.0
 
 
-def softphone_argv(config) -> list[str]:
+COMMANDS = {"softphone": ["register"], "softphone-answer": ["answer", "--auto"]}
+
+
+def softphone_argv(config, impl: str = "softphone") -> list[str]:
     exe = ROOT / ".venv" / "bin" / "softphone"
     head = [str(exe)] if exe.exists() else [PYTHON, "-m", "softphone"]
-    return head + ["register", "--config", str(config), "--events", "jsonl", "--duration", "30"]
+    return head + COMMANDS[impl] + ["--config", str(config), "--events", "jsonl",
+                                    "--duration", "30"]
 
 
 def user_env() -> dict[str, str]:
@@ -42,11 +48,12 @@ def user_env() -> dict[str, str]:
     return env
 
 
-def softphone_once(config, timeout: float = 15.0) -> tuple[float, float] | None:
+def softphone_once(config, timeout: float = 15.0, impl: str = "softphone"
+                   ) -> tuple[float, float] | None:
     """(seconds to `registered`, idle RSS MB) for one start (a warm-up run wrote the
     bytecode caches, as an installed program has them)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(softphone_argv(config), cwd=ROOT, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(softphone_argv(config, impl), cwd=ROOT, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, env=user_env())
     track(proc.pid, "softphone register")
@@ -70,7 +77,7 @@ def softphone_once(config, timeout: float = 15.0) -> tuple[float, float] | None:
         got.wait(timeout)
         if not when:
             err = proc.stderr.read1(4000).decode(errors="replace") if proc.poll() is not None else ""
-            note(f"softphone: no `registered` within {timeout} s (rc={proc.poll()}) {err}")
+            note(f"{impl}: no `registered` within {timeout} s (rc={proc.poll()}) {err}")
             return None
         time.sleep(IDLE_AFTER_S)
         s = proc_sample(proc.pid)
@@ -135,15 +142,17 @@ def main(argv: list[str] | None = None) -> int:
 
     wd = run_dir("startup")
     kam = Kamailio(wd / "kamailio")
-    results: dict[str, list[tuple[float, float]]] = {"softphone": [], "baresip": []}
+    results: dict[str, list[tuple[float, float]]] = {
+        "softphone": [], "softphone-answer": [], "baresip": []}
     try:
         kam.start()
         config = write_config(wd / "softphone.toml", kam, "1001")
         softphone_once(config)  # warm-up: writes the bytecode caches, not measured
         for i in range(runs):
-            r = softphone_once(config)
-            if r:
-                results["softphone"].append(r)
+            for impl in COMMANDS:
+                r = softphone_once(config, impl=impl)
+                if r:
+                    results[impl].append(r)
             r = baresip_once(kam, wd, i)
             if r:
                 results["baresip"].append(r)
@@ -171,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     s, b = med.get("softphone", (None, None)), med.get("baresip", (None, None))
     ratio("startup.ratio.to_registered", s[0], b[0], higher_is_better=False)
     ratio("startup.ratio.idle_rss", s[1], b[1], higher_is_better=False)
+    a = med.get("softphone-answer", (None, None))
+    ratio("startup.ratio.idle_rss", a[1], b[1], impl="softphone-answer",
+          higher_is_better=False)
     return 0
 
 

@@ -348,7 +348,9 @@ def _options(args: argparse.Namespace, config: Config, accounts: list) -> Any:
         accounts=tuple(a.name for a in accounts),
         trace_path=getattr(args, "sip_trace", None),
         trace_rtp=bool(getattr(args, "trace_rtp", False)),
-        preload_media=command != "register",
+        # `call` needs media at once; an idle `answer` or `register` never loads it (the
+        # first incoming call does: ~18 MB of PyAV that an idle phone need not hold)
+        preload_media=command == "call",
         control=None if command == "answer" else False)
 
 

@@ -79,12 +79,12 @@ def route(data: bytes, count: int) -> int:
 def rtp_slice(ports: tuple[int, int], index: int, count: int) -> tuple[int, int]:
     """Worker ``index``'s share of the RTP range: even-sized, even-aligned, disjoint."""
     low, high = ports
-    size = (high - low + 1) // count
+    base = low + low % 2  # RTP on the even port of each pair, RTCP on the odd one above
+    size = (high - base + 1) // count
     size -= size % 2
     if size < 2:
         raise ValueError(f"[network] rtp_ports {low}-{high} is too small for {count} workers")
-    start = low + index * size
-    start += start % 2
+    start = base + index * size
     return start, start + size - 1
 
 

@@ -26,7 +26,8 @@ from benchlib import FIGURE_RE  # noqa: E402
 
 # benchmark -> (peer binaries it needs, figure names that must appear)
 CASES = {
-    "parse": ((), ["parse.parse_serialize", "parse.parse_only", "parse.ratio.parse_only"]),
+    "parse": ((), ["parse.ua_handling", "parse.parse_only", "parse.ratio.ua_handling",
+                   "parse.ratio.parse_only"]),
     "startup": (("kamailio", "baresip"),
                 ["startup.to_registered_median", "startup.idle_rss_median",
                  "startup.ratio.to_registered", "startup.ratio.idle_rss"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from typing import TYPE_CHECKING, Callable
 
 from . import codecs as _codecs
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 PLAYOUT_MS = 20
 COMFORT_NOISE_PT = 13
 _PLAYOUT_S = PLAYOUT_MS / 1000
+_FIXED_HEADER = struct.Struct("!BHII")  # after the first byte: M|PT, seq, timestamp, SSRC
 
 
 class RtpReceiver:
@@ -106,12 +108,19 @@ class RtpReceiver:
     # ------------------------------------------------------------------ hot path
     def on_packet(self, data: bytes, addr) -> None:
         """One datagram from the RTP socket (RTCP already taken out)."""
-        try:
-            pkt = self._parse(data)
-        except Exception:  # noqa: BLE001 - malformed input is counted, never raised
-            self._counters.malformed += 1
-            return
-        pt = pkt.payload_type
+        if len(data) > 12 and data[0] == 0x80:
+            # RTP v2 without padding, extension or CSRCs (nearly every packet): read the
+            # fixed header in place rather than build aiortc's RtpPacket for it
+            second, seq, timestamp, ssrc = _FIXED_HEADER.unpack_from(data, 1)
+            pt, marker, payload = second & 0x7F, second >> 7, data[12:]
+        else:
+            try:
+                pkt = self._parse(data)
+            except Exception:  # noqa: BLE001 - malformed input is counted, never raised
+                self._counters.malformed += 1
+                return
+            pt, marker, payload = pkt.payload_type, pkt.marker, pkt.payload
+            seq, timestamp, ssrc = pkt.sequence_number, pkt.timestamp, pkt.ssrc
         if pt == self.dtmf_payload_type:  # never equal when telephone-event is off (None)
             is_dtmf = True
         elif pt == self.payload_type:
@@ -120,25 +129,24 @@ class RtpReceiver:
             if pt != COMFORT_NOISE_PT:
                 self._counters.unknown_pt += 1
             return
-        payload = pkt.payload
         if not payload:
             self._counters.malformed += 1
             return
         now = self._time()
-        if pkt.ssrc != self.remote_ssrc:
-            self._new_source(pkt.ssrc)
+        if ssrc != self.remote_ssrc:
+            self._new_source(ssrc)
         remote = self._remote
         if not remote.rtp_latched:
             remote.latch_rtp(addr)
         stats = self.source_stats
-        if not stats.update_seq(pkt.sequence_number):
+        if not stats.update_seq(seq):
             return
         counters = self._counters
         counters.received += 1
         counters.bytes_received += len(data)
         self.last_rx = now
         if is_dtmf:
-            digit = self.dtmf.handle(pkt.timestamp, payload)
+            digit = self.dtmf.handle(timestamp, payload)
             if digit is not None:
                 counters.dtmf_received += 1
                 if self.on_dtmf is not None:
@@ -147,9 +155,9 @@ class RtpReceiver:
                     except Exception:  # noqa: BLE001 - a UI bug must not stop the media
                         log.exception("on_dtmf callback failed")
             return
-        stats.update_jitter(pkt.timestamp, now)
+        stats.update_jitter(timestamp, now)
         if self.active and not self.discard:
-            self.playout.push(pkt.timestamp, payload, now, bool(pkt.marker))
+            self.playout.push(timestamp, payload, now, bool(marker))
 
     def play_tick(self, now: float) -> None:
         """Playout: 20 ms of audio per 20 ms of clock (concealment when nothing came)."""

@@ -372,9 +372,9 @@ class InviteSession:
         if self.role == "uas" and self._final_sent:
             self.request = None
         if self.invite is not None:
-            self.invite.headers.compact()
+            self.invite.compact()
         for ack, _branch in self._acks.values():
-            ack.headers.compact()
+            ack.compact()
 
     def _dialog_for(self, request: Request) -> Dialog | None:
         """The (early) dialog a request from the far end belongs to, by its From tag."""

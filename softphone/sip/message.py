@@ -1,16 +1,22 @@
 """SIP messages (RFC 3261 §7, §20, §25): parse, access, serialize.
 
-Parsing is strict where an answer depends on it (start line, the mandatory headers, CSeq,
-Content-Length) and lenient elsewhere: unknown headers are kept verbatim, compact names are
-expanded, folded lines are joined. Every problem surfaces as :class:`SipParseError` with a
-reason fit for a 400 reason phrase.
+Parsing is lazy where it can be and strict where an answer depends on it.
+:func:`parse_message` splits the start line and the header lines once and keys every line
+by its header name; typed values (Via, From/To, CSeq, URIs) are built when first read and
+cached. What a UA must check before it acts on a message (RFC 3261 §8.2, §8.1.3: the top
+Via and the syntax of the lower ones, Call-ID, CSeq, From, To, the Request-URI, a
+request's Contact, Max-Forwards, Expires, Content-Length) is checked at once; the rest
+raises on access, with the reason a 400 would carry. Unknown headers are kept verbatim, compact names are
+expanded, folded lines are joined. A message nobody changed serializes to the bytes it
+was parsed from. Every problem surfaces as :class:`SipParseError` with a reason fit for
+a 400 reason phrase.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Final, Iterable, Iterator
 
 from .errors import SipParseError
 from .uri import NameAddr, OpaqueUri, SipUri, parse_any_uri, parse_name_addr, parse_uri
@@ -28,10 +34,10 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
 ]
 
-MAX_MESSAGE_SIZE = 65535
+MAX_MESSAGE_SIZE: Final = 65535
 """The largest message we accept (a UDP datagram's worth); longer ones are refused."""
 
-COMPACT_FORMS = {
+COMPACT_FORMS: Final = {
     "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length",
     "c": "Content-Type", "f": "From", "s": "Subject", "k": "Supported", "t": "To",
     "v": "Via", "o": "Event", "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires",
@@ -39,7 +45,7 @@ COMPACT_FORMS = {
     "d": "Request-Disposition", "y": "Identity", "n": "Identity-Info",
 }
 
-_CANONICAL = {
+_CANONICAL: Final = {
     name.lower(): name
     for name in (
         "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
@@ -57,7 +63,7 @@ _CANONICAL = {
 
 # Headers whose values are comma-separated lists (RFC 3261 §7.3.1). Authentication
 # headers are NOT in here: their commas separate parameters.
-_LIST_HEADERS = frozenset(
+_LIST_HEADERS: Final = frozenset(
     name.lower()
     for name in (
         "Via", "Route", "Record-Route", "Contact", "Allow", "Supported", "Require",
@@ -67,7 +73,7 @@ _LIST_HEADERS = frozenset(
     )
 )
 
-REASON_PHRASES = {
+REASON_PHRASES: Final = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
     183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
     301: "Moved Permanently", 302: "Moved Temporarily", 305: "Use Proxy",
@@ -86,8 +92,8 @@ REASON_PHRASES = {
     603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
 }
 
-_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
-_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_TOKEN_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
+_TOKEN: Final = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 
 def _is_digits(text: str) -> bool:
@@ -105,7 +111,14 @@ def _small_int(text: str, max_digits: int) -> int | None:
     return int(significant) if len(significant) <= max_digits else None
 
 
-_CANONICAL_OR_COMPACT = {**_CANONICAL, **COMPACT_FORMS}
+_CANONICAL_OR_COMPACT: Final = {**_CANONICAL, **COMPACT_FORMS}
+
+# The spellings met on the wire most (canonical, lower case, compact) -> (name, key): one
+# dict look-up names a header line. The key is the canonical name in lower case.
+_SPELLINGS: Final[dict[str, tuple[str, str]]] = {}
+for _spelling, _name in _CANONICAL_OR_COMPACT.items():
+    _SPELLINGS[_spelling] = _SPELLINGS[_name] = (_name, _name.lower())
+del _spelling, _name
 
 
 def canonical_name(name: str) -> str:
@@ -115,10 +128,25 @@ def canonical_name(name: str) -> str:
 
 def _key(name: str) -> str:
     """The lookup key of a header name: canonical, lower case."""
-    return _CANONICAL_OR_COMPACT.get(name.lower(), name).lower()
+    entry = _SPELLINGS.get(name)
+    if entry is not None:
+        return entry[1]
+    low = name.lower()
+    entry = _SPELLINGS.get(low)
+    return low if entry is None else entry[1]
 
 
-_LIST_ITEM = re.compile(r'(?:"(?:[^"\\]|\\.)*"|<[^<>]*>|[^,"<>])+')
+def _line_name(raw: str) -> tuple[str, str] | None:
+    """(canonical name, key) of a header line's name as written, or None when it is no
+    token (stripping every token character must leave nothing)."""
+    name = raw.strip()
+    if not name or name.strip(_TOKEN_CHARS):
+        return None
+    entry = _SPELLINGS.get(name) or _SPELLINGS.get(name.lower())
+    return entry if entry is not None else (name, name.lower())
+
+
+_LIST_ITEM: Final = re.compile(r'(?:"(?:[^"\\]|\\.)*"|<[^<>]*>|[^,"<>])+')
 
 
 def split_list(value: str) -> list[str]:
@@ -169,48 +197,42 @@ def _split_list_slow(value: str) -> list[str]:
 class Headers:
     """Ordered, case-insensitive header fields. Each entry is one (name, value) line.
 
-    Look-ups go through an index built on first use; ``parsed`` caches typed values (Via,
-    From, To …) for the message's accessors. Both are dropped on any change.
+    ``_keys`` holds each line's lookup key (the canonical name in lower case) beside it,
+    so a look-up is a scan of a short list of interned strings, done in C. ``parsed``
+    caches typed values (Via, From, To …) by key for the message's accessors; a change
+    drops the ones of the header it touches. ``_pristine``: nothing changed since the
+    parser built these, so the message's original bytes still say what they say.
     """
 
-    __slots__ = ("_items", "_index", "parsed")
+    __slots__ = ("_items", "_keys", "parsed", "_pristine")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
-        self._index: dict[str, list[str]] | None = None
+        self._items: list[tuple[str, str]] = []
+        self._keys: list[str] = []
         self.parsed: dict[str, object] = {}
+        self._pristine = False
+        for n, v in items:
+            name = canonical_name(n)
+            self._items.append((name, v))
+            self._keys.append(name.lower())
 
-    @classmethod
-    def _from_canonical(cls, items: list[tuple[str, str]]) -> "Headers":
-        h = cls()
-        h._items = items
-        return h
-
-    def _changed(self) -> None:
-        self._index = None
-        if self.parsed:
-            self.parsed.clear()
+    def _changed(self, key: str | None) -> None:
+        """Forget what depended on the lines of ``key`` (None: on every line)."""
+        self._pristine = False
+        parsed = self.parsed
+        if parsed:
+            if key is None:
+                parsed.clear()
+            else:
+                parsed.pop(key, None)
+                if key == "via":
+                    parsed.pop("vias", None)
 
     def compact(self) -> None:
-        """Drop the look-up index and the typed values (rebuilt on the next read): for a
-        message kept long after it was handled (a lingering transaction's)."""
-        self._index = None
+        """Drop the typed values (rebuilt on the next read): for a message kept long
+        after it was handled (a lingering transaction's)."""
         if self.parsed:
             self.parsed = {}
-
-    def _lookup(self) -> dict[str, list[str]]:
-        index = self._index
-        if index is None:
-            index = {}
-            for n, v in self._items:
-                key = n.lower()
-                values = index.get(key)
-                if values is None:
-                    index[key] = [v]
-                else:
-                    values.append(v)
-            self._index = index
-        return index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -219,68 +241,100 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: str) -> bool:
-        return _key(name) in self._lookup()
+        return _key(name) in self._keys
 
     def copy(self) -> "Headers":
-        return Headers._from_canonical(list(self._items))
+        h = Headers()
+        h._items = list(self._items)
+        h._keys = list(self._keys)
+        return h
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._lookup().get(_key(name))
-        return values[0] if values else default
+        key = _key(name)
+        keys = self._keys
+        if key in keys:
+            return self._items[keys.index(key)][1]
+        return default
 
     def count(self, name: str) -> int:
         """How many header lines carry ``name``."""
-        return len(self._lookup().get(_key(name), ()))
+        return self._keys.count(_key(name))
+
+    def _values(self, key: str) -> list[str]:
+        keys = self._keys
+        n = keys.count(key)
+        if n == 0:
+            return []
+        if n == 1:
+            return [self._items[keys.index(key)][1]]
+        return [item[1] for k, item in zip(keys, self._items) if k == key]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header; list-valued headers are split at top-level commas."""
         key = _key(name)
-        values = self._lookup().get(key, ())
-        if key in _LIST_HEADERS:
+        values = self._values(key)
+        if values and key in _LIST_HEADERS:
             return [item for v in values for item in split_list(v)]
-        return list(values)
+        return values
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), value))
-        self._changed()
+        name = canonical_name(name)
+        key = name.lower()
+        self._items.append((name, value))
+        self._keys.append(key)
+        self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
-        self._items.insert(0, (canonical_name(name), value))
-        self._changed()
+        name = canonical_name(name)
+        key = name.lower()
+        self._items.insert(0, (name, value))
+        self._keys.insert(0, key)
+        self._changed(key)
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one, keeping the first one's position."""
         name = canonical_name(name)
         key = name.lower()
-        self._changed()
-        for i, (n, _) in enumerate(self._items):
-            if n.lower() == key:
-                self._items[i] = (name, value)
-                self._items = [
-                    item for j, item in enumerate(self._items) if j <= i or item[0].lower() != key
-                ]
-                return
-        self._items.append((name, value))
+        self._changed(key)
+        keys = self._keys
+        if key not in keys:
+            self._items.append((name, value))
+            keys.append(key)
+            return
+        first = keys.index(key)
+        self._items[first] = (name, value)
+        if keys.count(key) > 1:
+            kept = [i for i, k in enumerate(keys) if i <= first or k != key]
+            self._items = [self._items[i] for i in kept]
+            self._keys = [keys[i] for i in kept]
 
     def replace_first_value(self, name: str, value: str) -> None:
         """Replace the first value of a list header in place (e.g. stamp the top Via),
         keeping the line's position and any further values on the same line."""
         key = _key(name)
-        self._changed()
-        for i, (n, v) in enumerate(self._items):
-            if n.lower() == key:
-                rest = split_list(v)[1:] if key in _LIST_HEADERS else []
-                self._items[i] = (n, ", ".join([value, *rest]))
-                return
-        self._items.append((canonical_name(name), value))
+        self._changed(key)
+        keys = self._keys
+        if key not in keys:
+            self._items.append((canonical_name(name), value))
+            keys.append(key)
+            return
+        i = keys.index(key)
+        n, v = self._items[i]
+        rest = split_list(v)[1:] if key in _LIST_HEADERS and "," in v else []
+        self._items[i] = (n, ", ".join([value, *rest]) if rest else value)
 
     def remove(self, name: str) -> None:
         key = _key(name)
-        self._changed()
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        keys = self._keys
+        if key not in keys:
+            return
+        self._changed(key)
+        kept = [i for i, k in enumerate(keys) if k != key]
+        self._items = [self._items[i] for i in kept]
+        self._keys = [keys[i] for i in kept]
 
 
-_FAST_VIA = re.compile(r"\s*SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?"
+_FAST_VIA: Final = re.compile(r"\s*SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?"
                        r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\s\"]+)?)*)\s*")
 
 
@@ -343,15 +397,38 @@ class Via:
         return out
 
 
+def _check_via(value: str) -> None:
+    """Raise as Via.parse would, without building the Via (a lower one nobody reads)."""
+    m = _FAST_VIA.fullmatch(value)
+    if m is None or (m.group(3) is not None and not 0 < int(m.group(3)) < 65536):
+        Via.parse(value)
+
+
+def _first_item(values: list[str]) -> str | None:
+    """The first item of a list header's values (the top Via), or None."""
+    for value in values:
+        if "," not in value:
+            if value:
+                return value
+            continue
+        items = split_list(value)
+        if items:
+            return items[0]
+    return None
+
+
 class Message:
     """What requests and responses share: headers, body, and typed accessors."""
 
-    __slots__ = ("headers", "body")
+    __slots__ = ("headers", "body", "_wire")
 
     def __init__(self, headers: Headers | Iterable[tuple[str, str]] | None = None,
                  body: bytes = b"") -> None:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
         self.body = body
+        # the bytes this message was parsed from, and the start line fields and body they
+        # hold (to_bytes sends them again while nothing changed)
+        self._wire: tuple[bytes, tuple] | None = None
 
     # -- typed accessors (raise SipParseError on bad values) --------------------------------
     @property
@@ -391,39 +468,51 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        cached = self.headers.parsed.get("vias")
-        if cached:
-            return cached[0]  # type: ignore[index]
-        values = self.headers.get_all("Via")
-        if not values:
-            raise SipParseError("missing Via header")
-        return Via.parse(values[0])
-
-    def _address(self, name: str) -> NameAddr:
         cache = self.headers.parsed
-        parsed = cache.get(name)
+        via = cache.get("via")
+        if via is None:
+            text = _first_item(self.headers._values("via"))
+            if text is None:
+                raise SipParseError("missing Via header")
+            via = cache["via"] = Via.parse(text)
+        return via  # type: ignore[return-value]
+
+    def replace_top_via(self, via: Via) -> None:
+        """Write ``via`` (the top Via, changed: received=, rport=) back into the headers,
+        keeping it as the parsed top Via."""
+        self.headers.replace_first_value("Via", str(via))
+        self.headers.parsed["via"] = via
+
+    def _address(self, name: str, key: str) -> NameAddr:
+        cache = self.headers.parsed
+        parsed = cache.get(key)
         if parsed is not None:
             return parsed  # type: ignore[return-value]
         value = self.headers.get(name)
         if value is None:
             raise SipParseError(f"missing {name} header")
         try:
-            parsed = cache[name] = parse_name_addr(value)
+            address = cache[key] = parse_name_addr(value)
         except SipParseError as exc:
             raise SipParseError(f"malformed {name} header: {exc.reason}") from None
-        return parsed
+        return address
 
     @property
     def from_(self) -> NameAddr:
-        return self._address("From")
+        return self._address("From", "from")
 
     @property
     def to(self) -> NameAddr:
-        return self._address("To")
+        return self._address("To", "to")
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return [parse_name_addr(v) for v in self.headers.get_all("Contact") if v.strip() != "*"]
+        cache = self.headers.parsed
+        parsed = cache.get("contact")
+        if parsed is None:
+            parsed = cache["contact"] = [parse_name_addr(v) for v in
+                                         self.headers.get_all("Contact") if v.strip() != "*"]
+        return list(parsed)  # type: ignore[call-overload]
 
     @property
     def record_routes(self) -> list[str]:
@@ -443,38 +532,57 @@ class Message:
             raise SipParseError(f"malformed {name} header")
         return number
 
+    def compact(self) -> None:
+        """Keep only what a retransmission needs: drop the typed values and the parsed
+        bytes (a lingering transaction's message, for seconds)."""
+        self.headers.compact()
+        self._wire = None
+
     # -- serialization ----------------------------------------------------------------------
     def _start_line(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _fields(self) -> tuple:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def to_bytes(self) -> bytes:
+        wire = self._wire
+        if wire is not None and self.headers._pristine and wire[1] == self._fields():
+            return wire[0]
         lines = [self._start_line()]
-        for name, value in self.headers:
-            if name == "Content-Length":
-                continue
-            lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
+        lines += [f"{name}: {value}" for name, value in self.headers._items
+                  if name != "Content-Length"]
+        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        return "\r\n".join(lines).encode("utf-8") + self.body
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
 
 
 class Request(Message):
-    __slots__ = ("method", "uri")
+    __slots__ = ("method", "uri", "_ruri")
 
     def __init__(self, method: str, uri: str | SipUri, headers=None, body: bytes = b"") -> None:
         super().__init__(headers, body)
         self.method = method  # case-sensitive: 'invite' is not INVITE (§7.1)
         self.uri = str(uri)
+        self._ruri: tuple[str, SipUri | OpaqueUri] | None = None
 
     @property
     def request_uri(self) -> "SipUri | OpaqueUri":
         """sip:, sips: and tel: URIs parsed; another scheme kept opaque (the UA answers 416)."""
-        return parse_any_uri(self.uri)
+        cached = self._ruri
+        if cached is not None and cached[0] is self.uri:
+            return cached[1]
+        parsed = parse_any_uri(self.uri)
+        self._ruri = (self.uri, parsed)
+        return parsed
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
+
+    def _fields(self) -> tuple:
+        return (self.method, self.uri, self.body)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"
@@ -492,22 +600,15 @@ class Response(Message):
     def _start_line(self) -> str:
         return f"SIP/2.0 {self.status} {self.reason}"
 
+    def _fields(self) -> tuple:
+        return (self.status, self.reason, self.body)
+
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
 
 
-def _split_head(data: bytes) -> tuple[bytes, bytes]:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        idx = data.find(sep)
-        if idx >= 0:
-            return data[:idx], data[idx + len(sep):]
-    return data, b""
-
-
 def _header_lines(head: str) -> list[str]:
     """Unfold continuation lines (RFC 3261 §7.3.1): CRLF + whitespace = one space."""
-    if "\n " not in head and "\n\t" not in head and head.count("\n") == head.count("\r\n"):
-        return [line for line in head.split("\r\n") if line]  # the usual case: nothing folded
     lines: list[str] = []
     for raw in re.split(r"\r?\n", head):
         if raw[:1] in (" ", "\t") and lines:
@@ -515,6 +616,31 @@ def _header_lines(head: str) -> list[str]:
         elif raw:
             lines.append(raw)
     return lines
+
+
+_STATUS_LINE: Final = re.compile(r"^SIP/([0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?$")
+
+
+def _request_line(start: str) -> tuple[str, str, str | None]:
+    """(method, Request-URI, error): a bad request line is reported once the headers are
+    read, since the 400 (505 for the version) needs their Via, From, To, Call-ID and CSeq
+    (RFC 4475 §3.1.2.8-10, .16)."""
+    parts = start.split(" ")
+    if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[0] \
+            and not parts[0].strip(_TOKEN_CHARS) and parts[1].split() == [parts[1]]:
+        return parts[0], parts[1], None  # the usual case
+    words = start.split()
+    method, uri = (words[0] if words else ""), (words[1] if len(words) > 1 else "")
+    error = None
+    if len(parts) != 3:
+        error = "malformed request line: elements must be separated by one space" \
+            if len(words) == 3 else "malformed request line"
+    elif not _TOKEN.match(parts[0]):
+        error = "malformed method"
+    elif parts[2] != "SIP/2.0":
+        error = "unsupported SIP version" if parts[2].startswith("SIP/") \
+            else "malformed request line"
+    return method, uri, error
 
 
 def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
@@ -528,20 +654,29 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
         raise SipParseError("message too large")
     # tolerate leading CRLFs (keep-alives, RFC 5626) before the start line
     data = data.lstrip(b"\r\n")
-    head_bytes, body = _split_head(data)
+    end = data.find(b"\r\n\r\n")
+    crlf = end >= 0
+    if crlf:
+        head_bytes, body_at = data[:end], end + 4
+    else:
+        end = data.find(b"\n\n")
+        head_bytes, body_at = (data[:end], end + 2) if end >= 0 else (data, len(data))
     try:
         head = head_bytes.decode("utf-8")
     except UnicodeDecodeError:
         head = head_bytes.decode("latin-1")
-    lines = _header_lines(head)
-    if not lines:
+    # the usual case: CRLF line ends, nothing folded; then the bytes can be sent again as is
+    plain = crlf and "\n " not in head and "\n\t" not in head \
+        and head.count("\n") == head.count("\r\n")
+    lines = head.split("\r\n") if plain else _header_lines(head)
+    if not lines or not lines[0]:
         raise SipParseError("empty message")
     start = lines[0]
     headers = Headers()
     start_error: str | None = None
     msg: Request | Response
     if start.startswith("SIP/"):
-        m = re.match(r"^SIP/([0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?$", start)
+        m = _STATUS_LINE.match(start)
         if not m:
             raise SipParseError("malformed status line")
         if m.group(1) != "2.0":
@@ -551,58 +686,66 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
             raise SipParseError("status code out of range")
         msg = Response(status, (m.group(3) or "").strip(), headers)
     else:
-        # a bad request line is reported once the headers are read: the 400 (505 for the
-        # version) needs their Via, From, To, Call-ID and CSeq (RFC 4475 §3.1.2.8-10, .16)
-        parts = start.split(" ")
-        words = start.split()
-        msg = Request(words[0] if words else "", words[1] if len(words) > 1 else "", headers)
-        if len(parts) != 3:
-            start_error = "malformed request line: elements must be separated by one space" \
-                if len(words) == 3 else "malformed request line"
-        elif not _TOKEN.match(parts[0]):
-            start_error = "malformed method"
-        elif parts[2] != "SIP/2.0":
-            start_error = "unsupported SIP version" if parts[2].startswith("SIP/") \
-                else "malformed request line"
+        method, uri, start_error = _request_line(start)
+        msg = Request(method, uri, headers)
     # a 400 can answer a request; a bad response is only dropped, so it has no partial
     partial = msg if isinstance(msg, Request) else None
     items = headers._items
-    canonical = _CANONICAL_OR_COMPACT
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        name = name.strip()
-        # a name is one token: stripping every token character must leave nothing
-        if not colon or not name or name.strip(_TOKEN_CHARS):
-            raise SipParseError(f"malformed header line {line[:40]!r}", partial=partial)
-        items.append((canonical.get(name.lower(), name), value.strip()))
+    keys = headers._keys
+    spellings = _SPELLINGS
+    for i in range(1, len(lines)):
+        name, colon, value = lines[i].partition(":")
+        entry = spellings.get(name)
+        if entry is None or not colon:
+            entry = _line_name(name) if colon else None
+            if entry is None:
+                raise SipParseError(f"malformed header line {lines[i][:40]!r}", partial=partial)
+        items.append((entry[0], value.strip()))
+        keys.append(entry[1])
     if start_error is not None:
         raise SipParseError(start_error, partial=partial)
-    length_values = {v.strip() for v in headers.get_all("Content-Length")}
-    if len(length_values) > 1:
-        raise SipParseError("conflicting Content-Length headers", partial=partial)
-    if length_values:
-        length = _small_int(length_values.pop(), 9)
+    body = data[body_at:]
+    wire: bytes | None = None
+    lengths = keys.count("content-length")
+    if lengths:
+        text = items[keys.index("content-length")][1]
+        if lengths > 1 and len({v for v in headers._values("content-length")}) > 1:
+            raise SipParseError("conflicting Content-Length headers", partial=partial)
+        length = _small_int(text, 9)
         if length is None:
             raise SipParseError("malformed Content-Length", partial=partial)
         if length > len(body):
             raise SipParseError("Content-Length larger than body", partial=partial)
-        body = body[:length]
+        if length < len(body):
+            body = body[:length]
+            if plain and lengths == 1:
+                wire = data[:body_at + length]
+        elif plain and lengths == 1:
+            wire = data
     elif not datagram:
         body = b""
     msg.body = body
     _validate(msg)
+    if wire is not None:
+        msg._wire = (wire, msg._fields())
+        headers._pristine = True
     return msg
 
 
 def _validate(msg: Request | Response) -> None:
     """The checks a UA must make before it can act on a message (RFC 3261 §8.2, §8.1.3)."""
     partial = msg if isinstance(msg, Request) else None
+    headers = msg.headers
+    keys = headers._keys
     try:
-        if not msg.headers.get_all("Via"):
-            raise SipParseError("missing Via header")
-        msg.vias  # noqa: B018 - parse every value for validity (RFC 4475 badinv01)
-        for name in ("Call-ID", "CSeq", "From", "To"):
-            if msg.headers.count(name) > 1:
+        msg.top_via  # noqa: B018 - the transaction layer's key
+        vias = headers._values("via")
+        if len(vias) > 1 or "," in vias[0]:
+            for value in headers.get_all("Via")[1:]:  # RFC 4475 badinv01
+                _check_via(value)
+        for name, key in (("Call-ID", "call-id"), ("CSeq", "cseq"), ("From", "from"),
+                          ("To", "to")):
+            if keys.count(key) > 1:
                 raise SipParseError(f"more than one {name} header")  # RFC 4475 multi01
         msg.call_id  # noqa: B018
         number, method = msg.cseq
@@ -612,23 +755,24 @@ def _validate(msg: Request | Response) -> None:
             if method != msg.method:
                 raise SipParseError("CSeq method does not match request method")
             try:
-                ruri = parse_any_uri(msg.uri)
+                ruri = msg.request_uri
             except SipParseError as exc:
                 raise SipParseError(f"malformed Request-URI: {exc.reason}") from None
             if ruri.headers:  # RFC 3261 §19.1.1: headers never stand in a Request-URI
                 raise SipParseError("headers are not allowed in a Request-URI")
-            if msg.headers.get("Contact") is not None:
+            if "contact" in keys:
                 try:
                     msg.contacts  # noqa: B018 - RFC 4475 regbadct
                 except SipParseError as exc:
                     raise SipParseError(f"malformed Contact header: {exc.reason}") from None
-            mf = msg.headers.get("Max-Forwards")
-            if mf is not None:
-                hops = _small_int(mf.strip(), 3)
+            if "max-forwards" in keys:
+                hops = _small_int(headers.get("Max-Forwards", "").strip(), 3)  # type: ignore[union-attr]
                 if hops is None or hops > 255:
                     raise SipParseError("malformed Max-Forwards")
-        for name in ("Expires", "Min-Expires"):
-            msg.header_int(name)
+        if "expires" in keys:
+            msg.header_int("Expires")
+        if "min-expires" in keys:
+            msg.header_int("Min-Expires")
     except SipParseError as exc:
         exc.partial = partial
         raise
@@ -690,19 +834,21 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
                   extra: Iterable[tuple[str, str]] = (), body: bytes = b"") -> Response:
     """A response to ``request`` with the headers §8.2.6.2 says to copy."""
     headers = Headers()
+    items, keys = headers._items, headers._keys
     for value in request.headers.get_all("Via"):
-        headers.add("Via", value)
+        items.append(("Via", value))
+        keys.append("via")
     for name in ("From", "To", "Call-ID", "CSeq"):
-        value = request.headers.get(name)
-        if value is not None:
+        copied = request.headers.get(name)
+        if copied is not None:
             if name == "To" and to_tag and status != 100:
                 try:
-                    to = parse_name_addr(value)
-                    if to.tag is None:
-                        value = f"{value};tag={to_tag}"
+                    if request.to.tag is None:
+                        copied = f"{copied};tag={to_tag}"
                 except SipParseError:
                     pass
-            headers.add(name, value)
+            items.append((name, copied))
+            keys.append(name.lower())
     if status == 100 and request.headers.get("Timestamp"):
         headers.add("Timestamp", request.headers.get("Timestamp") or "")
     for name, value in extra:

@@ -13,21 +13,22 @@ import binascii
 import re
 import secrets
 from dataclasses import dataclass, field
+from typing import Final
 
 __all__ = ["SUITES", "Crypto", "CryptoError", "SrtpKeys", "parse_crypto", "new_crypto",
            "offer_cryptos", "choose", "refusal", "keys_for_answer", "mask"]
 
 # suite -> bytes of master key + master salt (RFC 4568 §6.2, RFC 7714 §12)
-SUITES: dict[str, int] = {
+SUITES: Final[dict[str, int]] = {
     "AEAD_AES_128_GCM": 28,
     "AES_CM_128_HMAC_SHA1_80": 30,
     "AES_CM_128_HMAC_SHA1_32": 30,
 }
 # session parameters (RFC 4568 §6.3) that weaken the protection: never accepted
-_WEAKENING = ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP", "UNAUTHENTICATED_SRTP")
-_HARMLESS = ("WSH", "FEC_ORDER")
-_TAG = re.compile(r"[0-9]{1,9}\Z")
-_SUITE = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
+_WEAKENING: Final = ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP", "UNAUTHENTICATED_SRTP")
+_HARMLESS: Final = ("WSH", "FEC_ORDER")
+_TAG: Final = re.compile(r"[0-9]{1,9}\Z")
+_SUITE: Final = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 
 
 class CryptoError(ValueError):
@@ -142,9 +143,9 @@ def keys_for_answer(offered: Crypto) -> tuple[Crypto, SrtpKeys]:
     return ours, SrtpKeys(offered.suite, ours.key, offered.key)
 
 
-_HINT = re.compile(rb"(?i)a=crypto:")
-_CRYPTO_LINE = re.compile(rb"^(a=crypto:[^\r\n]*)", re.M | re.I)
-_INLINE = re.compile(rb"(inline:)([^|;\s]+)", re.I)
+_HINT: Final = re.compile(rb"(?i)a=crypto:")
+_CRYPTO_LINE: Final = re.compile(rb"^(a=crypto:[^\r\n]*)", re.M | re.I)
+_INLINE: Final = re.compile(rb"(inline:)([^|;\s]+)", re.I)
 
 
 def _blank(match: re.Match) -> bytes:

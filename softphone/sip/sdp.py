@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 from . import sdes
 
@@ -39,10 +40,10 @@ class NoCommonCodec(SdpError):
     """No audio stream can be agreed: no codec in common, or every stream refused (488)."""
 
 
-DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+DIRECTIONS: Final = ("sendrecv", "sendonly", "recvonly", "inactive")
 
 # RFC 3551 §6 static payload types: name, clock rate, channels.
-STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
+STATIC_PAYLOAD_TYPES: Final[dict[int, tuple[str, int, int]]] = {
     0: ("PCMU", 8000, 1), 3: ("GSM", 8000, 1), 4: ("G723", 8000, 1), 5: ("DVI4", 8000, 1),
     6: ("DVI4", 16000, 1), 7: ("LPC", 8000, 1), 8: ("PCMA", 8000, 1),
     9: ("G722", 8000, 1),  # RTP clock 8000 although G.722 samples at 16 kHz (RFC 3551 §4.5.2)
@@ -56,11 +57,11 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
 # Protocols we can answer; anything else (UDP/TLS/RTP/SAVPF: DTLS-SRTP, …) is refused.
 # An AVPF stream without rtcp-fb lines behaves as plain AVP (RFC 4585 §4.2). The SAVP
 # profiles (SRTP, keys by SDES) only when the policy encrypts.
-RTP_PROFILES_WE_SPEAK = ("RTP/AVP", "RTP/AVPF")
-SECURE_PROFILES = ("RTP/SAVP", "RTP/SAVPF")
-ENCRYPTIONS = ("none", "sdes", "sdes-required")
+RTP_PROFILES_WE_SPEAK: Final = ("RTP/AVP", "RTP/AVPF")
+SECURE_PROFILES: Final = ("RTP/SAVP", "RTP/SAVPF")
+ENCRYPTIONS: Final = ("none", "sdes", "sdes-required")
 
-_DTMF_EVENTS = "0-16"  # RFC 4733 events we send and receive: digits, *, #, A-D, flash
+_DTMF_EVENTS: Final = "0-16"  # RFC 4733 events we send and receive: digits, *, #, A-D, flash
 
 
 # ---------------------------------------------------------------------------------------
@@ -108,8 +109,8 @@ class Codec:
             return ";".join(f"{k}={v}" for k, v in self.fmtp.items())
         return self.fmtp
 
-    def copy(self, **changes) -> Codec:
-        values = dict(payload_type=self.payload_type, name=self.name, clock_rate=self.clock_rate,
+    def copy(self, **changes: Any) -> Codec:
+        values: dict[str, Any] = dict(payload_type=self.payload_type, name=self.name, clock_rate=self.clock_rate,
                       channels=self.channels,
                       fmtp=dict(self.fmtp) if isinstance(self.fmtp, dict) else self.fmtp)
         values.update(changes)
@@ -343,11 +344,10 @@ class NegotiatedMedia:
 # ---------------------------------------------------------------------------------------
 # Parsing
 
-_LINE = re.compile(r"([a-z])=(.*)\Z", re.S)
-_UINT = re.compile(r"[0-9]+\Z")
-_RTPMAP = re.compile(r"([0-9]+)\s+([^/\s]+)/([0-9]+)(?:/([0-9]+))?\Z")
-_PTIME = re.compile(r"([0-9]+)(?:\.[0-9]*)?\Z")
-_SESSION_ONLY = set("vosuepztr")
+_LETTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz")
+_RTPMAP: Final = re.compile(r"([0-9]+)\s+([^/\s]+)/([0-9]+)(?:/([0-9]+))?\Z")
+_PTIME: Final = re.compile(r"([0-9]+)(?:\.[0-9]*)?\Z")
+_SESSION_ONLY: Final = set("vosuepztr")
 
 
 def _show(text: str, limit: int = 60) -> str:
@@ -355,7 +355,7 @@ def _show(text: str, limit: int = 60) -> str:
 
 
 def _uint(text: str, what: str, where: str, maximum: int | None = None) -> int:
-    if not _UINT.match(text) or len(text) > 20:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
         raise SdpError(f"{where}: {what} must be a non-negative integer, got {_show(text)}")
     value = int(text)
     if maximum is not None and value > maximum:
@@ -425,10 +425,9 @@ def parse_sdp(data: bytes | bytearray | memoryview | str) -> SessionDescription:
         where = f"SDP line {number}"
         if "\r" in line or "\x00" in line:
             raise SdpError(f"{where}: stray CR or NUL in {_show(line)}")
-        match = _LINE.match(line)
-        if not match:
+        if line[1:2] != "=" or line[0] not in _LETTERS:
             raise SdpError(f"{where}: expected '<letter>=<value>', got {_show(line)}")
-        lines.append((where, match[1], match[2]))
+        lines.append((where, line[0], line[2:]))
 
     if not lines:
         raise SdpError("empty SDP")
@@ -530,7 +529,8 @@ def _media_section(where: str, value: str, body: list[tuple[str, str, str]]) -> 
     port_count = _uint(count_text, "port count", where) if slash else None
     m = MediaDescription(media=media_type, port=port, proto=proto, formats=formats,
                          port_count=port_count)
-    if m.is_rtp:
+    rtp = m.is_rtp
+    if rtp:
         for fmt in formats:
             _uint(fmt, "RTP payload type", where, 127)
 
@@ -539,7 +539,7 @@ def _media_section(where: str, value: str, body: list[tuple[str, str, str]]) -> 
     # rtpmap/fmtp lines as (line, payload type, repeats an earlier one), resolved at the end
     # because some phones send fmtp before rtpmap
     pending: list[tuple[Attribute, int, bool]] = []
-    payload_types = {int(f) for f in formats} if m.is_rtp else set()
+    payload_types = {int(f) for f in formats} if rtp else set()
 
     for line_where, letter, line_value in body:
         if letter == "i":
@@ -559,7 +559,8 @@ def _media_section(where: str, value: str, body: list[tuple[str, str, str]]) -> 
         elif letter == "a":
             attr = _attribute(line_value)
             try:
-                _media_attribute(m, attr, line_where, payload_types, rtpmaps, fmtps, pending)
+                _media_attribute(m, rtp, attr, line_where, payload_types, rtpmaps, fmtps,
+                                 pending)
             except SdpError:
                 # RFC 4566 §5.13 / RFC 3264: an attribute we cannot read is ignored (kept
                 # verbatim; a payload it described is unusable), never a reason to refuse
@@ -569,7 +570,7 @@ def _media_section(where: str, value: str, body: list[tuple[str, str, str]]) -> 
         else:
             m.extra_lines.append((letter, line_value))
 
-    if m.is_rtp:
+    if rtp:
         for fmt in formats:
             pt = int(fmt)
             if pt in rtpmaps:
@@ -586,15 +587,16 @@ def _media_section(where: str, value: str, body: list[tuple[str, str, str]]) -> 
     return m
 
 
-def _media_attribute(m: MediaDescription, attr: Attribute, where: str, payload_types: set[int],
-                     rtpmaps: dict, fmtps: dict, pending: list[tuple[Attribute, int, bool]]) -> None:
+def _media_attribute(m: MediaDescription, rtp: bool, attr: Attribute, where: str,
+                     payload_types: set[int], rtpmaps: dict, fmtps: dict,
+                     pending: list[tuple[Attribute, int, bool]]) -> None:
     name = attr.name.lower()
     value = attr.value
     if value is None and name in DIRECTIONS and m.direction is None:
         m.direction = name
     elif value is None and name == "rtcp-mux":
         m.rtcp_mux = True
-    elif value is not None and name == "crypto" and m.is_rtp:
+    elif value is not None and name == "crypto" and rtp:
         try:
             m.crypto.append(sdes.parse_crypto(value))
         except sdes.CryptoError as exc:
@@ -609,7 +611,7 @@ def _media_attribute(m: MediaDescription, attr: Attribute, where: str, payload_t
             raise SdpError(f"{where}: expected 'a=rtcp:<port> [IN IP4 <addr>]', got {_show(value)}")
         connection = _connection(" ".join(parts[1:]), where) if len(parts) == 4 else None
         m.rtcp = RtcpAddress(_uint(parts[0], "RTCP port", where, 65535), connection)
-    elif value is not None and name == "rtpmap" and m.is_rtp:
+    elif value is not None and name == "rtpmap" and rtp:
         match = _RTPMAP.match(value.strip())
         if not match:
             raise SdpError(f"{where}: expected 'a=rtpmap:<pt> <name>/<rate>[/<channels>]', "
@@ -622,7 +624,7 @@ def _media_attribute(m: MediaDescription, attr: Attribute, where: str, payload_t
         pending.append((attr, pt, pt in rtpmaps))
         if pt in payload_types:
             rtpmaps.setdefault(pt, (match[2], rate, channels))
-    elif value is not None and name == "fmtp" and m.is_rtp:
+    elif value is not None and name == "fmtp" and rtp:
         fmt, *rest = value.strip().split(None, 1) or [""]
         params = rest[0] if rest else ""
         pt = _uint(fmt, "fmtp payload type", where, 127)
@@ -639,15 +641,15 @@ def _media_attribute(m: MediaDescription, attr: Attribute, where: str, payload_t
 
 # Our codecs as we offer them. opus: rtpmap must say /48000/2 (RFC 7587 §7); we send mono
 # (stereo=0 is the default) and ask for in-band FEC.
-SUPPORTED_CODECS: dict[str, Codec] = {
+SUPPORTED_CODECS: Final[dict[str, Codec]] = {
     "opus": Codec(111, "opus", 48000, 2, {"useinbandfec": "1"}),
     "g722": Codec(9, "G722", 8000),
     "pcmu": Codec(0, "PCMU", 8000),
     "pcma": Codec(8, "PCMA", 8000),
 }
-_TELEPHONE_EVENTS = {8000: Codec(101, "telephone-event", 8000, 1, _DTMF_EVENTS),
+_TELEPHONE_EVENTS: Final = {8000: Codec(101, "telephone-event", 8000, 1, _DTMF_EVENTS),
                      48000: Codec(102, "telephone-event", 48000, 1, _DTMF_EVENTS)}
-_PTIMES = range(10, 130, 10)  # packet times every codec of ours can carry
+_PTIMES: Final = range(10, 130, 10)  # packet times every codec of ours can carry
 
 
 def _our_codecs(names: list[str]) -> list[Codec]:
@@ -704,7 +706,7 @@ def _pick_dtmf(offered: list[Codec], rate: int) -> Codec | None:
 def _small_uint(text: str | None) -> int | None:
     """A lenient read of an optional number (fmtp values are free text): None if not one."""
     text = (text or "").strip()
-    return int(text) if _UINT.match(text) and len(text) < 10 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
 
 
 def _packet_time(remote: MediaDescription, codec: Codec, fallback: int) -> int:

@@ -29,6 +29,7 @@ never matches it to the INVITE server transaction — the owner routes it to the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .errors import SipParseError
 from .message import Headers, Request, Response, Via
@@ -56,16 +57,16 @@ __all__ = [
     "TERMINATED",
 ]
 
-MAGIC_COOKIE = "z9hG4bK"
+MAGIC_COOKIE: Final = "z9hG4bK"
 """Branch prefix marking an RFC 3261 transaction id (§8.1.1.7); without it, RFC 2543 rules."""
 
-CALLING = "calling"
-TRYING = "trying"
-PROCEEDING = "proceeding"
-COMPLETED = "completed"
-CONFIRMED = "confirmed"
-ACCEPTED = "accepted"
-TERMINATED = "terminated"
+CALLING: Final = "calling"
+TRYING: Final = "trying"
+PROCEEDING: Final = "proceeding"
+COMPLETED: Final = "completed"
+CONFIRMED: Final = "confirmed"
+ACCEPTED: Final = "accepted"
+TERMINATED: Final = "terminated"
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,9 @@ class TimerConfig:
 
     @property
     def timer_b(self) -> float:
-        """INVITE client gives up waiting for any response."""
+        """INVITE client gives up waiting for any response. Timers F (non-INVITE client
+        timeout), H (wait for ACK), L and M (RFC 6026 'accepted' linger) last as long."""
         return 64 * self.t1
-
-    timer_f = timer_h = timer_l = timer_m = timer_b
-    """F: non-INVITE client timeout; H: wait for ACK; L, M: RFC 6026 'accepted' linger."""
 
     def timer_d(self, reliable: bool) -> float:
         """INVITE client lingers in 'completed' to absorb final retransmissions (>= 32 s)."""
@@ -237,11 +236,13 @@ class ClientTransaction(_Machine):
         else:
             if not self.reliable:
                 actions.append(self._start("E", now, self._interval))
-            actions.append(self._start("F", now, self.config.timer_f))
+            actions.append(self._start("F", now, self.config.timer_b))
         return actions
 
-    def on_response(self, response: Response, now: float) -> list[Action]:
-        status = getattr(response, "status", 0)
+    def on_response(self, response: Request | Response, now: float) -> list[Action]:
+        if not isinstance(response, Response):
+            return []  # a request is no response (typed so: a compiled core checks types)
+        status = response.status
         if self.state == TERMINATED or not 100 <= status <= 699:
             return []
         if self.is_invite:
@@ -331,7 +332,7 @@ class ClientTransaction(_Machine):
             if status < 300:
                 self.state = ACCEPTED
                 return self._stop("A", "B") + [
-                    Deliver(response), self._start("M", now, self.config.timer_m)]
+                    Deliver(response), self._start("M", now, self.config.timer_b)]
             self.ack = self._make_ack(response)
             self.state = COMPLETED
             actions = self._stop("A", "B") + [Send(self.ack), Deliver(response)]
@@ -447,13 +448,13 @@ class ServerTransaction(_Machine):
             return [Send(response)]
         if status < 300:
             self.state = ACCEPTED
-            return [Send(response), self._start("L", now, self.config.timer_l)]
+            return [Send(response), self._start("L", now, self.config.timer_b)]
         self.state = COMPLETED
         actions: list[Action] = [Send(response)]
         if not self.reliable:
             self._interval = self.config.t1
             actions.append(self._start("G", now, self._interval))
-        actions.append(self._start("H", now, self.config.timer_h))
+        actions.append(self._start("H", now, self.config.timer_b))
         return actions
 
     def _non_invite_respond(self, response: Response, status: int, now: float) -> list[Action]:
@@ -465,15 +466,16 @@ class ServerTransaction(_Machine):
             return [Send(response)]
         self.state = COMPLETED
         delay = self.config.timer_j(self.reliable)
-        return [Send(response)] + (self._terminate() if delay <= 0
-                                   else [self._start("J", now, delay)])
+        actions: list[Action] = [Send(response)]
+        actions += self._terminate() if delay <= 0 else [self._start("J", now, delay)]
+        return actions
 
 
 # -- matching --------------------------------------------------------------------------------
 
 
 def _is_rfc3261_branch(branch: str | None) -> bool:
-    return bool(branch) and branch[: len(MAGIC_COOKIE)].lower() == MAGIC_COOKIE.lower()
+    return branch is not None and branch[: len(MAGIC_COOKIE)].lower() == MAGIC_COOKIE.lower()
 
 
 def _sent_by(via: Via) -> tuple[str, int]:

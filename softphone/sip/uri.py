@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
+from typing import Final
 from urllib.parse import quote, unquote
 
 from .errors import SipParseError
@@ -17,17 +18,17 @@ __all__ = ["SipUri", "OpaqueUri", "NameAddr", "parse_uri", "parse_any_uri", "par
            "SIP_SCHEMES"]
 
 # RFC 3261 §25.1: characters that may stand unescaped in the user part / params / headers.
-_USER_SAFE = "-_.!~*'()&=+$,;?/"
-_PASSWORD_SAFE = "-_.!~*'()&=+$,"
-_PARAM_SAFE = "-_.!~*'()[]/:&+$"
-_HEADER_SAFE = "-_.!~*'()[]/?:+$"
-_SCHEMES = ("sip", "sips", "tel")
-SIP_SCHEMES = _SCHEMES
-_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>\"]+")
-_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
-_EMBEDDED_V4 = re.compile(r"(.*?):::(\d{1,3}(?:\.\d{1,3}){3})")
-_HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+")
-_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_USER_SAFE: Final = "-_.!~*'()&=+$,;?/"
+_PASSWORD_SAFE: Final = "-_.!~*'()&=+$,"
+_PARAM_SAFE: Final = "-_.!~*'()[]/:&+$"
+_HEADER_SAFE: Final = "-_.!~*'()[]/?:+$"
+_SCHEMES: Final = ("sip", "sips", "tel")
+SIP_SCHEMES: Final = _SCHEMES
+_ABSOLUTE_URI: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>\"]+")
+_TOKENS: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
+_EMBEDDED_V4: Final = re.compile(r"(.*?):::(\d{1,3}(?:\.\d{1,3}){3})")
+_HOST_RE: Final = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+")
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
 def _unescape(text: str) -> str:
@@ -194,7 +195,7 @@ def _parse_params(text: str, what: str) -> dict[str, str | None]:
 
 # The shape nearly every URI on the wire has: no %-escapes, password, headers or IPv6.
 # It is parsed by one regex; anything else takes the careful path below.
-_FAST_URI = re.compile(
+_FAST_URI: Final = re.compile(
     r"((?i:sips?)):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?"
     r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]*)?)*)")
 
@@ -383,9 +384,9 @@ def _ipv6_reference(host: str, text: str) -> str:
     raise SipParseError(f"bad IPv6 reference in {text[:80]!r}")
 
 
-_FAST_NAME_ADDR = re.compile(
+_FAST_NAME_ADDR: Final = re.compile(
     r'\s*(?:"((?:[^"\\\r\n]|\\[^\r\n])*)"\s*|([^"<>;]*))<([^<>"]*)>([^"]*)')
-_UNESCAPE_QUOTED = re.compile(r"\\(.)")
+_UNESCAPE_QUOTED: Final = re.compile(r"\\(.)")
 
 
 def parse_name_addr(text: str) -> NameAddr:

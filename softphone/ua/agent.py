@@ -91,6 +91,7 @@ class UserAgent:
         self.call_count = 0
         self._live = 0
         self._ended: deque[Call] = deque()
+        self._preload: asyncio.Task | None = None
         first = next(iter(self.accounts.values()), None)
         self.user = user or (first.user if first else None) or "softphone"
 
@@ -99,23 +100,31 @@ class UserAgent:
     def loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
 
-    async def start(self, *, preload_media: bool = True) -> None:
+    async def start(self, *, preload_media: bool = False) -> None:
+        """Listen. ``preload_media``: load aiortc's RTP parts and PyAV (~18 MB, ~0.15 s in
+        a worker thread, the loop stalls at most ~25 ms) now, in the background, for a
+        phone whose first call is about to start; otherwise the first call's media loads
+        them, so an idle phone never holds them."""
         if preload_media:
-            # aiortc/PyAV take 0.5-1.7 s to import, holding the GIL: do it before we listen,
-            # so no request ever waits behind it (and the first call does not either)
-            try:
-                from ..media import rtp
-
-                await rtp.preload()
-            except Exception:  # the first call will import (and report) it again
-                log.debug("media preload failed", exc_info=True)
+            self._preload = self.loop.create_task(self._preload_media())
         await self.stack.start()
+
+    @staticmethod
+    async def _preload_media() -> None:
+        try:
+            from ..media import rtp
+
+            await rtp.preload()
+        except Exception:  # the first call will import (and report) it again
+            log.debug("media preload failed", exc_info=True)
 
     async def close(self, *, unregister: bool = True, timeout: float = 5.0) -> None:
         """Hang up every call, unregister every account, stop; bounded by ``timeout``."""
         if self.stack.closing:
             return
         self.stack.closing = True
+        if self._preload is not None:
+            self._preload.cancel()
         deadline = self.loop.time() + timeout
         waits = [call.hangup() for call in list(self.calls.values()) if not call.ended]
         if waits:

@@ -49,6 +49,11 @@ def _wanted(agent: "UserAgent") -> str | None:
 def refresh(agent: "UserAgent") -> None:
     """Start or stop the ring, the ringback and the call-waiting beeps as the calls now
     need them."""
+    if agent.auto_answer and not getattr(agent.devices, "tones", False) and \
+            getattr(agent, "local_tone", (None, None))[1] is None:
+        # an auto-answering endpoint without tones: no beeps, no ring, no ringback, so
+        # nothing to scan on every event of its hundreds of calls
+        return
     _refresh_call_waiting(agent)
     want = _wanted(agent)
     kind, handle = getattr(agent, "local_tone", (None, None))

@@ -220,7 +220,7 @@ async def _prepare_incoming(call: "Call") -> None:
     if not immediate:
         call._run(session.ring(agent.stack.now()))
     call.announced = True
-    call_waiting = bool(waiting.active_calls(agent, but=call)) and not replacing
+    call_waiting = not replacing and waiting.has_active_call(agent, but=call)
     call._publish(ev.Incoming(call.call_id, str(call.remote.uri), str(call.local.uri),
                               call.remote.display_name, call.account_name,
                               call_waiting=call_waiting or None,

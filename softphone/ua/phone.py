@@ -70,7 +70,7 @@ class PhoneOptions:
     register: bool = True                     # register those with register = true
     trace_path: str | None = None             # --sip-trace FILE (- : stdout)
     trace_rtp: bool = False                   # the capture carries RTP/RTCP too
-    preload_media: bool = True
+    preload_media: bool = True                # load the media parts in the background
     control: bool | None = None               # None: [control] enabled
     control_path: str | None = None           # None: [control] socket, else the default
     user: str | None = None                   # our user part when no account is used

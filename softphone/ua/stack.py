@@ -533,9 +533,9 @@ class Stack:
         tx = ctx.tx
         if tx.state in _LINGERING and id(tx) in self._ctx:
             # only retransmissions are left to absorb: keep the messages, not their caches
-            tx.request.headers.compact()
+            tx.request.compact()
             if tx.last_response is not None:
-                tx.last_response.headers.compact()
+                tx.last_response.compact()
 
     def _answered(self, ctx: _TxContext, response: Response) -> bool:
         """Note what a response says of its server; True when a 503 sent the request on
@@ -705,7 +705,7 @@ class Stack:
             via.params.setdefault("received", peer.host)
             changed = True
         if changed:
-            request.headers.replace_first_value("Via", str(via))
+            request.replace_top_via(via)
 
     def _feed(self, tx: Any, message: Request | Response) -> None:
         """A message matched to a live transaction: its machine takes it."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .agent import UserAgent
     from .call import Call
 
-__all__ = ["active_calls", "ringing_calls", "busy", "answer", "swap"]
+__all__ = ["active_calls", "has_active_call", "ringing_calls", "busy", "answer", "swap"]
 
 
 def active_calls(agent: "UserAgent", *, but: "Call | None" = None) -> list["Call"]:
@@ -29,6 +29,12 @@ def active_calls(agent: "UserAgent", *, but: "Call | None" = None) -> list["Call
 def ringing_calls(agent: "UserAgent") -> list["Call"]:
     return [c for c in agent.calls.values() if not c.ended and c.direction == "incoming"
             and c.state == "ringing" and c.announced]
+
+
+def has_active_call(agent: "UserAgent", *, but: "Call | None" = None) -> bool:
+    """``active_calls`` is not empty (stops at the first one)."""
+    return any(c is not but and not c.ended and c.state == "connected" and not c.on_hold
+               for c in agent.calls.values())
 
 
 def busy(agent: "UserAgent") -> bool:

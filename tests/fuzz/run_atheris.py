@@ -2,7 +2,8 @@
 
     python tests/fuzz/run_atheris.py TARGET COUNTERS.json [libFuzzer flags: -runs=N CORPUS ...]
 
-The softphone modules are instrumented for coverage feedback; the target's counters are
+The softphone modules are instrumented for coverage feedback (the pure ones: a mypyc
+build has no bytecode to instrument); the target's counters are
 written to COUNTERS.json every few thousand inputs and when the run ends. Any exception
 other than the parser's own is a crash: libFuzzer prints it, saves the input as
 ``crash-*`` and exits non-zero.
@@ -10,10 +11,14 @@ other than the parser's own is a crash: libFuzzer prints it, saves the input as
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import atheris
+
+# coverage comes from instrumented bytecode: the pure SIP modules, not the compiled ones
+os.environ["SOFTPHONE_PURE"] = "1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

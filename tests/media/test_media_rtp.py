@@ -249,6 +249,35 @@ async def test_malformed_packets_are_dropped_and_counted(pair):
     raw.close()
 
 
+async def test_packets_with_csrcs_or_an_extension_are_read_like_plain_ones():
+    """The receiver reads a plain fixed header in place; anything else goes through
+    aiortc's parser: both kinds count, and their audio plays."""
+    from aiortc.rtp import RtpPacket
+
+    b = await RtpSession.open(LO)
+    raw = await RawUdp.open()
+    sink = RecordingSink()
+    try:
+        b.start(FORMATS["PCMU"], (LO, raw.port), None, rtcp_mux=False, source=NullSource(),
+                sink=sink)
+        for i in range(30):
+            pkt = RtpPacket(payload_type=0, sequence_number=100 + i, timestamp=160 * i,
+                            ssrc=0x1234, payload=bytes([0x7F]) * 160, marker=int(i == 0))
+            if i % 3 == 1:
+                pkt.csrc = [0xABCD, 0x1234567]
+            data = pkt.serialize()
+            if i % 3 == 2:  # X bit, one-byte-header extension (RFC 8285): id 1, 1 byte
+                data = bytes([0x90]) + data[1:12] + b"\xbe\xde\x00\x01\x10\x1e\x00\x00" \
+                    + data[12:]
+            raw.transport.sendto(data, (LO, b.local_port))
+        await wait_for(lambda: b.stats().received == 30, 3, "every packet")
+        assert b.stats().malformed == 0 and b.stats().lost == 0
+        assert b.receiver.remote_ssrc == 0x1234
+    finally:
+        raw.close()
+        await b.close()
+
+
 @pytest.mark.parametrize("mux", [False, True])
 async def test_rtcp_reports_and_rtt(pair, mux):
     a, b = pair

@@ -995,3 +995,80 @@ def test_replace_first_value_keeps_position_and_further_values():
     h.replace_first_value("v", "SIP/2.0/UDP a;branch=z9hG4bK1;received=1.2.3.4")
     assert list(h)[1] == ("Via", "SIP/2.0/UDP a;branch=z9hG4bK1;received=1.2.3.4, SIP/2.0/UDP b")
     assert h.get_all("Via")[1:] == ["SIP/2.0/UDP b", "SIP/2.0/UDP c"]
+
+
+# ---------------------------------------------------------------------------------------
+# Laziness: the bytes as parsed, typed values on first read, changes drop only their own
+# ---------------------------------------------------------------------------------------
+
+ODD_SPELLING = (b"OPTIONS sip:bob@example.com SIP/2.0\r\n"
+                b"v:SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bKodd;rport\r\n"
+                b"f: <sip:a@example.com>;tag=1\r\nt:<sip:bob@example.com>\r\n"
+                b"i:   odd@192.0.2.7\r\ncseq: 3 OPTIONS\r\nX-Unknown:  kept   as is \r\n"
+                b"l: 4\r\n\r\nbody")
+
+
+def test_an_unmodified_message_serializes_to_the_bytes_it_was_parsed_from():
+    msg = parse_message(ODD_SPELLING)
+    msg.top_via, msg.from_, msg.to, msg.cseq, msg.call_id  # reading changes nothing
+    assert msg.to_bytes() == ODD_SPELLING
+    # extra octets past Content-Length in a datagram are not part of the message
+    assert parse_message(ODD_SPELLING + b"junk").to_bytes() == ODD_SPELLING
+
+
+def test_a_changed_message_is_written_again_with_canonical_names():
+    for change in (lambda m: m.headers.add("Subject", "hi"),
+                   lambda m: setattr(m, "body", b"other"),
+                   lambda m: setattr(m, "uri", "sip:carol@example.com")):
+        msg = parse_message(ODD_SPELLING)
+        change(msg)
+        out = msg.to_bytes()
+        assert out != ODD_SPELLING and b"\r\nVia: SIP/2.0/UDP 192.0.2.7:5062" in out
+        assert b"\r\nCall-ID: odd@192.0.2.7\r\n" in out
+        again = parse_message(out)
+        assert again.body == msg.body and again.uri == msg.uri
+        assert again.headers.get("X-Unknown") == "kept   as is"
+
+
+def test_stamping_the_top_via_keeps_the_other_typed_values():
+    msg = parse_message(ODD_SPELLING)
+    from_, to, cseq = msg.from_, msg.to, msg.cseq
+    via = msg.top_via
+    via.params["received"] = "198.51.100.1"
+    msg.replace_top_via(via)
+    assert msg.top_via is via and msg.from_ is from_ and msg.to is to
+    assert msg.cseq == cseq
+    out = msg.to_bytes()
+    assert b"Via: SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bKodd;rport;received=198.51.100.1" \
+        in out
+    assert parse_message(out).top_via.params["received"] == "198.51.100.1"
+
+
+def test_a_changed_header_drops_its_typed_value():
+    msg = parse_message(ODD_SPELLING)
+    assert msg.to.tag is None
+    msg.headers.set("To", "<sip:bob@example.com>;tag=9")
+    assert msg.to.tag == "9"
+    msg.headers.set("CSeq", "4 OPTIONS")
+    assert msg.cseq == (4, "OPTIONS")
+
+
+def test_a_lower_via_is_checked_at_once_but_built_only_when_read():
+    data = with_line("Via:", "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKtop, "
+                             "SIP/2.0/TCP lower.example.com:5070;branch=z9hG4bKlow")
+    msg = parse_message(data)
+    assert "vias" not in msg.headers.parsed
+    assert [(v.host, v.port) for v in msg.vias] == [("192.0.2.1", None),
+                                                     ("lower.example.com", 5070)]
+    exc = parse_error(with_line("Via:", "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKtop, "
+                                        "SIP/2.0/UDP lower:70000"))
+    assert "Via" in exc.reason and isinstance(exc.partial, Request)
+
+
+def test_a_bad_contact_in_a_response_shows_when_it_is_read():
+    ok = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"
+          b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+          b"Contact: <sip:b@h;transport=udp\r\nContent-Length: 0\r\n\r\n")
+    msg = parse_message(ok)
+    with pytest.raises(SipParseError):
+        msg.contacts

@@ -42,6 +42,7 @@ class WavSource(Metered):
         if not os.path.isfile(self.path):
             raise FileNotFoundError(self.path)
         self._cache: dict[int, np.ndarray] = {}
+        self._encoded: dict[tuple[int, str], bytes] = {}  # (rate, codec): the loop encoded
         self._pos = 0
         self.finished = False
 
@@ -86,18 +87,22 @@ class WavSource(Metered):
     def read_encoded(self, encode, key: str, samples: int, rate: int) -> bytes:
         """The next ``samples`` already encoded by a stateless codec (G.711): the looping
         file is encoded once per (file, rate, codec) and shared, then sliced per packet."""
-        self.prepare(rate)
+        encoded = self._encoded.get((rate, key))
+        if encoded is None:  # once per source: no stat() per packet
+            self.prepare(rate)
+            data = self._cache[rate]
+            if len(data) == 0 or not self.loop:
+                return encode(self.read(samples, rate))
+            st = os.stat(self.path)
+            ckey = (self.path, st.st_mtime_ns, st.st_size, rate, key)
+            encoded = _ENCODED.get(ckey)
+            if encoded is None:
+                encoded = encode(data.tobytes())
+                while len(_ENCODED) >= _DECODED_MAX:
+                    _ENCODED.pop(next(iter(_ENCODED)))
+                _ENCODED[ckey] = encoded
+            self._encoded[(rate, key)] = encoded
         data = self._cache[rate]
-        if len(data) == 0 or not self.loop:
-            return encode(self.read(samples, rate))
-        st = os.stat(self.path)
-        ckey = (self.path, st.st_mtime_ns, st.st_size, rate, key)
-        encoded = _ENCODED.get(ckey)
-        if encoded is None:
-            encoded = encode(data.tobytes())
-            while len(_ENCODED) >= _DECODED_MAX:
-                _ENCODED.pop(next(iter(_ENCODED)))
-            _ENCODED[ckey] = encoded
         width = len(encoded) // len(data)  # bytes per sample after encoding (1 for G.711)
         pos = self._pos % len(data)
         self._pos = pos + samples
