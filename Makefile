@@ -15,7 +15,7 @@ VPY         := $(VENV)/bin/python
 APT_STAMP   := $(VENV)/.stamp-apt
 VENV_STAMP  := $(VENV)/.stamp-venv
 PIP_STAMP   := $(VENV)/.stamp-pip
-# the SIP core compiled with mypyc (tools/build_native.py); the package falls back to the
+# the SIP core compiled with mypyc (softphone/native.py); the package falls back to the
 # pure modules while this is absent or older than their sources
 NATIVE_STAMP   := softphone/sip/_compiled/SOURCES
 NATIVE_SOURCES := $(addprefix softphone/sip/,__init__.py errors.py uri.py message.py sdes.py sdp.py transaction.py)
@@ -65,8 +65,8 @@ $(PIP_STAMP): pyproject.toml | $(VENV_STAMP)
 	$(VPY) -m pip install -q -e '.[test,native]'
 	@touch $@
 
-$(NATIVE_STAMP): $(NATIVE_SOURCES) tools/build_native.py $(PIP_STAMP)
-	$(VPY) tools/build_native.py
+$(NATIVE_STAMP): $(NATIVE_SOURCES) softphone/native.py $(PIP_STAMP)
+	$(VPY) softphone/native.py
 
 run: setup
 	$(VENV)/bin/softphone $(ARGS)

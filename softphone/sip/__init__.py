@@ -1,6 +1,6 @@
 """The sans-IO SIP core: plain typed Python, compiled with mypyc where it is hot.
 
-``make setup`` compiles the modules in :data:`COMPILED` (tools/build_native.py) into
+``make setup`` compiles the modules in :data:`COMPILED` (softphone/native.py) into
 ``_compiled/`` beside them, with a stamp of the sources it compiled. That directory goes
 first on this package's path only while the stamp matches the sources, so an edited
 module is never shadowed by a stale build: the pure module is the fallback, and
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 COMPILED = ("errors", "uri", "message", "sdes", "sdp", "transaction")
-"""The modules tools/build_native.py compiles (the parser and the per-packet path)."""
+"""The modules softphone/native.py compiles (the parser and the per-packet path)."""
 
 COMPILED_DIR = Path(__file__).resolve().with_name("_compiled")
 

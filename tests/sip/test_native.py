@@ -1,4 +1,4 @@
-"""The SIP core compiled with mypyc (tools/build_native.py, run by ``make setup``): it is
+"""The SIP core compiled with mypyc (softphone/native.py, run by ``make setup``): it is
 what runs when built and current, the pure modules take over when it is stale or
 SOFTPHONE_PURE is set, and both read every torture message alike."""
 
@@ -58,7 +58,7 @@ def test_the_compiled_core_runs_when_built():
     if not _compiled_built():
         if os.environ.get("CI"):
             pytest.fail("the compiled SIP core is missing: make setup builds it "
-                        "(tools/build_native.py)")
+                        "(softphone/native.py)")
         pytest.skip("the compiled SIP core is not built (make setup builds it)")
     assert message.__file__.endswith(".so"), \
         f"{message.__file__}: the build in {sip.COMPILED_DIR} is stale; make setup rebuilds it"

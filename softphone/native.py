@@ -5,7 +5,7 @@ Run by ``make setup`` after the pip install; the sources stay plain typed Python
 package falls back to them while this build is absent or stale (see softphone/sip/__init__).
 Writes the stamp last, so an interrupted build is never used.
 
-    tools/build_native.py [--jobs N]
+    python softphone/native.py [--jobs N]   (make setup runs it)
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         import mypyc  # noqa: F401
         import setuptools  # noqa: F401
     except ImportError as exc:
-        print(f"tools/build_native.py: {exc.name} is missing (pip install mypy setuptools)",
+        print(f"softphone/native.py: {exc.name} is missing (pip install mypy setuptools)",
               file=sys.stderr)
         return 1
     started = time.monotonic()
@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         # each module, and the group's shared library
         tail = log_path.read_text(errors="replace").splitlines()[-30:]
         print("\n".join(tail), file=sys.stderr)
-        print(f"tools/build_native.py: the build failed (exit {done.returncode}, "
+        print(f"softphone/native.py: the build failed (exit {done.returncode}, "
               f"{len(built)} libraries); full log: {log_path}", file=sys.stderr)
         return 1
     COMPILED_DIR.mkdir()
     for path in built:
         shutil.copy2(path, COMPILED_DIR / path.name)
     (COMPILED_DIR / "SOURCES").write_text(source_stamp())
-    print(f"tools/build_native.py: compiled {', '.join(COMPILED)} in "
+    print(f"softphone/native.py: compiled {', '.join(COMPILED)} in "
           f"{time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 
