@@ -202,7 +202,8 @@ class SoftphonePair:
         rtp = ended.get("rtp") or {}
         got = rtp.get("received", 0) + rtp.get("lost", 0)
         res.lost_pct = 100.0 * rtp.get("lost", 0) / got if got else None
-        res.extra["concealed"] = rtp.get("concealed")
+        for key in ("concealed", "late", "expansions", "compressions"):
+            res.extra[key] = rtp.get(key)
         recs = [p for p in self.workdir.glob("rec-*.wav") if p.stat().st_mtime >= t0 - 1]
         return max(recs, key=lambda p: p.stat().st_mtime) if recs else None
 
@@ -462,7 +463,8 @@ def measure_call(pair, link: Link, codec: Codec, point: Point, master: Path, sam
     except Exception as exc:  # noqa: BLE001 - one bad call, not the run
         res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
     more = "".join(f" {k} {v:.2f}" if isinstance(v, float) else f" {k} {v}"
-                   for k, v in res.extra.items() if k in ("concealed", "pesq_sndfile"))
+                   for k, v in res.extra.items()
+                   if k in ("concealed", "late", "expansions", "compressions", "pesq_sndfile"))
     note(f"{res.impl:9} {codec.name:5} {point.name:12} PESQ {fmt(res.pesq)} "
          f"lost {fmt(res.lost_pct, 1)} % lag {fmt(res.lag_ms, 0)} ms{more} "
          f"({time.monotonic() - t0:.1f} s)" + (f" ERROR {res.error}" if res.error else ""))
