@@ -5,8 +5,7 @@ frame, bit-exact with sox (proven by tests/test_codecs_corpus.py) and ~10x cheap
 a PyAV round trip.  G.722 and Opus use aiortc's encoders/decoders (PyAV/FFmpeg), set
 up for telephony: mono, a sensible Opus bit rate, FEC when the far end asks for it —
 except that Opus is decoded by the system's libopus (libopus.py) when it loads, for its
-own loss concealment and in-band FEC, which PyAV cannot reach, and G.722 by spandsp
-(g722.py), whose decoder state can be brought back in step after a lost packet.
+own loss concealment and in-band FEC, which PyAV cannot reach.
 
 aiortc and PyAV are imported lazily: importing aiortc costs ~1.7 s.
 
@@ -129,10 +128,7 @@ class Encoder(Protocol):
 class Decoder(Protocol):
     """A decoder may also conceal on its own: `conceal(samples) -> bytes` for a lost
     slot and `recover(next_payload, samples) -> bytes` (b"" when it cannot) for the slot
-    before a packet that carries FEC. Without them the playout buffer conceals, and then
-    tells a decoder that has `resync(timeline, lost)` that the last `lost` samples of
-    `timeline` (int16: the audio played, concealment last) stood in for packets that
-    will never come, so it can bring its state in step (G.722's ADPCM: g722.py)."""
+    before a packet that carries FEC. Without them the playout buffer conceals."""
 
     name: str
     audio_rate: int
@@ -283,12 +279,6 @@ def make_decoder(name: str, *, fast: bool = True) -> Decoder:
         from . import libopus
 
         decoder = libopus.make_decoder()
-        if decoder is not None:
-            return decoder
-    if fast and name == "G722":
-        from . import g722
-
-        decoder = g722.make_decoder()
         if decoder is not None:
             return decoder
     return AiortcDecoder(name)

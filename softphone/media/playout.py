@@ -51,9 +51,6 @@ _HALF32 = 0x80000000
 MAX_PACKETS = 256
 """Packets held at most (5 s of 20 ms audio): far above any sane depth, a hard memory cap."""
 
-RESYNC_CONTEXT = 64
-"""Samples of the audio before a concealment handed to a decoder's `resync` with it."""
-
 NATIVE_PLC_MS = 100
 """A decoder's own concealment is used this long into a loss, then silence (libopus
 fades into comfort noise; a far end that has gone quiet should sound quiet)."""
@@ -121,7 +118,6 @@ class PlayoutBuffer:
         # a decoder with its own concealment (conceal/recover) needs no waveform substitution
         self._native = callable(getattr(self.decoder, "conceal", None))
         self._plc = None if self._native else WaveformConcealer(self.audio_rate)
-        self._resync_decoder = getattr(self.decoder, "resync", None)
         self._two_periods = 2 * lag_range(self.audio_rate)[1]  # the longest, in samples
         self._recent: tuple[np.ndarray, ...] = ()  # the last audio handed on; () after a loss
         self._conceal_run = 0
@@ -330,23 +326,19 @@ class PlayoutBuffer:
             return
         first = self._heap[0]
         if first > nxt and self._stalled:
-            # the stall's concealment stood in for the lost packets before this one
             credit = min(self._stalled, first - nxt)
             nxt += credit
-            self._resync(credit)
         self._stalled = 0
         if first > nxt:  # lost packet(s): conceal up to one frame and move on
             ticks = min(self._frame_ticks, first - nxt)
             # the slot just before a packet that is here: try that packet's FEC
             if first - nxt > self._frame_ticks or not self._recover(first, ticks):
                 self._lose(ticks)
-                self._resync(ticks)
             self._next_ts = nxt + ticks
             return
         x = self._decode()
         if x is None:
             self._lose(self._frame_ticks)
-            self._resync(self._frame_ticks)
             return
         if self._want < 0 and len(x) < self._two_periods and not self._quiet_only() \
                 and self._heap and self._heap[0] == self._next_ts:
@@ -355,7 +347,6 @@ class PlayoutBuffer:
             if more is None:
                 self._emit(self._scale(x))
                 self._lose(self._frame_ticks)
-                self._resync(self._frame_ticks)
                 return
             x = np.concatenate((x, more))
         self._emit(self._scale(x) if self._want else x)
@@ -447,17 +438,6 @@ class PlayoutBuffer:
             except Exception:  # noqa: BLE001 - silence rather than no playout
                 self.decode_errors += 1
         self._pcm += pcm[:samples * 2].ljust(samples * 2, b"\0")
-
-    def _resync(self, ticks: int) -> None:
-        """The concealment just played stood in for `ticks` of packets that will never
-        be decoded: a decoder that can (G.722's) brings its state in step with it."""
-        if self._resync_decoder is None or self._plc is None:
-            return
-        samples = round(ticks * self._ratio)
-        try:
-            self._resync_decoder(self._plc.recent(samples + RESYNC_CONTEXT), samples)
-        except Exception:  # noqa: BLE001 - a stale decoder state is no reason to stop
-            self.decode_errors += 1
 
     def _discontinuity(self) -> None:
         """Audio was skipped: the next good audio is blended in, never spliced onto."""

@@ -101,11 +101,6 @@ class WaveformConcealer:
         """The next good audio does not follow the last (audio was skipped)."""
         self._blend = True
 
-    def recent(self, samples: int) -> np.ndarray:
-        """The last `samples` of the input timeline — decoded audio, and concealment
-        where it was lost — not yet delayed (at most three pitch periods and the delay)."""
-        return self._hist[len(self._hist) - min(samples, len(self._hist)):]
-
     # ------------------------------------------------------------------ internals
     def _push(self, x: np.ndarray) -> np.ndarray:
         """Append input, return as many samples of delayed output (int16 both)."""
