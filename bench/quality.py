@@ -20,8 +20,9 @@ after the other:
   PulseAudio sink whose monitor is recorded (its playout, scored), and dumping with
   ``sndfile`` (scored too, shown beside: the dump knows no time, so it hides jitter and
   underruns); the ``plc`` module is loaded as the issue asks, though in 1.0 it never acts
-  (DESIGN §8); its jitter buffer is its default (5-10 frames), Opus at 32 kbit/s mono like
-  ours.
+  (DESIGN §8); its jitter buffer is its default (5-10 frames), Opus at 32 kbit/s mono
+  without FEC (its default), as much as our speech gets — ours adds 8 kbit/s for the
+  in-band FEC our callee asks for (softphone.media.codecs.OPUS_FEC_BITRATE).
 
 The phones and the recorder run at ``nice -10``, ahead of the shared machine's other work.
 
