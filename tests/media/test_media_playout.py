@@ -250,3 +250,24 @@ def test_delay_grows_for_new_jitter_and_shrinks_when_it_is_gone():
     assert buf.compressions >= 1
     assert buf.target_ms == buf.min_delay_ms
     assert buf.depth_ms <= buf.min_delay_ms + 20, buf.depth_ms
+
+
+def test_transit_window_quantile_floor_and_forgetting():
+    """The 99 % quantile ignores the odd outlier, a packet slower than it raises it at
+    once, and the window forgets after 5 s of packets."""
+    from softphone.media.transit import REFRESH, TransitWindow
+
+    w = TransitWindow(20.0)  # 250 packets
+    for i in range(250):
+        w.add(1000.0 + i % 50)  # transits 1000..1049 ms: a 49 ms spread
+    assert w.spread == 49.0 and w.high == 1049.0
+    w.add(5000.0)  # one spike in 250: above the quantile
+    assert w.high == 1049.0
+    for _ in range(3):
+        w.add(5000.0)
+    assert w.high == 5000.0  # four of 250: within the top 1 %, now counted
+    for _ in range(250 + REFRESH):  # (the quantile is recomputed every REFRESH packets)
+        w.add(1000.0)
+    assert w.spread == 0.0  # 5 s of calm: the spikes are forgotten
+    w.clear()
+    assert len(w) == 0 and w.spread == 0.0
