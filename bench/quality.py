@@ -20,8 +20,9 @@ after the other:
   PulseAudio sink whose monitor is recorded (its playout, scored), and dumping with
   ``sndfile`` (scored too, shown beside: the dump knows no time, so it hides jitter and
   underruns); the ``plc`` module is loaded as the issue asks, though in 1.0 it never acts
-  (DESIGN §8); its jitter buffer is its default (5-10 frames), Opus at 32 kbit/s mono like
-  ours.
+  (DESIGN §8); its jitter buffer is its default (5-10 frames), Opus at 32 kbit/s mono
+  without FEC (its default), as much as our speech gets — ours adds 8 kbit/s for the
+  in-band FEC our callee asks for (softphone.media.codecs.OPUS_FEC_BITRATE).
 
 The phones and the recorder run at ``nice -10``, ahead of the shared machine's other work.
 
@@ -202,7 +203,8 @@ class SoftphonePair:
         rtp = ended.get("rtp") or {}
         got = rtp.get("received", 0) + rtp.get("lost", 0)
         res.lost_pct = 100.0 * rtp.get("lost", 0) / got if got else None
-        res.extra["concealed"] = rtp.get("concealed")
+        for key in ("concealed", "late", "expansions", "compressions"):
+            res.extra[key] = rtp.get(key)
         recs = [p for p in self.workdir.glob("rec-*.wav") if p.stat().st_mtime >= t0 - 1]
         return max(recs, key=lambda p: p.stat().st_mtime) if recs else None
 
@@ -462,7 +464,8 @@ def measure_call(pair, link: Link, codec: Codec, point: Point, master: Path, sam
     except Exception as exc:  # noqa: BLE001 - one bad call, not the run
         res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
     more = "".join(f" {k} {v:.2f}" if isinstance(v, float) else f" {k} {v}"
-                   for k, v in res.extra.items() if k in ("concealed", "pesq_sndfile"))
+                   for k, v in res.extra.items()
+                   if k in ("concealed", "late", "expansions", "compressions", "pesq_sndfile"))
     note(f"{res.impl:9} {codec.name:5} {point.name:12} PESQ {fmt(res.pesq)} "
          f"lost {fmt(res.lost_pct, 1)} % lag {fmt(res.lag_ms, 0)} ms{more} "
          f"({time.monotonic() - t0:.1f} s)" + (f" ERROR {res.error}" if res.error else ""))

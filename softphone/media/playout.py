@@ -5,16 +5,24 @@ sink's clock (every 20 ms) and always hands back exactly the audio asked for:
 
 - packets are ordered by (unwrapped) RTP timestamp, so reordering is absorbed and
   duplicates are dropped;
-- playback starts once `target` ms are buffered; the target follows the measured
-  interarrival jitter (RFC 3550 estimator) between `min_delay_ms` and `max_delay_ms`;
+- playback starts once `min_delay_ms` are buffered; from then on the delay follows a
+  target: the least delay at which all but ~1 % of the recent packets arrive before
+  their audio is due (transit.py), between `min_delay_ms` and `max_delay_ms`. The delay
+  compared with it is exact — the playout clock's time (`pull(now=)`) minus the RTP
+  time of the audio it plays, against the packets' arrival time minus their RTP time —
+  so neither a lost packet nor the jitter of the latest arrival makes the buffer look
+  short or deep, and a steady jitter gets a steady delay;
 - a missing packet is concealed and the clock moves on, so later packets still play on
   time; packets that arrive after their slot are dropped and counted as late. A decoder
   with its own concealment (libopus) is asked for it, and when the packet after the gap
   is already here and carries in-band FEC, the lost slot is decoded from that instead;
   any other codec's audio goes through pitch-period waveform substitution (plc.py);
-- the depth follows the target by time-scaling decoded audio (timescale.py): whole
-  pitch periods inserted when too shallow, removed when too deep, any amount of a quiet
-  stretch; a lost slot waiting in the buffer is the first thing given up when too deep;
+- the delay follows the target by time-scaling decoded audio (timescale.py): short of
+  it, packets would be late, so whole pitch periods (or any amount of a quiet stretch)
+  are inserted at once, up to a margin above it; a whole pull over it for half a second
+  (and a window that has seen the jitter), it is cut back in the pauses between words
+  first and only after 3 s in voiced speech; a lost slot waiting in the buffer is the
+  first thing given up;
 - when the buffer runs dry the clock stalls (concealment fills in) — a delay spike then
   raises the delay instead of losing the late packets; a gap that arrives later is
   credited with the stalled time;
@@ -25,12 +33,14 @@ sink's clock (every 20 ms) and always hands back exactly the audio asked for:
 from __future__ import annotations
 
 import heapq
+import math
 
 import numpy as np
 
 from .codecs import Decoder
 from .plc import WaveformConcealer
 from .timescale import compress, expand
+from .transit import TransitWindow
 from .waveform import lag_range
 
 _INT16 = np.dtype("<i2")
@@ -49,13 +59,25 @@ SPLICE_PULLS = 2
 """Pulls (20 ms each) between two splices of loud audio: at most one pitch period per
 40 ms, so adapting the delay never sounds hurried; quiet audio may be cut every pull."""
 
-ADAPT_AFTER = 3
-"""Pulls the depth must stay off target before time-scaling starts: a lost packet makes
-the buffer look a frame short until the next one arrives, which is no reason to stretch."""
+MARGIN_MS = 5.0
+"""Delay added above the target when the buffer has to grow: room for the packets a
+little slower than the window's quantile, so growing once is enough."""
+
+SHRINK_AFTER = 25
+"""Pulls (0.5 s) the delay must stay a frame over the target before it is cut: a delay
+that just grew for a jitter spike is not given back at once."""
+
+SHRINK_KNOWN = 100
+"""Packets seen before the delay may shrink: a young window has not yet seen the slow
+tail of the jitter, and its quantile is too low."""
+
+SHRINK_LOUD_AFTER = 150
+"""Pulls (3 s) over the target during which only quiet audio is cut: speech has pauses,
+and a pause cut is inaudible; after that, whole pitch periods of voiced audio go too."""
 
 FORCE_AFTER = 10
 """Frames a needed splice may be refused (no repetition, not quiet) before it is made
-anyway at the best match: the depth must follow the target eventually."""
+anyway at the best match: the delay must follow the target eventually."""
 
 
 class PlayoutBuffer:
@@ -101,13 +123,15 @@ class PlayoutBuffer:
         self._conceal_run = 0
         self._stalled = 0
         self._want = 0              # samples to add (>0) or take out (<0) by time-scaling
-        self._off_target = 0        # pulls in a row the depth was short (>0) or over (<0)
+        self._over = 0              # pulls in a row the delay was a frame over the target
         self._since_splice = SPLICE_PULLS
         self._refused = 0
         self._frame_ticks = self._default_frame_ticks
         self._prev_arrival: float | None = None
         self._prev_ts = 0
-        self.jitter_ms = 0.0
+        self._transits = TransitWindow(self._default_frame_ticks * 1000 / self.clock_rate)
+        self._clock: float | None = None  # the playout clock at the next pull (s)
+        self.jitter_ms = 0.0  # RFC 3550 interarrival jitter, for the statistics
 
     # ------------------------------------------------------------------ input
     def _unwrap(self, ts: int) -> int:
@@ -129,17 +153,19 @@ class PlayoutBuffer:
             d = (now - self._prev_arrival) * 1000.0 - (ext - self._prev_ts) * 1000.0 / self.clock_rate
             self.jitter_ms += (min(abs(d), 1000.0) - self.jitter_ms) / 16.0
         self._prev_arrival, self._prev_ts = now, ext
-        if self._next_ts is not None:
-            jump = ext - self._next_ts
-            if abs(jump) > 2 * self.clock_rate:  # a timestamp jump (new talk spurt, bug): resync
-                self._heap.clear()
-                self._payloads.clear()
-                self._next_ts = None
-                self._playing = False
-                self._discontinuity()
-            elif self._playing and jump < 0:
-                self.late_dropped += 1
-                return
+        jump = 0 if self._next_ts is None else ext - self._next_ts
+        if abs(jump) > 2 * self.clock_rate:  # a timestamp jump (new talk spurt, bug): resync
+            self._heap.clear()
+            self._payloads.clear()
+            self._transits.clear()
+            self._next_ts = None
+            self._playing = False
+            self._discontinuity()
+            jump = 0
+        self._transits.add(now * 1000.0 - ext * 1000.0 / self.clock_rate)
+        if self._playing and jump < 0:
+            self.late_dropped += 1
+            return
         if ext in self._payloads:
             self.duplicates += 1
             return
@@ -157,9 +183,29 @@ class PlayoutBuffer:
     # ------------------------------------------------------------------ state
     @property
     def target_ms(self) -> float:
-        frame_ms = self._frame_ticks * 1000.0 / self.clock_rate
-        want = frame_ms + max(20.0, 3.0 * self.jitter_ms)
+        """The least depth that plays the slow packets in time: a frame, plus how much
+        later than the fastest recent packets the slow ones come."""
+        want = self._frame_ms + self._transits.spread
         return max(self.min_delay_ms, min(want, self.max_delay_ms))
+
+    @property
+    def _frame_ms(self) -> float:
+        return self._frame_ticks * 1000.0 / self.clock_rate
+
+    def _delay_ms(self, now: float, samples: int) -> tuple[float, float]:
+        """(The delay in the target's terms, exact; decoded audio held beyond whole
+        pulls, ms) at a pull of `samples` at `now`.
+
+        The packet due next is needed at this pull unless whole pulls of decoded audio
+        are in hand, so it is in time while its transit stays within `offset`; audio
+        held beyond whole pulls delays the sound but buys packets no time. The delay is
+        that offset above the fastest recent transit, plus a frame (as the depth counts
+        the frame in hand)."""
+        held = len(self._pcm) // 2
+        whole = held - held % samples
+        offset = (now - self._next_ts / self.clock_rate + whole / self.audio_rate) * 1000.0
+        fastest = self._transits.high - self._transits.spread
+        return offset - fastest + self._frame_ms, (held - whole) * 1000.0 / self.audio_rate
 
     @property
     def depth_ms(self) -> float:
@@ -180,19 +226,25 @@ class PlayoutBuffer:
         return self._plc.delay if self._plc is not None else 0
 
     # ------------------------------------------------------------------ output
-    def pull(self, samples: int) -> bytes:
-        """Exactly `samples` 16-bit mono samples at the decoder's audio rate."""
+    def pull(self, samples: int, now: float | None = None) -> bytes:
+        """Exactly `samples` 16-bit mono samples at the decoder's audio rate, to be
+        played at `now` (the clock `push` is given; default: the last pull's time plus
+        its length, from the arrival that started playback)."""
         need = samples * 2
         if not self._playing:
-            if not self._heap or self.depth_ms < self.target_ms:
+            if not self._heap or self.depth_ms < self.min_delay_ms:
                 return bytes(need)
             self._playing = True
+            self._clock = None
             self._next_ts = self._heap[0]
             self._stalled = 0
             self._trim()
         else:
             self._trim()
-            self._adapt()
+        if now is None:
+            now = self._prev_arrival if self._clock is None else self._clock
+        self._clock = now + samples / self.audio_rate
+        self._adapt(now, samples)
         guard = 0
         while len(self._pcm) < need and guard < 64:
             guard += 1
@@ -223,31 +275,39 @@ class PlayoutBuffer:
             self._pcm.clear()
         self._discontinuity()
 
-    def _adapt(self) -> None:
-        """Decide how much time-scaling the next decoded audio gets: enough to bring the
-        depth back to the target, when it is a frame short or two frames over. Too deep
-        with a lost slot waiting, that slot is given up first (a concealment saved)."""
+    def _adapt(self, now: float, samples: int) -> None:
+        """Decide how much time-scaling the next decoded audio gets. Short of the target,
+        packets would be late: grow at once, by whole pulls. A whole pull or more over
+        it for `SHRINK_AFTER` pulls: shrink by those pulls (a lost slot waiting is given
+        up first: a concealment saved). Audio held beyond whole pulls is cut whenever a
+        quiet stretch allows."""
         self._since_splice += 1
-        frame_ms = self._frame_ticks * 1000.0 / self.clock_rate
-        depth, target = self.depth_ms, self.target_ms
         self._want = 0
-        if depth + frame_ms <= target:
-            self._off_target = max(1, self._off_target + 1)
-        elif depth > target + 2 * frame_ms:
-            self._off_target = min(-1, self._off_target - 1)
+        if self._next_ts is None:
+            return
+        delay, residual = self._delay_ms(now, samples)
+        error = delay - self.target_ms  # > 0: longer than needed; < 0: too short
+        pull_ms = samples * 1000.0 / self.audio_rate
+        if error < -0.5:  # (not rounding noise)
+            self._over = 0
+            if self._heap and not self._conceal_run:
+                # only with audio in hand and after real audio: never stretch a concealment
+                grow = pull_ms * math.ceil((MARGIN_MS - error) / pull_ms) - residual
+                self._want = round(grow * self.audio_rate / 1000)
         else:
-            self._off_target = 0
-        if self._off_target >= ADAPT_AFTER and self._heap and not self._conceal_run:
-            # only with audio in hand and after real audio: never stretch a concealment
-            self._want = round((target - depth) * self.audio_rate / 1000)
-        elif self._off_target <= -ADAPT_AFTER and self._heap and self._next_ts is not None:
-            first, nxt = self._heap[0], self._next_ts
-            if first > nxt and self._plc is not None:
+            spare = pull_ms * (error // pull_ms) if error >= pull_ms else 0.0
+            self._over = self._over + 1 if spare else 0
+            if self._over < SHRINK_AFTER or len(self._transits) < SHRINK_KNOWN:
+                spare = 0.0
+            first, nxt = (self._heap[0], self._next_ts) if self._heap else (0, 0)
+            if spare >= self._frame_ms and first > nxt and self._plc is not None:
                 self._next_ts = nxt + min(self._frame_ticks, first - nxt)
                 self.compressions += 1
                 self._discontinuity()
                 return
-            self._want = -round((depth - target) * self.audio_rate / 1000)
+            cut = residual + spare
+            if cut >= 1.0 and self._heap:
+                self._want = -round(cut * self.audio_rate / 1000)
         if not self._want:
             self._refused = 0
 
@@ -280,9 +340,9 @@ class PlayoutBuffer:
         if x is None:
             self._lose(self._frame_ticks)
             return
-        if self._want < 0 and len(x) < self._two_periods and self._heap \
-                and self._heap[0] == self._next_ts:
-            # compressing needs two pitch periods in hand: decode the next packet too
+        if self._want < 0 and len(x) < self._two_periods and not self._quiet_only() \
+                and self._heap and self._heap[0] == self._next_ts:
+            # cutting periods needs two of them in hand: decode the next packet too
             more = self._decode()
             if more is None:
                 self._emit(self._scale(x))
@@ -323,10 +383,16 @@ class PlayoutBuffer:
         self._emit(np.frombuffer(pcm, dtype="<i2"))
         return True
 
+    def _quiet_only(self) -> bool:
+        """Whether the splice wanted may only cut or repeat quiet audio: right after
+        another splice, and when shrinking, until the delay has been long for a while."""
+        return self._since_splice < SPLICE_PULLS or \
+            (self._want < 0 and self._over < SHRINK_LOUD_AFTER)
+
     def _scale(self, x: np.ndarray) -> np.ndarray:
         """`x` time-scaled by `_want` samples when a splice fits (see timescale.py)."""
         want = self._want
-        quiet_only = self._since_splice < SPLICE_PULLS
+        quiet_only = self._quiet_only()
         force = self._refused >= FORCE_AFTER and not quiet_only
         if want > 0:
             y = None if not self._recent else expand(

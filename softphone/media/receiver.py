@@ -164,7 +164,9 @@ class RtpReceiver:
         slack = now + 0.002
         n = 0
         while self.play_due <= slack and n < MAX_CATCH_UP and not self.discard:
-            pcm = self.playout.pull(self._playout_samples)
+            # the slot's time, or earlier when the tick came early: packets that arrive
+            # before it are in time, and a late tick does not make the buffer look deep
+            pcm = self.playout.pull(self._playout_samples, min(now, self.play_due))
             if self.active:
                 self.sink.write(pcm, self.audio_rate)
             self.play_due += _PLAYOUT_S

@@ -28,7 +28,9 @@ class RtpStats:
     playout_ms: float = 0.0
     concealed: int = 0       # slots of audio concealed (lost, late or undecodable)
     fec_recovered: int = 0   # lost slots decoded from the next packet's in-band FEC
-    late: int = 0
+    late: int = 0            # packets that came after their audio was played
+    expansions: int = 0      # splices that lengthened the audio (the delay grew)
+    compressions: int = 0    # splices that shortened it (the delay shrank)
     malformed: int = 0
     dtmf_sent: int = 0
     dtmf_received: int = 0
@@ -80,6 +82,8 @@ class Counters:
             concealed=playout.concealed_frames if playout else 0,
             fec_recovered=playout.fec_recovered if playout else 0,
             late=playout.late_dropped if playout else 0,
+            expansions=playout.expansions if playout else 0,
+            compressions=playout.compressions if playout else 0,
             malformed=self.malformed + self.unknown_pt,
             dtmf_sent=self.dtmf_sent, dtmf_received=self.dtmf_received,
             rtcp_sent=self.rtcp_sent, rtcp_received=self.rtcp_received,

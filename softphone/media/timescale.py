@@ -25,9 +25,11 @@ def _rms(*parts: np.ndarray) -> float:
 
 
 def _periods(z: np.ndarray, at: int, room: int, rate: int, want: int,
-             force: bool) -> int | None:
-    """Samples to splice: whole pitch periods (found at `at` in `z`, at most `room`)
-    closest to `want`, or None when the audio does not repeat."""
+             force: bool, up: bool) -> int | None:
+    """Samples to splice: whole pitch periods (found at `at` in `z`, at most `room`),
+    at least `want` when `up` (a buffer that must grow enough to catch the late
+    packets), else at most `want` (one that shrinks must not fall short of its target)
+    unless forced; None when the audio does not repeat or no whole period fits."""
     lo, hi = lag_range(rate)
     hi = min(hi, room)
     if hi < lo:
@@ -36,16 +38,15 @@ def _periods(z: np.ndarray, at: int, room: int, rate: int, want: int,
     period, corr = best_lag(z, at, width, lo, hi)
     if corr < MIN_CORR and not force:
         return None
-    k = max(1, round(want / period))
-    while k > 1 and k * period > room:
-        k -= 1
-    return k * period if k * period <= room else None
+    k = -(-want // period) if up else max(want // period, int(force))
+    k = min(k, room // period)
+    return k * period if k > 0 else None
 
 
 def expand(history: np.ndarray, x: np.ndarray, rate: int, want: int, *,
            quiet_only: bool = False, force: bool = False) -> np.ndarray | None:
-    """`x` lengthened by about `want` samples, inserted at its start; `history` is the
-    audio played just before it. None when no splice fits."""
+    """`x` lengthened by `want` samples or somewhat more (whole periods), inserted at
+    its start; `history` is the audio played just before it. None when no splice fits."""
     room = min(len(history), len(x))
     length = max(1, min(want, room))
     if room and _rms(history[-length:], x[:length]) < QUIET_RMS:
@@ -56,7 +57,7 @@ def expand(history: np.ndarray, x: np.ndarray, rate: int, want: int, *,
         hi = min(lag_range(rate)[1], room)
         z = np.concatenate((np.asarray(history[len(history) - hi:], dtype=np.float64),
                             np.asarray(x, dtype=np.float64)))
-        splice = _periods(z, hi, room, rate, want, force)
+        splice = _periods(z, hi, room, rate, want, force, up=True)
         if splice is None:
             return None
     x = np.asarray(x, dtype=np.float64)
@@ -68,8 +69,8 @@ def expand(history: np.ndarray, x: np.ndarray, rate: int, want: int, *,
 
 def compress(x: np.ndarray, rate: int, want: int, *, quiet_only: bool = False,
              force: bool = False) -> np.ndarray | None:
-    """`x` shortened by about `want` samples, taken out near its start. None when no
-    splice fits."""
+    """`x` shortened by `want` samples or somewhat less (whole periods), taken out near
+    its start. None when no splice fits."""
     room = len(x) // 2
     length = max(1, min(want, room))
     if room and _rms(x[:2 * length]) < QUIET_RMS:
@@ -78,7 +79,8 @@ def compress(x: np.ndarray, rate: int, want: int, *, quiet_only: bool = False,
         return None
     else:
         hi = min(lag_range(rate)[1], room)
-        splice = _periods(np.asarray(x, dtype=np.float64), hi, room, rate, want, force)
+        splice = _periods(np.asarray(x, dtype=np.float64), hi, room, rate, want, force,
+                          up=False)
         if splice is None:
             return None
     x = np.asarray(x, dtype=np.float64)

@@ -207,7 +207,9 @@ class MediaSession:
             return {"sent": 0, "received": 0, "lost": 0, "jitter_ms": 0.0}
         stats = self.rtp.stats()
         return {**stats.as_event(), "concealed": stats.concealed,
-                "fec_recovered": stats.fec_recovered, "playout_ms": round(stats.playout_ms, 1)}
+                "fec_recovered": stats.fec_recovered, "late": stats.late,
+                "expansions": stats.expansions, "compressions": stats.compressions,
+                "playout_ms": round(stats.playout_ms, 1)}
 
     def live_stats(self) -> Any:
         return self.rtp.stats() if self.rtp is not None and self.started else None

@@ -184,3 +184,90 @@ def test_packet_flood_is_bounded():
         buf.push(ts, b"\xff" * 160, now=0.0)
     assert len(buf._payloads) == MAX_PACKETS
     assert buf.overflow_dropped == 5_000 - MAX_PACKETS
+
+
+def jittery_playout(buf: PlayoutBuffer, seconds: float, jitter, seed: int = 12,
+                    on_pull=None) -> list[bytes]:
+    """A 440 Hz tone (G.711) sent every 20 ms, each packet delayed by `jitter(i, rng)`
+    seconds, pulled 20 ms at a time on the receiver's clock (7 ms off the sender's);
+    `on_pull(i, buf)` after each pull."""
+    enc = G711Encoder("PCMU")
+    rng = random.Random(seed)
+    t = np.arange(8000 * seconds) / 8000
+    pcm = np.round(8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2")
+    frames = len(pcm) // FRAME
+    events = [(i * 0.02 + jitter(i, rng), 0, i) for i in range(frames)]
+    events += [(k * 0.02 + 0.007, 1, k) for k in range(frames)]
+    out = []
+    for when, kind, i in sorted(events):
+        if kind == 0:
+            buf.push(i * FRAME, enc.encode(pcm[i * FRAME:(i + 1) * FRAME].tobytes()), when)
+        else:
+            out.append(buf.pull(FRAME, when))
+            if on_pull is not None:
+                on_pull(i, buf)
+    return out
+
+
+def test_steady_jitter_plays_every_packet_in_time_once_learnt():
+    """60 ± 30 ms of uniform jitter (packets overtake each other): once the buffer has
+    seen a second of it, no packet comes too late, nothing is concealed and the delay
+    neither creeps up nor hunts — about the 60 ms spread plus a frame, not a maximum."""
+    buf = PlayoutBuffer(G711Decoder("PCMU"), 8000)
+    settled: dict[str, int] = {}
+    depths: list[float] = []
+
+    def watch(i: int, b: PlayoutBuffer) -> None:
+        if i == 50:  # 1 s in
+            settled.update(late=b.late_dropped, concealed=b.concealed_frames,
+                           splices=b.expansions + b.compressions)
+        elif i > 50:
+            depths.append(b.depth_ms)
+
+    jittery_playout(buf, 12.0, lambda i, rng: 0.06 + rng.uniform(-0.03, 0.03), on_pull=watch)
+    assert buf.late_dropped == settled["late"], buf.late_dropped
+    # the stream ends dry: the last pulls conceal (fewer than the 7 ms clock offset's one)
+    assert buf.concealed_frames - settled["concealed"] <= 1, buf.concealed_frames
+    assert buf.expansions + buf.compressions - settled["splices"] <= 1
+    assert 70 <= buf.target_ms <= 90, buf.target_ms
+    assert max(depths) <= 120, max(depths)
+
+
+def test_delay_grows_for_new_jitter_and_shrinks_when_it_is_gone():
+    """Jitter that starts mid-call raises the delay by splicing (packets come late only
+    while it learns: in the first second); once the path is calm again for the window
+    (5 s), the delay comes back down to the minimum."""
+    buf = PlayoutBuffer(G711Decoder("PCMU"), 8000)
+    seen: dict[int, tuple[float, int]] = {}
+
+    def jitter(i: int, rng: random.Random) -> float:
+        return 0.02 + (rng.uniform(0, 0.08) if 100 <= i < 250 else 0.0)
+
+    jittery_playout(buf, 14.0, jitter,
+                    on_pull=lambda i, b: seen.setdefault(i, (b.target_ms, b.late_dropped)))
+    assert seen[240][0] >= 95 and buf.expansions >= 1
+    assert seen[150][1] == seen[250][1], (seen[150], seen[250])  # learnt within 1 s
+    assert buf.compressions >= 1
+    assert buf.target_ms == buf.min_delay_ms
+    assert buf.depth_ms <= buf.min_delay_ms + 20, buf.depth_ms
+
+
+def test_transit_window_quantile_floor_and_forgetting():
+    """The 99 % quantile ignores the odd outlier, a packet slower than it raises it at
+    once, and the window forgets after 5 s of packets."""
+    from softphone.media.transit import REFRESH, TransitWindow
+
+    w = TransitWindow(20.0)  # 250 packets
+    for i in range(250):
+        w.add(1000.0 + i % 50)  # transits 1000..1049 ms: a 49 ms spread
+    assert w.spread == 49.0 and w.high == 1049.0
+    w.add(5000.0)  # one spike in 250: above the quantile
+    assert w.high == 1049.0
+    for _ in range(3):
+        w.add(5000.0)
+    assert w.high == 5000.0  # four of 250: within the top 1 %, now counted
+    for _ in range(250 + REFRESH):  # (the quantile is recomputed every REFRESH packets)
+        w.add(1000.0)
+    assert w.spread == 0.0  # 5 s of calm: the spikes are forgotten
+    w.clear()
+    assert len(w) == 0 and w.spread == 0.0

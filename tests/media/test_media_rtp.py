@@ -81,6 +81,18 @@ async def test_opus_sends_mono_at_negotiated_bitrate(pair):
     assert per_packet < 120
 
 
+@pytest.mark.parametrize("fmtp,rate", [
+    ({}, 32000),                                                  # speech only
+    ({"useinbandfec": "1"}, 40000),                               # + 8 kbit/s for the FEC
+    ({"useinbandfec": "1", "maxaveragebitrate": "24000"}, 24000),  # the far end's cap wins
+    ({"maxaveragebitrate": "64000"}, 32000),                      # a cap is no request
+])
+def test_opus_bitrate_gives_fec_its_own_bits(fmtp, rate):
+    from softphone.media.codecs import opus_bitrate
+
+    assert opus_bitrate(fmtp) == rate
+
+
 async def test_pacing_follows_the_clock(pair):
     a, b = pair
     start_pair(a, b, FORMATS["PCMU"])

@@ -68,9 +68,11 @@ def test_quiet_audio_is_cut_by_any_amount_and_loud_noise_is_left_alone():
 
 def test_playout_follows_jitter_by_time_scaling_without_clicks():
     """Jittery arrivals raise the target (the buffer grows), calm ones lower it again
-    (it shrinks): both by splicing periods of the tone, never by a frame's jump."""
+    (it shrinks): both by splicing periods of the tone, never by a frame's jump. The
+    buffer remembers 5 s of transits and then cuts a tone (never quiet) only after 3 s
+    of waiting for a pause, so the calm stretch is long."""
     rate = 8000
-    x = tone(rate, 8.0, hz=440.0)
+    x = tone(rate, 13.0, hz=440.0)
     pcm = np.round(x).astype("<i2")
     buf = PlayoutBuffer(L16Decoder(rate), rate)
     rng = random.Random(11)
