@@ -42,8 +42,13 @@ def make_app(tmp_path: Path, **kwargs) -> SoftphoneApp:
 async def click_in_view(pilot, selector: str) -> None:
     """Click a widget of a scrolling screen (Settings is taller than the terminal): scroll
     it into view first, as a user would."""
-    pilot.app.screen.query_one(selector).scroll_visible(animate=False)
-    await pilot.pause()
+    screen = pilot.app.screen
+    widget = screen.query_one(selector)
+    widget.scroll_visible(animate=False)
+    # the scroll lands after a refresh or two (more under load): click once it has
+    await wait_for(pilot, lambda: widget.region.height > 0
+                   and screen.region.contains_region(widget.region),
+                   what=f"{selector} scrolled into view")
     await pilot.click(selector)
 
 
