@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "mypyc"
-sys.path.insert(0, str(ROOT))
+if __name__ == "__main__":  # run as a script (make setup): the package of this checkout
+    sys.path.insert(0, str(ROOT))
 
 from softphone.sip import COMPILED, COMPILED_DIR, source_stamp  # noqa: E402
 

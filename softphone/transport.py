@@ -484,8 +484,10 @@ class TransportLayer:
         With IP_RECVERR, an ICMP error that an earlier datagram drew (a peer that went
         away) is reported by the socket's next send, whatever its destination, and that
         send is lost; asyncio's ``sendto`` would swallow both. So the socket is written
-        directly: on an error, the error queue is read (which reports the peer that
-        refused) and the datagram is sent again, a bounded number of times."""
+        directly: on an error the datagram is sent again (the error is cleared once
+        reported), a bounded number of times, and the error queue, which says which peer
+        refused, is read on the next loop turn: reading it now would fail transactions
+        in the middle of the stack applying another one's actions."""
         udp = self._udp
         if udp is None:
             raise OSError("transport not started")
@@ -502,7 +504,7 @@ class TransportLayer:
                 udp.sendto(data, addr)  # the kernel buffer is full: asyncio queues it
                 return
             except OSError as exc:
-                protocol.error_received(exc)
+                asyncio.get_running_loop().call_soon(protocol.error_received, exc)
                 if attempt == 3:
                     raise
 

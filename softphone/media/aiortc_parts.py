@@ -53,7 +53,7 @@ def rtp_loaded() -> bool:
 
 
 def rtp_module():
-    """aiortc.rtp (its packet classes), imported on first use: importing aiortc takes ~1.7 s."""
+    """aiortc.rtp (its packet classes), imported on first use (aiortc as a whole: ~1.7 s)."""
     global _rtp
     if _rtp is None:
         load()

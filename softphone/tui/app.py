@@ -587,10 +587,9 @@ class SoftphoneApp(App):
             self.notify("do not disturb: on" if self.state.dnd else "do not disturb: off",
                         timeout=2)
         elif name == "processing":
-            on = [label for key, label in (("echo_cancellation", "echo cancellation"),
-                                           ("noise_suppression", "noise suppression"),
-                                           ("auto_gain_control", "gain control"))
-                  if result.get(key)]
+            from .settings import PROCESSING_LABELS
+
+            on = [label for key, label in PROCESSING_LABELS if result.get(key)]
             self.notify(("on: " + ", ".join(on)) if on else "microphone processing: off",
                         timeout=2)
         elif name == "transfer":

@@ -45,13 +45,15 @@ ENCRYPTIONS = {"none": "None (RTP)", "sdes": "SRTP when the far end can (SDES)",
 # every account key the form edits (the others are kept as they are)
 FORM_KEYS = (*ACCOUNT_TEXT_FIELDS, "transport", "media_encryption", "keyring", "register")
 DEFAULT_DEVICE = "__default__"
-# the microphone processing switches: saved, and applied to the calls up at once
-PROCESSING_KEYS = ("echo_cancellation", "noise_suppression", "auto_gain_control")
+# the microphone processing switches in words (the app's notices say them too): saved,
+# and applied to the calls up at once
+PROCESSING_LABELS = (("echo_cancellation", "echo cancellation"),
+                     ("noise_suppression", "noise suppression"),
+                     ("auto_gain_control", "gain control"))
+PROCESSING_KEYS = tuple(key for key, _ in PROCESSING_LABELS)
 # rows of on/off keys: (row label, ((key, label), …))
 SWITCH_ROWS = (
-    ("Microphone", (("echo_cancellation", "echo cancellation"),
-                    ("noise_suppression", "noise suppression"),
-                    ("auto_gain_control", "gain control"))),
+    ("Microphone", PROCESSING_LABELS),
     ("Tones, DTMF", (("tones", "ring and ringback"), ("dtmf", "DTMF as RFC 4733 events"))),
 )
 SWITCHES = tuple(pair for _, pairs in SWITCH_ROWS for pair in pairs)

@@ -41,22 +41,21 @@ def _wanted(agent: "UserAgent") -> str | None:
     if any(c.direction == "outgoing" and c.state == "ringing" and not c.ended
            for c in agent.calls.values()):
         return "ringback"
-    if agent.auto_answer or waiting.active_calls(agent):
+    if agent.auto_answer or waiting.has_active_call(agent):
         return None
     return "ring" if waiting.ringing_calls(agent) else None
 
 
 def refresh(agent: "UserAgent") -> None:
     """Start or stop the ring, the ringback and the call-waiting beeps as the calls now
-    need them."""
-    if agent.auto_answer and not getattr(agent.devices, "tones", False) and \
-            getattr(agent, "local_tone", (None, None))[1] is None:
+    need them. ``agent.devices`` may be None or a plain factory (no tones then)."""
+    kind, handle = agent.local_tone
+    if agent.auto_answer and not getattr(agent.devices, "tones", False) and handle is None:
         # an auto-answering endpoint without tones: no beeps, no ring, no ringback, so
         # nothing to scan on every event of its hundreds of calls
         return
     _refresh_call_waiting(agent)
     want = _wanted(agent)
-    kind, handle = getattr(agent, "local_tone", (None, None))
     if want == kind:
         return
     if handle is not None:
@@ -65,7 +64,9 @@ def refresh(agent: "UserAgent") -> None:
     handle = None
     if want is not None and play is not None:
         handle = play(ring_tone() if want == "ring" else ringback_tone())
-    agent.local_tone = (want if handle is not None else None, handle)
+    # kept even when it could not play (no device): tried again only when the tone wanted
+    # changes, not on every call event (each try would say why it failed again)
+    agent.local_tone = (want, handle)
 
 
 def _refresh_call_waiting(agent: "UserAgent") -> None:

@@ -101,7 +101,7 @@ class DeviceFactory:
 
         self.processing = OFF if audio is None else Processing(
             audio.echo_cancellation, audio.noise_suppression, audio.auto_gain_control)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_notice: Callable[[str], None] | None = None
 
     def check(self) -> None:
         """Probe every choice now; raises MediaOptionError naming the flag."""
@@ -183,17 +183,18 @@ class DeviceFactory:
         self.notice(message)
 
     def _device_notice(self) -> Callable[[str], None]:
-        """``notice`` for the audio threads: it runs on the event loop."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        loop = self._loop
+        """``notice`` for the audio threads: it runs on the event loop. One per phone, so
+        a stream its calls share keeps it once and says a thing once."""
+        if self._thread_notice is None:
+            loop = asyncio.get_running_loop()
 
-        def notice(text: str) -> None:
-            try:
-                loop.call_soon_threadsafe(self.notice, text)
-            except RuntimeError:  # the loop is closed: the phone is gone
-                pass
-        return notice
+            def notice(text: str) -> None:
+                try:
+                    loop.call_soon_threadsafe(self.notice, text)
+                except RuntimeError:  # the loop is closed: the phone is gone
+                    pass
+            self._thread_notice = notice
+        return self._thread_notice
 
     def _pyaudio(self, mic: bool, speaker: bool) -> tuple[Any, Any]:
         """The shared microphone and/or speaker for one call (None for those not asked)."""
@@ -205,8 +206,11 @@ class DeviceFactory:
         notice = self._device_notice()
         if mic and speaker:
             return dev.open_pyaudio(inp, out, processing=self.processing, notice=notice)
-        if mic:
-            return dev.PyAudioSource(inp, notice=notice), None
+        if mic:  # no speaker of ours (the far end goes to a file): no echo to cancel,
+            # but noise suppression and gain control still apply
+            source = dev.PyAudioSource(inp, notice=notice)
+            source.microphone.configure(self.processing, notice)
+            return source, None
         return None, dev.PyAudioSink(out, notice=notice)
 
     def set_processing(self, **switches: bool | None) -> Any:

@@ -443,7 +443,7 @@ class Stack:
         try:
             self.transport.send(message.to_bytes(), dest)
         except OSError as exc:
-            log.warning("send to %s failed: %s", dest, exc)
+            log.info("send to %s failed: %s", dest, exc)
 
     def respond(self, response: Response) -> None:
         """Send a response through the server transaction of its request; with none

@@ -20,21 +20,24 @@ if TYPE_CHECKING:
 __all__ = ["active_calls", "has_active_call", "ringing_calls", "busy", "answer", "swap"]
 
 
+def _active(call: "Call", but: "Call | None") -> bool:
+    return call is not but and not call.ended and call.state == "connected" and \
+        not call.on_hold
+
+
 def active_calls(agent: "UserAgent", *, but: "Call | None" = None) -> list["Call"]:
     """Connected calls we are talking on (not held by us)."""
-    return [c for c in agent.calls.values()
-            if c is not but and not c.ended and c.state == "connected" and not c.on_hold]
+    return [c for c in agent.calls.values() if _active(c, but)]
+
+
+def has_active_call(agent: "UserAgent", *, but: "Call | None" = None) -> bool:
+    """``active_calls`` is not empty (stops at the first one)."""
+    return any(_active(c, but) for c in agent.calls.values())
 
 
 def ringing_calls(agent: "UserAgent") -> list["Call"]:
     return [c for c in agent.calls.values() if not c.ended and c.direction == "incoming"
             and c.state == "ringing" and c.announced]
-
-
-def has_active_call(agent: "UserAgent", *, but: "Call | None" = None) -> bool:
-    """``active_calls`` is not empty (stops at the first one)."""
-    return any(c is not but and not c.ended and c.state == "connected" and not c.on_hold
-               for c in agent.calls.values())
 
 
 def busy(agent: "UserAgent") -> bool:

@@ -103,12 +103,12 @@ def test_no_device_raises_audio_unavailable(monkeypatch):
 
     monkeypatch.setattr(portaudio, "list_devices", lambda: [])
     with pytest.raises(AudioUnavailable, match="no audio input device"):
-        portaudio._find_device(None, True)
+        portaudio.find_device(None, True)
     monkeypatch.setattr(portaudio, "list_devices", lambda: [
         devices.DeviceInfo(0, "pulse", 32, 32, 44100.0, True, True)])
-    assert portaudio._find_device("pul", False) == 0
+    assert portaudio.find_device("pul", False) == 0
     with pytest.raises(AudioUnavailable, match="named 'nope'"):
-        portaudio._find_device("nope", True)
+        portaudio.find_device("nope", True)
 
 
 @pytest.mark.parametrize("codec,pt,rate", [("PCMU", 0, 8000), ("G722", 9, 16000)])

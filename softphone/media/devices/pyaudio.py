@@ -190,9 +190,6 @@ def find_device(device: str | int | None, want_input: bool) -> int | None:
     raise AudioUnavailable(f"no audio {kind} device named {device!r} (have {have})")
 
 
-_find_device = find_device  # the older name
-
-
 def device_name(index: int | None, want_input: bool) -> str:
     """A device's name for messages ("the default device" for None)."""
     if index is None:

@@ -35,6 +35,7 @@ STALL_S = 3.0          # no callback for this long (after the first one): the de
 WATCH_S = 0.2          # how often the watchdog looks
 REOPEN_TRIES = 10      # then it gives up, with a notice; the calls go on without the device
 REOPEN_PAUSE_S = 1.0
+PA_CONTINUE = 0        # pyaudio.paContinue, without importing pyaudio in the callbacks
 
 Notice = Callable[[str], None]
 
@@ -57,6 +58,7 @@ class _SharedStream:
         self._first_callback = 0.0
         self._last_callback = 0.0
         self._stop = threading.Event()
+        self._swap = threading.Lock()  # the watchdog's reopen against close()
         self._watchdog: threading.Thread | None = None
 
     @property
@@ -122,7 +124,8 @@ class _SharedStream:
         """Reopen on the default device (bounded tries); the clients' audio keeps
         queueing in their bounded FIFOs meanwhile."""
         lost = device_name(self.index, self.want_input)
-        old, self._stream = self._stream, None
+        with self._swap:
+            old, self._stream = self._stream, None
         if old is not None:
             close_stream(old)
         log.warning("audio %s device %s: %s; reopening on the default device", self.kind,
@@ -132,11 +135,18 @@ class _SharedStream:
                 return
             try:
                 index = find_device(None, self.want_input)
-                self._stream = self._open(index)
+                stream = self._open(index)
             except AudioUnavailable as exc:
                 log.info("reopening the %s device failed (%d): %s", self.kind, attempt + 1, exc)
                 self._stop.wait(REOPEN_PAUSE_S)
                 continue
+            with self._swap:
+                closed = self._stop.is_set()  # the last client left while we reopened
+                if not closed:
+                    self._stream = stream
+            if closed:
+                close_stream(stream)
+                return
             self.index = index
             self.fallbacks += 1
             self._say(f"audio: the {self.kind} device {lost} went away ({why}); now on "
@@ -167,8 +177,9 @@ class _SharedStream:
         return True
 
     def close(self) -> None:
-        self._stop.set()
-        stream, self._stream = self._stream, None
+        with self._swap:
+            self._stop.set()
+            stream, self._stream = self._stream, None
         if stream is not None:
             close_stream(stream)
 
@@ -214,8 +225,6 @@ class _Speaker(_SharedStream):
         self.references = [r for r in self.references if r is not ref]
 
     def _callback(self, in_data, frame_count, time_info, status):
-        import pyaudio
-
         self._tick()
         voices = self.clients
         if not voices:
@@ -231,7 +240,7 @@ class _Speaker(_SharedStream):
             out = np.clip(total, -32768, 32767).astype("<i2").tobytes()
         for ref in self.references:
             ref.fifo.put(out)
-        return out, pyaudio.paContinue
+        return out, PA_CONTINUE
 
 
 class _Microphone(_SharedStream):
@@ -244,8 +253,6 @@ class _Microphone(_SharedStream):
         self.reference: _Reference | None = None
 
     def _callback(self, in_data, frame_count, time_info, status):
-        import pyaudio
-
         self._tick()
         data = in_data
         processor = self.processor
@@ -259,7 +266,7 @@ class _Microphone(_SharedStream):
                 self.processor = None
         for listener in self.clients:
             listener.fifo.put(data)
-        return None, pyaudio.paContinue
+        return None, PA_CONTINUE
 
     def process_with(self, speaker: _Speaker, settings: Any, notice: Notice | None) -> None:
         """Clean the capture with ``settings``, the echo reference from ``speaker``."""
@@ -349,8 +356,7 @@ def set_processing(settings: Any, notice: Notice | None = None) -> None:
     with _registry_lock:
         mics = [s for s in _registry.values() if isinstance(s, _Microphone)]
     for mic in mics:
-        if mic.speaker is not None:
-            mic.configure(settings, notice)
+        mic.configure(settings, notice)
 
 
 # ---------------------------------------------------------------------- the clients
