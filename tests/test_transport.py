@@ -46,6 +46,21 @@ async def test_a_send_right_after_an_icmp_error_still_goes_out():
             assert data == b"NOTIFY %d" % n
         assert unreachable and all(p == dead for p in unreachable)
         assert [way for way, _ in traced].count("sent") == 40
+        # the refusal is reported on a later loop turn, never from inside send(): the
+        # stack may be in the middle of applying another transaction's actions
+        inside: list[bool] = []
+        sending = [False]
+        layer.on_unreachable = lambda peer, reason: inside.append(sending[0])
+        sending[0] = True
+        layer.send(b"ACK", dead)
+        layer.send(b"NOTIFY", live)
+        sending[0] = False
+        await asyncio.get_running_loop().run_in_executor(None, sink.recvfrom, 2048)
+        for _ in range(10):  # bounded: a few loop turns
+            if inside:
+                break
+            await asyncio.sleep(0)
+        assert inside and not any(inside)
     finally:
         await layer.close()
         sink.close()

@@ -371,3 +371,43 @@ async def test_ring_and_ringback_play_while_the_call_rings_then_stop(phones):
     await wait_for(lambda: "ended" in seen_a.names(call_id), 5, "ended")
     assert speaker_a.played == ["ringback"] and speaker_b.played == ["ring"]
     assert "ended" in seen_b.names(call_id)
+
+
+async def test_a_ring_device_that_cannot_play_is_tried_once_per_tone(phones):
+    """A ring device that fails (play_tone gives None: no device) is tried again only
+    when the tone wanted changes, not on every call event (each try posted another
+    'cannot play the ring tone' notice)."""
+    a, b = phones
+    tries: list[str] = []
+
+    def no_device(tone):
+        tries.append("try")
+        return None
+    b.devices.play_tone = no_device
+    seen_b = Recorder(b)
+    call_id = (await a.execute("dial", {"uri": f"sip:bob@127.0.0.1:{b.address[1]}"}))["call_id"]
+    await wait_for(lambda: "incoming" in seen_b.names(call_id), 5, "the call at bob")
+    from softphone.ua import alerts
+
+    for _ in range(5):  # more call events while it rings: no new tries
+        alerts.refresh(b.agent)
+    assert tries == ["try"]
+    await b.execute("answer")
+    await wait_for(lambda: "answered" in seen_b.names(call_id), 5, "answered")
+    assert tries == ["try"]
+    await b.execute("hangup")
+
+
+def test_the_audio_threads_notice_is_one_per_phone():
+    """A stream its calls share keeps a notice once per phone: a new notice callback for
+    every call made a device that went away say so once per call that ever used it."""
+    import asyncio
+
+    from softphone.ua.devices import DeviceFactory, MediaOptions
+
+    async def notices():
+        factory = DeviceFactory(MediaOptions())
+        return factory._device_notice(), factory._device_notice()
+
+    first, second = asyncio.run(notices())
+    assert first is second
