@@ -3,13 +3,19 @@
 Assembled from the parts that are enabled (as ``pjsip_endpt_add_capability``): the
 INVITE session adds its methods, each extension its option tag, each subscription
 package its event. A Require naming a tag nobody added gets a 420 (RFC 3261 §8.2.2.3).
+The option-tag lists of a message (what a peer says it supports or requires) are read
+and written with :func:`header_tokens` and :func:`add_token`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-__all__ = ["Capabilities"]
+if TYPE_CHECKING:
+    from .message import Request, Response
+
+__all__ = ["Capabilities", "header_tokens", "add_token"]
 
 
 def _add(items: list[str], value: str) -> None:
@@ -76,3 +82,15 @@ class Capabilities:
         return [*self.advertised(), ("Accept", ", ".join(self.accept) or "application/sdp"),
                 ("Accept-Encoding", "identity"), ("Accept-Language", "en"),
                 *([] if self.option_tags else [("Supported", "")])]
+
+
+def header_tokens(message: "Request | Response", name: str) -> set[str]:
+    """The option tags (or methods) of a list header, lower-cased."""
+    return {v.strip().lower() for v in message.headers.get_all(name) if v.strip()}
+
+
+def add_token(message: "Request | Response", name: str, token: str) -> None:
+    """Add an option tag to a list header (Require, Supported), once."""
+    values = [v.strip() for v in message.headers.get_all(name) if v.strip()]
+    if token.lower() not in (v.lower() for v in values):
+        message.headers.set(name, ", ".join([*values, token]))

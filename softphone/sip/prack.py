@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .actions import Action, SendResponse
-from .caps import Capabilities
+from .caps import Capabilities, add_token, header_tokens
 from .errors import SipParseError
-from .invite import InviteExtension, InviteSession, add_token, header_tokens
+from .invite import InviteExtension, InviteSession
 from .message import Request, Response
 
 if TYPE_CHECKING:

@@ -63,7 +63,7 @@ class Replaces:
         """The INVITE with this header is for ``session``'s dialog (or one of its forks)."""
         if session.call_id != self.call_id or session.local_tag != self.to_tag:
             return False
-        return session.remote_tag == self.from_tag or self.from_tag in session._early
+        return session.remote_tag == self.from_tag or self.from_tag in session.forks.early
 
 
 def verdict(replaces: Replaces, session: "InviteSession | None") -> tuple[int, str] | None:

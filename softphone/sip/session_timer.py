@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .actions import Action
-from .caps import Capabilities
+from .caps import Capabilities, add_token, header_tokens
 from .errors import SipParseError
-from .invite import InviteExtension, InviteSession, SessionError, add_token, header_tokens
+from .invite import InviteExtension, InviteSession, SessionError
 from .message import Request, Response
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from ..sip.uri import NameAddr, SipUri, parse_uri
 from ..transport import PONG_TIMEOUT, Peer, StunError
 from . import events as ev
 from .resolver import ResolveError
-from .stack import host_literal
+from .addressing import host_literal
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -168,14 +168,14 @@ class Account:
         hop = parse_uri(s.outbound_proxy) if s.outbound_proxy else registrar
         peers = await stack.resolve_all(hop, self.transport)
         for peer in peers:
-            stack.trust(peer)
+            stack.admission.trust(peer)
         if s.outbound_proxy:  # the registrar relays calls to us too
             try:
                 for peer in await stack.resolve_all(registrar, self.transport):
-                    stack.trust(peer)
+                    stack.admission.trust(peer)
             except (ResolveError, OSError):
                 pass
-        self._contact = stack.contact_uri(peers[0], self.contact_user)
+        self._contact = stack.addresses.contact_uri(peers[0], self.contact_user)
         return peers[0]
 
     async def register(self) -> None:
@@ -198,7 +198,7 @@ class Account:
             self._unsendable(str(exc))
             return
         await self._discover(peer)
-        contact = stack.contact_uri(peer, self.contact_user)
+        contact = stack.addresses.contact_uri(peer, self.contact_user)
         self._contact = contact
         self._failures = 0
         if self.registration is None:
@@ -240,14 +240,14 @@ class Account:
         if not server or peer.proto != "udp":
             return
         try:
-            mapped = await self.stack.stun_binding()
+            mapped = await self.stack.addresses.stun_binding()
         except (StunError, ResolveError, OSError) as exc:
             log.warning("STUN: %s", exc)
             self.publish(ev.Notice(f"STUN: {exc}"))
             return
         address = _hostport(*mapped)
         if address != self.public_address:
-            local = (self.stack.local_ip_for(peer.host), self.stack.transport.port)
+            local = (self.stack.addresses.local_ip_for(peer.host), self.stack.transport.port)
             self.nat_seen = self.nat_seen or mapped != local
             self._set_public(address, "stun")
 
@@ -277,20 +277,20 @@ class Account:
             return False        # so only a new address means a NAT
         else:
             port = rport or via_port
-        local = (self.stack.local_ip_for(peer.host), self.stack.transport.port)
+        local = (self.stack.addresses.local_ip_for(peer.host), self.stack.transport.port)
         public = (host, port)
         seen = public != local
         self.nat_seen = self.nat_seen or seen
-        current = self.stack.public_address(peer)
+        current = self.stack.addresses.public_address(peer)
         if public == current:
             self._updates = 0
             return False
         if self._updates >= MAX_CONTACT_UPDATES:
             return False
         self._updates += 1
-        self.stack.learn_public(peer, public if seen else None)
+        self.stack.addresses.learn_public(peer, public if seen else None)
         self._set_public(_hostport(*public), "rport")
-        contact = self.stack.contact_uri(peer, self.contact_user)
+        contact = self.stack.addresses.contact_uri(peer, self.contact_user)
         self._contact = contact
         reg.set_contact(contact)
         if reg.state == "registered" and not self._stopped:

@@ -25,7 +25,8 @@ from . import events as ev
 from .account import Account
 from .errors import CallError
 from . import waiting
-from .stack import Stack, Tracer, host_literal
+from .addressing import host_literal
+from .stack import Stack, Tracer
 from .target import TargetError, parse_target
 
 if TYPE_CHECKING:  # calls load with the first one: `softphone register` never needs them
@@ -145,7 +146,7 @@ class UserAgent:
     # -- addressing -------------------------------------------------------------------------
     def local_identity(self, peer: Peer | None = None) -> NameAddr:
         """Our From address when no account is used: user@our-address."""
-        host = self.stack.local_ip_for(peer.host) if peer else "127.0.0.1"
+        host = self.stack.addresses.local_ip_for(peer.host) if peer else "127.0.0.1"
         return NameAddr(SipUri(user=self.user, host=host_literal(host),
                                port=self.stack.transport.port))
 
@@ -258,7 +259,7 @@ class UserAgent:
         """Neither from a registering account's registrar/proxy nor to its Contact (with
         no registering account nobody is a stranger: the test-endpoint mode)."""
         guarded = [a for a in self.accounts.values() if a.settings.register]
-        if not guarded or self.stack.from_trusted_hop(peer):
+        if not guarded or self.stack.admission.from_trusted_hop(peer):
             return False
         try:
             ruri = request.request_uri

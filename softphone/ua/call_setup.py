@@ -21,6 +21,7 @@ from ..sip.uri import NameAddr, SipUri
 from ..transport import Peer
 from . import events as ev
 from . import alerts, waiting
+from .incoming import response_peer as peer_for_responses
 from .errors import CallError
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ async def map_media(call: "Call") -> None:
             peer.host.startswith("127.") or peer.host == "::1":
         return
     try:
-        server = await call.agent.stack.stun_server()
+        server = await call.agent.stack.addresses.stun_server()
         if server is None:
             return
         mapped = await call.media.stun_binding(server)
@@ -125,14 +126,14 @@ async def place(cls: type["Call"], agent: "UserAgent", ruri: SipUri, *,
         raise CallError(f"{refused}: call over TLS (transport = \"tls\", a sips: URI) "
                         f"or set allow_sdes_over_udp = true")
     if hop is not ruri:  # the account's proxy or registrar: its requests are trusted
-        stack.trust(peer)
+        stack.admission.trust(peer)
     user = account.user if account is not None else agent.user
     secure = "sips" in (ruri.scheme, hop.scheme) and peer.proto == "tls"
-    contact = f"<{stack.contact_uri(peer, user, secure=secure)}>"
+    contact = f"<{stack.addresses.contact_uri(peer, user, secure=secure)}>"
     local = account.identity() if account is not None else agent.local_identity(peer)
     remote = NameAddr(ruri.with_(params={k: v for k, v in ruri.params.items() if k == "user"},
                                  headers={}))
-    sdp = negotiator(agent, stack.local_ip_for(peer.host), account, peer.proto)
+    sdp = negotiator(agent, stack.addresses.local_ip_for(peer.host), account, peer.proto)
     session = InviteSession.outgoing(
         request_uri=ruri, local=local, remote=remote, target=hop, call_id=new_call_id(),
         local_tag=new_tag(), negotiator=sdp, routes=routes,
@@ -164,11 +165,12 @@ def take(cls: type["Call"], agent: "UserAgent", request: Request, peer: Peer,
     """A call ringing in; ``replaces``: it takes that call over (answered at once);
     ``refuse``: do not disturb (status, phrase), noted and refused at once."""
     stack = agent.stack
-    response_peer = stack.response_peer(request, peer)
+    response_peer = peer_for_responses(request, peer)
     user = account.user if account is not None else agent.user
     secure = _started_secure(request) and response_peer.proto == "tls"
-    contact = f"<{stack.contact_uri(response_peer, user, secure=secure)}>"
-    sdp = negotiator(agent, stack.local_ip_for(response_peer.host), account, peer.proto)
+    contact = f"<{stack.addresses.contact_uri(response_peer, user, secure=secure)}>"
+    sdp = negotiator(agent, stack.addresses.local_ip_for(response_peer.host), account,
+                     peer.proto)
     session = InviteSession.incoming(
         request, local_tag=new_tag(), negotiator=sdp,
         options=session_options(agent, contact, peer.proto),

@@ -145,7 +145,7 @@ class Phone:
         tls_port = stack.transport.tls_port
         tls = None
         if tls_port:
-            from .stack import host_literal, split_hostport
+            from .addressing import host_literal, split_hostport
 
             tls = f"{host_literal(split_hostport(self.config.network.tls_listen)[0])}:{tls_port}"
         self.bus.publish(ev.Listening(stack.transport.host, stack.transport.port,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..config import Config
@@ -22,44 +21,24 @@ from ..sip.actions import (AbortRequest, BindDialog, Emit, SendCancel, SendReque
 from ..sip.caps import Capabilities
 from ..sip.dialogs import DialogTable
 from ..sip.errors import SipParseError
-from ..sip.ids import new_branch, new_tag
+from ..sip.ids import new_tag
 from ..sip.message import Request, Response, make_response, parse_message
-from ..sip.transaction import (ClientTransaction, Deliver, Send, ServerTransaction,
-                               StartTimer as TxStart, StopTimer as TxStop, Terminated, Timeout,
-                               TimerConfig, TransactionTable)
+from ..sip.transaction import TimerConfig
 from ..sip.uri import SIP_SCHEMES, SipUri
 from ..transport import Peer, TransportLayer, server_tls_context, tls_context
-from .ratelimit import ALLOW as ADMIT, REFUSE, RateLimiter
+from .addressing import Addressing, host_literal, split_hostport
+from .admission import Admission
+from .incoming import answer_malformed, response_peer, stamp_received
+from .ratelimit import ALLOW, REFUSE
 from .resolver import ResolveError, Resolver
+from .transactions import Transactions
 
-__all__ = ["Stack", "split_hostport", "host_literal"]
+__all__ = ["Stack"]
 
 log = logging.getLogger(__name__)
 
-MAX_TRANSACTIONS = 4096  # live client + server transactions; new requests beyond are dropped
-MAX_CACHED_ROUTES = 256  # remote hosts whose outgoing local address we remember
-_LINGERING = ("completed", "accepted", "confirmed")  # transaction states that only wait
-
 Tracer = Callable[[str, bytes, Peer], None]
 NewRequest = Callable[[Request, Peer], None]
-
-
-@dataclass
-class _TxContext:
-    """What the stack keeps beside a transaction: where it sends and who hears back."""
-
-    tx: Any
-    dest: Peer
-    owner: Any = None             # the usage that sent the request (or adopted it)
-    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
-    error: str | None = None      # why the transport failed, when it did
-    created: float = 0.0
-    key: tuple | None = None      # server: (Call-ID, From tag, CSeq), for merged requests
-    # client, RFC 3263 §4.3: the targets left to try on a timeout, transport error or 503,
-    # and the request as the usage made it (a failover sends it again with a new branch)
-    alternates: list[Peer] = field(default_factory=list)
-    unstamped: Request | None = None
-    provisional: bool = False     # a 101-199 came: the request reached a server that took it
 
 
 class Stack:
@@ -74,39 +53,29 @@ class Stack:
         self.caps = caps or Capabilities()
         self.on_request = on_request or (lambda request, peer: None)
         network = config.network
+        self.tx = Transactions(self)  # the live transactions and what we keep beside each
         self.transport = TransportLayer(
-            self._on_message, tracer, on_error=self._on_transport_error,
+            self._on_message, tracer, on_error=self.tx.on_transport_error,
             tls=lambda: tls_context(verify=config.sip.tls_verify, ca_file=config.sip.tls_ca_file,
                                     cert_file=network.tls_cert_file,
                                     key_file=network.tls_key_file))
-        self.transactions = TransactionTable()
         self.dialogs = DialogTable()
         self.resolver = Resolver(servers=config.network.dns_servers)
-        self.rate_limiter = RateLimiter(rate=config.network.rate_limit,
-                                        burst=config.network.rate_burst)
+        self.addresses = Addressing(network, self.transport, self.resolver)  # ours, per peer
         self.stats = {"parse_errors": 0, "bad_requests_answered": 0, "handler_errors": 0,
                       "stray_responses": 0, "rate_limited": 0, "overload_dropped": 0,
                       "strangers": 0}
+        self.admission = Admission(network, self.transport, self.tx, self.stats)
         self.closing = False
-        self._ctx: dict[int, _TxContext] = {}
-        self._request_keys: dict[tuple, int] = {}  # live server transactions' requests
-        self._clients: dict[tuple[int, int, str], _TxContext] = {}  # (owner, CSeq, method)
         self._listeners: dict[int, Callable[[object], None]] = {}
         self._usage_timers: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self._usages: dict[int, Any] = {}
         self._resolving: dict[int, asyncio.Future] = {}  # owner -> its last pending send
-        self._trusted_hops: set[tuple[str, int]] = set()
-        self._trusted_sources: set[tuple[str, str, int]] = set()  # (proto, host, port)
-        self._local_ip_cache: dict[str, str] = {}
         self.relay: socket.socket | None = None  # a worker's line to its dispatcher
-        # NAT: our address as a hop sees it (its Via received/rport), per flow, and as a
-        # STUN server sees our SIP socket; both go into the Contacts we send that way
-        self._public: dict[tuple[str, str, int], tuple[str, int]] = {}
-        self.stun_mapped: tuple[str, int] | None = None
         self._flows: dict[int, Peer] = {}  # usage -> the target its last final came from
         self.flow_listeners: list[Callable[[Peer, str], None]] = []
         self.transport.on_closed = self._on_flow_closed
-        self.transport.on_unreachable = self._on_unreachable
+        self.transport.on_unreachable = self.tx.on_unreachable
 
     # ======================================================================== lifecycle
     async def start(self) -> None:
@@ -134,17 +103,10 @@ class Stack:
         # a BYE answered just now: our 200 may have been lost, and the peer resends the
         # BYE after T1 (§17.1.2.2); stay to answer that instead of leaving it to wait
         # 64·T1 for a response that cannot come
-        linger = max((ctx.created + 2 * self.timers.t1 for ctx in self._ctx.values()
-                      if isinstance(ctx.tx, ServerTransaction) and ctx.dest.proto == "udp"
-                      and ctx.tx.request.method == "BYE"), default=0.0)
+        linger = self.tx.bye_linger_until()
         if min(linger, deadline) > self.now():
             await asyncio.sleep(min(linger, deadline) - self.now())
-        for ctx in list(self._ctx.values()):
-            for handle in ctx.timers.values():
-                handle.cancel()
-        self._ctx.clear()
-        self._clients.clear()
-        self._request_keys.clear()
+        self.tx.close()
         for handle in self._usage_timers.values():
             handle.cancel()
         self._usage_timers.clear()
@@ -153,89 +115,9 @@ class Stack:
         await self.transport.close()
 
     # ======================================================================== addressing
-    def local_ip_for(self, remote_host: str) -> str:
-        """The address the far end can reach us on (what goes in Via, Contact and SDP)."""
-        if self.config.network.public_address:
-            return self.config.network.public_address
-        if self.transport.host not in ("0.0.0.0", "::"):
-            return self.transport.host
-        cached = self._local_ip_cache.get(remote_host)
-        if cached:
-            return cached
-        family = socket.AF_INET6 if ":" in remote_host else socket.AF_INET
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as probe:
-                probe.connect((remote_host, 9))
-                ip = probe.getsockname()[0]
-        except OSError:
-            ip = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-        if len(self._local_ip_cache) >= MAX_CACHED_ROUTES:
-            self._local_ip_cache.clear()
-        self._local_ip_cache[remote_host] = ip
-        return ip
-
-    def contact_uri(self, peer: Peer, user: str, *, secure: bool = False) -> SipUri:
-        """Where ``peer`` reaches us. ``secure``: a dialog that started with a sips: URI,
-        whose Contacts must be sips: too (RFC 3261 §8.1.1.8, §12.1.1; no ;transport=tls
-        then, RFC 5630 §3.1.3)."""
-        host, port = self.public_address(peer)
-        if secure:
-            return SipUri(scheme="sips", user=user, host=host_literal(host), port=port)
-        uri = SipUri(user=user, host=host_literal(host), port=port)
-        if peer.proto != "udp":
-            uri.params["transport"] = peer.proto
-        return uri
-
-    def public_address(self, peer: Peer) -> tuple[str, int]:
-        """Where ``peer`` reaches us: the configured public address, else what the hop
-        told us (received/rport), else what STUN saw (UDP), else our local address."""
-        if not self.config.network.public_address:
-            learned = self._public.get((peer.proto, peer.host, peer.port))
-            if learned is not None:
-                return learned
-            if self.stun_mapped is not None and peer.proto == "udp" and \
-                    not _loopback(peer.host):
-                return self.stun_mapped
-        return self.local_ip_for(peer.host), self.transport.port_for(peer.proto)
-
-    async def stun_server(self) -> tuple[str, int] | None:
-        """``[network] stun_server`` resolved (A/AAAA), or None when it is not set."""
-        text = self.config.network.stun_server
-        if not text:
-            return None
-        host, port = split_hostport(text)
-        peer = await self.resolver.resolve(SipUri(host=host_literal(host), port=port), "udp")
-        return peer.host, peer.port
-
-    async def stun_binding(self, timeout: float = 3.0) -> tuple[str, int]:
-        """Our SIP socket's address as the STUN server sees it (kept for Contacts)."""
-        server = await self.stun_server()
-        if server is None:
-            raise OSError("no STUN server configured")
-        self.stun_mapped = await self.transport.stun.binding(server, timeout)
-        return self.stun_mapped
-
-    def learn_public(self, peer: Peer, address: tuple[str, int] | None) -> None:
-        """``peer`` sees us at ``address`` (None: forget it)."""
-        key = (peer.proto, peer.host, peer.port)
-        if address is None:
-            self._public.pop(key, None)
-        elif len(self._public) < MAX_CACHED_ROUTES or key in self._public:
-            self._public[key] = address
-
     def peer_of(self, usage: Any) -> Peer | None:
         """The target that sent ``usage`` its last final response (after any failover)."""
         return self._flows.get(id(usage))
-
-    def response_peer(self, request: Request, peer: Peer) -> Peer:
-        """Where responses go (§18.2.2 with RFC 3581 rport)."""
-        if peer.proto != "udp":
-            return peer
-        via = request.top_via
-        host = via.params.get("received") or via.host.strip("[]")
-        rport = via.params.get("rport")
-        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
-        return Peer("udp", host, port)
 
     async def resolve(self, uri: SipUri, transport: str | None = None) -> Peer:
         """Where a new request to ``uri`` goes first (RFC 3263)."""
@@ -244,22 +126,6 @@ class Stack:
     async def resolve_all(self, uri: SipUri, transport: str | None = None) -> list[Peer]:
         """Every target for ``uri``, in the order a request tries them."""
         return await self.resolver.resolve_all(uri, transport)
-
-    def trust(self, peer: Peer) -> None:
-        """Mark an account's registrar or outbound proxy: it relays everyone's requests,
-        so it is not one source to rate-limit (a handful of addresses at most)."""
-        self._trusted_hops.add((peer.host, peer.port))
-        self._trusted_sources.add((peer.proto, peer.host, peer.port))
-
-    def trusted(self, peer: Peer) -> bool:
-        return (peer.host, peer.port) in self._trusted_hops
-
-    def from_trusted_hop(self, peer: Peer) -> bool:
-        """``peer`` is a registrar or proxy of ours: by address and port over UDP; over
-        TCP/TLS only on the connection we opened to it."""
-        if (peer.proto, peer.host, peer.port) not in self._trusted_sources:
-            return False
-        return peer.proto == "udp" or self.transport.opened_by_us(peer)
 
     # ======================================================================== usages
     def attach(self, usage: Any, on_event: Callable[[object], None]) -> None:
@@ -276,8 +142,7 @@ class Stack:
         for tkey in [k for k in self._usage_timers if k[0] == key]:
             self._usage_timers.pop(tkey).cancel()
         self.dialogs.unbind_all(usage)
-        for ckey in [k for k in self._clients if k[0] == key]:
-            self._clients.pop(ckey).owner = None
+        self.tx.disown(usage)
 
     def run(self, usage: Any, actions: list) -> None:
         """Carry out ``actions`` from ``usage``, in order."""
@@ -313,9 +178,9 @@ class Stack:
         elif isinstance(action, UnbindDialog):
             self.dialogs.unbind(action.dialog_id, usage)
         elif isinstance(action, SendCancel):
-            self._after_pending(usage, lambda: self._send_cancel(usage, action.cseq))
+            self._after_pending(usage, lambda: self.tx.send_cancel(usage, action.cseq))
         elif isinstance(action, AbortRequest):
-            self._after_pending(usage, lambda: self._abort(usage, action.cseq, action.method))
+            self._after_pending(usage, lambda: self.tx.abort(usage, action.cseq, action.method))
         else:
             raise TypeError(f"unknown action {action!r}")
 
@@ -332,11 +197,16 @@ class Stack:
             return
         self.run(usage, actions)
 
+    def _answered_from(self, usage: Any, peer: Peer) -> None:
+        """A final response for ``usage`` came from ``peer`` (see :meth:`peer_of`)."""
+        if id(usage) in self._usages:
+            self._flows[id(usage)] = peer
+
     # ======================================================================== sending
     def stamp(self, request: Request, peer: Peer, branch: str) -> Request:
         """A copy of ``request`` with our Via on top (the original is never changed)."""
         copy = Request(request.method, request.uri, request.headers.copy(), request.body)
-        host = host_literal(self.local_ip_for(peer.host))
+        host = host_literal(self.addresses.local_ip_for(peer.host))
         # over TLS, ;alias (RFC 5923) asks the peer to send its requests back over this
         # connection: we may have no listener it could reach
         alias = ";alias" if peer.proto == "tls" else ""
@@ -406,37 +276,8 @@ class Stack:
         if action.stateless:
             self.send_stateless(request, peer)
             return
-        self._start_client(usage, request, peer, alternates=peers[1:], unstamped=action.request)
-
-    def _start_client(self, usage: Any, request: Request, peer: Peer, *,
-                      alternates: list[Peer] | None = None,
-                      unstamped: Request | None = None) -> None:
-        tx = ClientTransaction(request, reliable=peer.proto != "udp", timers=self.timers)
-        self.transactions.add_client(tx)
-        ctx = _TxContext(tx, peer, owner=usage, created=self.now(),
-                         alternates=list(alternates or ()),
-                         unstamped=unstamped if alternates else None)
-        self._ctx[id(tx)] = ctx
-        try:
-            number, method = request.cseq
-            self._clients[(id(usage), number, method)] = ctx
-        except SipParseError:
-            pass
-        self._apply(ctx, tx.start(self.now()))
-
-    def _send_cancel(self, usage: Any, cseq: int) -> None:
-        ctx = self._clients.get((id(usage), cseq, "INVITE"))
-        if ctx is None or ctx.tx.state not in ("calling", "proceeding"):
-            return
-        cancel = ctx.tx.make_cancel()
-        if self.user_agent:
-            cancel.headers.add("User-Agent", self.user_agent)
-        self._start_client(usage, cancel, ctx.dest)
-
-    def _abort(self, usage: Any, cseq: int, method: str) -> None:
-        ctx = self._clients.pop((id(usage), cseq, method), None)
-        if ctx is not None:
-            self._forget(ctx)
+        self.tx.start_client(usage, request, peer, alternates=peers[1:],
+                             unstamped=action.request)
 
     def send_stateless(self, message: Request | Response, dest: Peer) -> None:
         """ACK for 2xx, stateless answers: no transaction carries them."""
@@ -448,25 +289,20 @@ class Stack:
     def respond(self, response: Response) -> None:
         """Send a response through the server transaction of its request; with none
         left (it ended), back along the Via (§18.2.2)."""
-        ctx = None
-        stx = self.transactions.match_outgoing_response(response)
-        if stx is not None:
-            ctx = self._ctx.get(id(stx))
         if "Server" not in response.headers and "User-Agent" not in response.headers \
                 and self.user_agent:
             response.headers.add("Server", self.user_agent)
-        if ctx is None:
-            try:
-                via = response.top_via
-                rport = via.params.get("rport")
-                port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
-                peer = Peer("udp", via.params.get("received") or via.host.strip("[]"), port)
-            except SipParseError:
-                return
-            if via.transport == "UDP":
-                self.send_stateless(response, peer)
+        if self.tx.respond(response):
             return
-        self._apply(ctx, ctx.tx.respond(response, self.now()))
+        try:
+            via = response.top_via
+            rport = via.params.get("rport")
+            port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+            peer = Peer("udp", via.params.get("received") or via.host.strip("[]"), port)
+        except SipParseError:
+            return
+        if via.transport == "UDP":
+            self.send_stateless(response, peer)
 
     def answer(self, request: Request, status: int, reason: str | None = None, *,
                extra: list[tuple[str, str]] | None = None) -> None:
@@ -477,163 +313,26 @@ class Stack:
     def discard(self, request: Request) -> None:
         """Forget the server transaction of ``request`` without answering (a dropped
         stranger): nothing of it is kept."""
-        stx = self.transactions.match_request(request)
-        ctx = self._ctx.get(id(stx)) if stx is not None else None
-        if ctx is not None:
-            self._forget(ctx)
+        self.tx.discard(request)
 
     def adopt(self, request: Request, usage: Any) -> None:
         """``usage`` owns the server transaction of ``request`` (a CANCEL goes to it)."""
-        stx = self.transactions.match_request(request)
-        ctx = self._ctx.get(id(stx)) if stx is not None else None
+        ctx = self.tx.context_of(request)
         if ctx is not None:
             ctx.owner = usage
-
-    # ======================================================================== transactions
-    def _apply(self, ctx: _TxContext, actions: list) -> None:
-        for action in actions:
-            if isinstance(action, Send):
-                try:
-                    self.transport.send(action.message.to_bytes(), ctx.dest)
-                except OSError as exc:
-                    log.info("send to %s failed: %s", ctx.dest, exc)  # the usage says why
-                    ctx.error = f"cannot send to {ctx.dest}: {exc.strerror or exc}"
-                    self.loop.call_soon(self._transport_error, ctx)
-            elif isinstance(action, TxStart):
-                old = ctx.timers.pop(action.name, None)
-                if old:
-                    old.cancel()
-                ctx.timers[action.name] = self.loop.call_at(action.deadline, self._fire,
-                                                            ctx, action.name)
-            elif isinstance(action, TxStop):
-                old = ctx.timers.pop(action.name, None)
-                if old:
-                    old.cancel()
-            elif isinstance(action, Deliver):
-                owner = ctx.owner
-                if owner is None:
-                    continue
-                message = action.message
-                if isinstance(message, Response):
-                    if self._answered(ctx, message):
-                        continue  # 503: the next target has the request now
-                    self._guarded(owner, lambda m=message: owner.on_response(m, self.now()))
-                else:  # an ACK that matched a 2xx transaction (RFC 6026 §7.1)
-                    self._to_dialog(message)
-            elif isinstance(action, Timeout):
-                owner = ctx.owner
-                if isinstance(ctx.tx, ClientTransaction) and self._failover(ctx):
-                    continue
-                if owner is not None and isinstance(ctx.tx, ClientTransaction):
-                    request = ctx.tx.request
-                    self._guarded(owner, lambda: owner.on_timeout(request, ctx.error,
-                                                                  self.now()))
-            elif isinstance(action, Terminated):
-                self._forget(ctx)
-        tx = ctx.tx
-        if tx.state in _LINGERING and id(tx) in self._ctx:
-            # only retransmissions are left to absorb: keep the messages, not their caches
-            tx.request.compact()
-            if tx.last_response is not None:
-                tx.last_response.compact()
-
-    def _answered(self, ctx: _TxContext, response: Response) -> bool:
-        """Note what a response says of its server; True when a 503 sent the request on
-        to the next target (RFC 3263 §4.3) instead of to the usage."""
-        status = response.status
-        if 100 < status < 200:
-            ctx.provisional = True
-        if status == 503 and not ctx.provisional and self._failover(ctx):
-            return True
-        if status >= 200:
-            ctx.alternates.clear()
-            ctx.unstamped = None
-            if status != 503:
-                self.resolver.succeeded(ctx.dest)
-            if ctx.owner is not None and id(ctx.owner) in self._usages:
-                self._flows[id(ctx.owner)] = ctx.dest
-        return False
-
-    def _failover(self, ctx: _TxContext) -> bool:
-        """Send the request again, as a new transaction, to the next target left; False
-        when none is (the failure then goes to the usage as usual). A usage gone already
-        still gets its request delivered: a BYE outlives the call it ends."""
-        self.resolver.failed(ctx.dest)
-        request, owner = ctx.unstamped, ctx.owner
-        if not ctx.alternates or request is None or self.closing:
-            return False
-        peer, rest = ctx.alternates[0], ctx.alternates[1:]
-        ctx.alternates, ctx.unstamped = [], None
-        log.info("%s to %s failed (%s): trying %s %s", request.method, ctx.dest,
-                 ctx.error or "no answer", peer.proto, peer)
-        self._start_client(owner, self.stamp(request, peer, new_branch()), peer,
-                           alternates=rest, unstamped=request)
-        return True
-
-    def _forget(self, ctx: _TxContext) -> None:
-        for handle in ctx.timers.values():
-            handle.cancel()
-        ctx.timers.clear()
-        self.transactions.remove(ctx.tx)
-        if self._ctx.pop(id(ctx.tx), None) is not None and ctx.key is not None:
-            left = self._request_keys.get(ctx.key, 0) - 1
-            if left > 0:
-                self._request_keys[ctx.key] = left
-            else:
-                self._request_keys.pop(ctx.key, None)
-        if isinstance(ctx.tx, ClientTransaction):
-            try:
-                number, method = ctx.tx.request.cseq
-            except SipParseError:
-                return
-            key = (id(ctx.owner), number, method)
-            if self._clients.get(key) is ctx:
-                del self._clients[key]
-
-    def _fire(self, ctx: _TxContext, name: str) -> None:
-        ctx.timers.pop(name, None)
-        self._apply(ctx, ctx.tx.on_timer(name, self.now()))
-
-    def _on_transport_error(self, peer: Peer, reason: str) -> None:
-        """A connection could not be made: fail its transactions now, saying why."""
-        for ctx in list(self._ctx.values()):
-            if ctx.dest == peer and isinstance(ctx.tx, ClientTransaction):
-                ctx.error = reason
-                self._apply(ctx, ctx.tx.on_transport_error(self.now()))
-
-    def _on_unreachable(self, peer: Peer, reason: str) -> None:
-        """ICMP says nothing listens at ``peer`` (UDP). A request with other targets left
-        fails over now (RFC 3263 §4.3, RFC 3261 §18.4); one without keeps retransmitting
-        (a server restarting is back within seconds) and, if it times out, says why; a
-        keep-alive (``fail_fast``) fails at once."""
-        for ctx in list(self._ctx.values()):
-            if ctx.dest != peer or not isinstance(ctx.tx, ClientTransaction) or \
-                    ctx.tx.state not in ("calling", "trying", "proceeding"):
-                continue
-            ctx.error = reason
-            if ctx.alternates or getattr(ctx.owner, "fail_fast", False):
-                self._apply(ctx, ctx.tx.on_transport_error(self.now()))
 
     def _on_flow_closed(self, peer: Peer, reason: str, inbound: bool) -> None:
         """A TCP/TLS connection closed (reset, EOF, no keep-alive pong): requests still
         waiting on it fail now (and fail over), and the accounts hear of it."""
         if self.closing:
             return
-        for ctx in list(self._ctx.values()):
-            if ctx.dest == peer and isinstance(ctx.tx, ClientTransaction) and \
-                    ctx.tx.state in ("calling", "trying", "proceeding"):
-                ctx.error = f"{peer.proto.upper()} connection to {peer} lost: {reason}"
-                self._apply(ctx, ctx.tx.on_transport_error(self.now()))
+        self.tx.on_flow_closed(peer, reason)
         for listener in list(self.flow_listeners):
             try:
                 listener(peer, reason)
             except Exception:
                 self.stats["handler_errors"] += 1
                 log.exception("flow listener failed")
-
-    def _transport_error(self, ctx: _TxContext) -> None:
-        if id(ctx.tx) in self._ctx:
-            self._apply(ctx, ctx.tx.on_transport_error(self.now()))
 
     # ======================================================================== receiving
     def _on_message(self, data: bytes, peer: Peer) -> None:
@@ -649,7 +348,7 @@ class Stack:
             return
         try:
             if isinstance(msg, Request):
-                self._stamp_received(msg, peer)
+                stamp_received(msg, peer, self.transport)
                 self._on_request(msg, peer)
             else:
                 self._on_response(msg)
@@ -663,61 +362,11 @@ class Stack:
             log.exception("failed to handle %r from %s", msg, peer)
 
     def _answer_malformed(self, exc: SipParseError, peer: Peer) -> None:
-        """400 with the reason when the request carries enough to be answered (§8.2)."""
-        req = exc.partial
-        if not isinstance(req, Request) or req.method == "ACK":
-            log.info("dropped malformed message from %s: %s", peer, exc.reason)
-            return
-        h = req.headers
-        if not (h.get_all("Via") and h.get("From") and h.get("To") and h.get("Call-ID")
-                and h.get("CSeq")):
-            log.info("dropped malformed request from %s: %s", peer, exc.reason)
-            return
-        reason = exc.reason[:1].upper() + exc.reason[1:]
-        status = 505 if "version" in exc.reason else 400
-        try:
-            try:
-                self._stamp_received(req, peer)
-                dest = self.response_peer(req, peer)
-            except SipParseError:  # a Via we cannot read (SIP/7.0/UDP …): back to the source
-                dest = peer
-            resp = make_response(req, status, reason, to_tag=new_tag())
-            self.transport.send(resp.to_bytes(), dest)
+        if answer_malformed(exc, peer, self.transport):
             self.stats["bad_requests_answered"] += 1
-        except (SipParseError, OSError) as err:
-            log.info("could not answer malformed request from %s: %s", peer, err)
-
-    def _stamp_received(self, request: Request, peer: Peer) -> None:
-        """RFC 3261 §18.2.1 received= and RFC 3581 rport= on the top Via; over TCP/TLS,
-        a Via ;alias (RFC 5923) for the peer's own address maps it to the connection."""
-        if peer.proto != "udp":
-            via = request.top_via
-            if "alias" in via.params and via.host.strip("[]") == peer.host:
-                self.transport.alias(peer, via.port or (5061 if peer.proto == "tls" else 5060))
-            return
-        via = request.top_via
-        changed = False
-        if via.host.strip("[]") != peer.host:
-            via.params["received"] = peer.host
-            changed = True
-        if "rport" in via.params:
-            via.params["rport"] = str(peer.port)
-            via.params.setdefault("received", peer.host)
-            changed = True
-        if changed:
-            request.replace_top_via(via)
-
-    def _feed(self, tx: Any, message: Request | Response) -> None:
-        """A message matched to a live transaction: its machine takes it."""
-        ctx = self._ctx.get(id(tx))
-        if ctx is not None:
-            step = tx.on_response if isinstance(message, Response) else tx.on_request
-            self._apply(ctx, step(message, self.now()))
 
     def _on_response(self, response: Response) -> None:
-        tx = self.transactions.match_response(response)
-        if tx is not None:
-            self._feed(tx, response)
+        if self.tx.feed_response(response):
             return
         # a 2xx resent after the INVITE transaction ended, or one from a late fork
         for usage in self.dialogs.for_response(response):
@@ -727,9 +376,7 @@ class Stack:
 
     def _on_request(self, request: Request, peer: Peer) -> None:
         # a retransmission, or the ACK of a non-2xx final: the transaction absorbs it
-        stx = self.transactions.match_request(request)
-        if stx is not None:
-            self._feed(stx, request)
+        if self.tx.feed_request(request):
             return
         method = request.method
         if method == "ACK":  # for a 2xx: transaction-less, it belongs to the dialog
@@ -737,20 +384,14 @@ class Stack:
             return
         if not self._admit(request, peer):
             return
-        if not request.to.tag and self._merged(request):
+        if not request.to.tag and self.tx.merged(request):
             # §8.2.2.2: the same request reached us by another path (a forking proxy)
             self.answer(request, 482, "Loop Detected")
             return
-        stx = ServerTransaction(request, reliable=peer.proto != "udp", timers=self.timers)
-        self.transactions.add_server(stx)
-        key = _request_key(request)
-        self._request_keys[key] = self._request_keys.get(key, 0) + 1
-        self._ctx[id(stx)] = _TxContext(stx, self.response_peer(request, peer),
-                                        created=self.now(), key=key)
+        ctx = self.tx.start_server(request, response_peer(request, peer),
+                                   reliable=peer.proto != "udp")
         if method == "CANCEL":
-            invite = self.transactions.find_invite_for_cancel(request)
-            owner = self._ctx[id(invite)].owner if invite is not None and \
-                id(invite) in self._ctx else None
+            owner = self.tx.owner_of_invite(request)
             if owner is None:
                 self.answer(request, 481, "Call/Transaction Does Not Exist")
                 return
@@ -772,15 +413,10 @@ class Stack:
                     self.respond(make_response(request, 481, "Call/Transaction Does Not Exist"))
                 return
             usage = route.usage
-            self._ctx[id(stx)].owner = usage
+            ctx.owner = usage
             self._guarded(usage, lambda: usage.on_request(request, self.now()))
             return
         self.on_request(request, peer)
-
-    def _merged(self, request: Request) -> bool:
-        """A live server transaction holds a request with this From tag, Call-ID and CSeq
-        (but another branch: a retransmission would have matched it)."""
-        return self._request_keys.get(_request_key(request), 0) > 0
 
     def _to_dialog(self, ack: Request) -> None:
         route = self.dialogs.route(ack)
@@ -789,46 +425,15 @@ class Stack:
             self._guarded(usage, lambda: usage.on_request(ack, self.now()))
 
     def _admit(self, request: Request, peer: Peer) -> bool:
-        """Bound what strangers can make us hold: a token bucket per source IP for new
-        out-of-dialog requests, and a cap on live transactions for everything."""
-        if len(self._ctx) >= MAX_TRANSACTIONS:
-            self.stats["overload_dropped"] += 1
-            return False
-        if request.to.tag or self.trusted(peer):
+        """Bound what strangers can make us hold (:class:`Admission`); a refusal is
+        answered with 503 (statelessly), a drop is not."""
+        verdict = self.admission.check(request, peer, self.now())
+        if verdict == ALLOW:
             return True
-        if request.method == "CANCEL" and self.transactions.find_invite_for_cancel(request):
-            return True
-        verdict = self.rate_limiter.check(peer.host, self.now())
-        if verdict == ADMIT:
-            return True
-        self.stats["rate_limited"] += 1
         if verdict == REFUSE:
             response = make_response(request, 503, to_tag=new_tag(), extra=[
-                ("Retry-After", str(self.rate_limiter.retry_after))])
+                ("Retry-After", str(self.admission.retry_after))])
             if self.user_agent:
                 response.headers.add("Server", self.user_agent)
-            self.send_stateless(response, self.response_peer(request, peer))
+            self.send_stateless(response, response_peer(request, peer))
         return False
-
-
-def _request_key(request: Request) -> tuple:
-    return (request.call_id, request.from_.tag, request.cseq)
-
-
-def _loopback(host: str) -> bool:
-    return host.startswith("127.") or host == "::1"
-
-
-def split_hostport(text: str) -> tuple[str, int]:
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-        return host, int(port or 0)
-    host, _, port = text.rpartition(":")
-    if not host:
-        return text, 0
-    return host, int(port or 0)
-
-
-def host_literal(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip

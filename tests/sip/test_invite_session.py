@@ -209,7 +209,7 @@ def test_early_dialogs_of_two_forks_then_one_answers():
                                 extra=[("Contact", f"<sip:{tag}@{BOB}:5060>")])
         net.alice.receive(ringing.to_bytes(), BOB)
     assert ours.state is InviteState.EARLY
-    assert len(ours._early) == 2
+    assert len(ours.forks.early) == 2
     # f2 answers (no SDP: the answer came nowhere, so the call is released with BYE)
     ok = make_response(invite, 200, to_tag="f2", extra=[("Contact", f"<sip:f2@{BOB}:5060>")])
     net.alice.receive(ok.to_bytes(), BOB)

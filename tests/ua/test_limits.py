@@ -95,7 +95,7 @@ async def test_rate_limit_per_source_answers_503_once_then_drops():
         assert retry and int(retry.group(1)) >= 1
         assert ua.stack.stats["rate_limited"] == 300 - ok
         assert [status(d) for d in got["other"]] == [200]  # another source is still served
-        assert len(ua.stack._ctx) <= ok + 1                # refused requests hold nothing
+        assert len(ua.stack.tx._ctx) <= ok + 1                # refused requests hold nothing
     finally:
         flood_t.close()
         other_t.close()

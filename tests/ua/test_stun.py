@@ -33,9 +33,9 @@ async def test_the_sip_socket_binding(stun):
     ua = make_agent(cfg)
     await ua.start(preload_media=False)
     try:
-        mapped = await ua.stack.stun_binding()
+        mapped = await ua.stack.addresses.stun_binding()
         assert mapped == ("127.0.0.1", ua.stack.transport.port)  # loopback: no NAT between
-        assert ua.stack.stun_mapped == mapped
+        assert ua.stack.addresses.stun_mapped == mapped
         # the answer went to STUN, not to the SIP parser sharing the socket
         assert ua.stack.stats["parse_errors"] == 0
     finally:
@@ -62,7 +62,7 @@ async def test_no_server_fails_naming_it_within_the_timeout():
     try:
         started = time.monotonic()
         with pytest.raises(StunError, match=r"STUN server 127\.0\.0\.1:\d+ did not answer"):
-            await ua.stack.stun_binding(timeout=1.0)
+            await ua.stack.addresses.stun_binding(timeout=1.0)
         assert time.monotonic() - started < 3
     finally:
         await ua.close(unregister=False, timeout=1)
