@@ -136,6 +136,7 @@ def dt_pesq(near: np.ndarray, out: np.ndarray) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="a few seconds of synthetic speech")
+    ap.add_argument("--quick", action="store_true", help="the same as a full run (it is short)")
     a = ap.parse_args()
     if a.smoke:
         far, near, dt_at = babble(6.0, RATE, seed=1), babble(2.0, RATE, seed=2, pitch_hz=210), 4.0

@@ -10,6 +10,7 @@ peer measured in the same invocation. Figures are noisy on a shared 2-core machi
     bench/run_all.py                 everything (≈ 15–18 min)
     bench/run_all.py --quick         shorter ladders and windows (≈ 6 min)
     bench/run_all.py --only cps,soak one or more of: parse startup media cps soak quality
+                                     echo_compare
     bench/run_all.py --smoke         tiny variants (what tests/test_bench_smoke.py runs)
 """
 
@@ -27,8 +28,9 @@ sys.path.insert(0, str(BENCH))
 
 from benchlib import FIGURE_RE, RUN, figure, note, stop_popen  # noqa: E402
 
-ORDER = ("parse", "startup", "media", "cps", "soak", "quality")
-LIMIT_S = {"parse": 120, "startup": 180, "media": 600, "cps": 900, "soak": 600, "quality": 720}
+ORDER = ("parse", "startup", "media", "cps", "soak", "quality", "echo_compare")
+LIMIT_S = {"parse": 120, "startup": 180, "media": 600, "cps": 900, "soak": 600, "quality": 720,
+           "echo_compare": 300}
 
 
 def run_one(name: str, mode: list[str], extra: list[str], sink) -> int:
