@@ -151,6 +151,8 @@ class ScenarioRunner:
         """Dial ``repeat`` calls to ``uri``, ``rate`` per second (default: one after the
         other), each running the scenario; returns when every call is done."""
         loop = asyncio.get_running_loop()
+        if rate:
+            await self.phone.agent.media_ready()
         start = loop.time()
         stop = stop or asyncio.Event()
         for n in range(1, repeat + 1):

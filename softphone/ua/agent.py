@@ -110,6 +110,12 @@ class UserAgent:
             self._preload = self.loop.create_task(self._preload_media())
         await self.stack.start()
 
+    async def media_ready(self) -> None:
+        """Wait for a started media preload (if any): a paced run of calls takes its
+        start time after it, so the first call does not start late by the import."""
+        if self._preload is not None:
+            await asyncio.shield(self._preload)
+
     @staticmethod
     async def _preload_media() -> None:
         try:
