@@ -115,3 +115,36 @@ async def test_180_only_when_the_phone_really_rings(delay, rings):
     finally:
         await caller.close(timeout=3)
         await callee.close(timeout=3)
+
+
+async def test_a_released_call_is_not_kept(monkeypatch):
+    """Once its session stops absorbing retransmissions (64·T1) the agent keeps nothing of
+    an ended call (the table of ended calls kept every call up to its cap: 4,096 calls
+    with their media sessions, ~45 MB over a 2,000-call soak)."""
+    import asyncio
+    import gc
+    import weakref
+
+    quick = Config.from_dict({"network": {"listen": "127.0.0.1:0"}, "sip": {"t1_ms": 10},
+                              "audio": {"codecs": ["PCMU"]}})
+    callee = make_agent(quick, auto_answer=True)
+    caller = make_agent(quick)
+    await callee.start(preload_media=False)
+    await caller.start(preload_media=False)
+    try:
+        call = await caller.dial(f"sip:b@127.0.0.1:{port_of(callee)}")
+        assert await call.wait_answered(5), call.end_info
+        incoming = weakref.ref(next(iter(callee.calls.values())))
+        outgoing = weakref.ref(call)
+        await call.hangup()
+        del call
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5  # 64·T1 = 0.64 s
+        while (callee.calls or caller.calls) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert not callee.calls and not caller.calls
+        gc.collect()
+        assert incoming() is None and outgoing() is None
+    finally:
+        await caller.close(timeout=3)
+        await callee.close(timeout=3)
