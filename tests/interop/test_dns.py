@@ -299,6 +299,58 @@ def test_a_503_sends_the_call_to_the_next_server(dns, softphone, sipp, tmp_path)
     assert result.ok and 503 in result.status_codes(), result.explain()  # it was asked first
 
 
+@pytest.mark.parametrize("first", ["closed", "silent"])
+def test_a_call_goes_to_the_next_server_after_a_transport_error_or_a_timeout(
+        first, dns, softphone, tmp_path):
+    """RFC 3263 §4.3, for a call: the first server is a closed port (the ICMP error is a
+    transport error: one INVITE there, then the next server at once) or a socket that never
+    answers (Timer B = 64·T1, T1 = 100 ms here, then the next server)."""
+    silent = None
+    if first == "silent":
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        dead_port = silent.getsockname()[1]
+    else:
+        dead_port = free_udp_port()
+    try:
+        answer_port = free_udp_port()
+        callee = softphone("answer", "--auto", "--max-calls", "1", "--config",
+                           str(plain_config(tmp_path / "answer.toml", None, answer_port)))
+        callee.wait_event("listening", timeout=15)
+        zone = dns([srv("svc.test", "udp", "one.svc.test", dead_port, 10),
+                    srv("svc.test", "udp", "two.svc.test", answer_port, 20),
+                    "--host-record=one.svc.test,127.0.0.1",
+                    "--host-record=two.svc.test,127.0.0.1"])
+        cfg = plain_config(tmp_path / "c.toml", zone)
+        cfg.write_text(cfg.read_text() + "\n[sip]\nt1_ms = 100\n")
+        trace = tmp_path / "t.txt"
+        caller = softphone("call", "sip:bob@svc.test", "--duration", "1", "--config", str(cfg),
+                           "--sip-trace", str(trace))
+        caller.wait_event("answered", timeout=20)
+        assert caller.wait_exit(15) == 0, caller.diagnostics()
+        assert callee.wait_event("answered", timeout=5)
+        invites = sent_to(trace, "INVITE")
+        dead = [t for t in invites if t.endswith(f":{dead_port}")]
+        assert invites[0].endswith(f":{dead_port}") and invites[-1].endswith(f":{answer_port}"), \
+            invites
+        if first == "closed":
+            assert len(dead) == 1, invites  # no retransmission: the error ended it
+        else:
+            assert len(dead) >= 5, invites  # Timer A's resends until Timer B
+            got = []
+            silent.settimeout(0)
+            while len(got) < 100:
+                try:
+                    got.append(silent.recv(65535))
+                except BlockingIOError:
+                    break
+            assert len(got) == len(dead) and all(d.startswith(b"INVITE ") for d in got), \
+                len(got)
+    finally:
+        if silent is not None:
+            silent.close()
+
+
 def test_a_hung_registrar_times_out_and_the_next_one_takes_over(kams, dns, softphone,
                                                               tmp_path):
     """A frozen Kamailio (SIGSTOP: its sockets stay bound, nothing answers, no ICMP): the
