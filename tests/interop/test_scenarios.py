@@ -380,7 +380,8 @@ step = "expect_hangup"
 def test_a_refused_re_invite_fails_hold_and_resume_against_sipp(softphone, sipp, tmp_path):
     """SIPp answers after a second without a 180 (expect_ringing runs out of time) and
     refuses a hold and a resume re-INVITE with 488: those steps fail with the status; the
-    hold it accepts passes."""
+    hold it accepts passes. Its answer has no telephone-event, so with ``dtmf_mode =
+    "rfc4733"`` the dtmf step fails saying so (no INFO goes out instead)."""
     uas = sipp.start("uas_reinvite_refused", timeout=20, media_port=free_udp_port())
     path = scenario(tmp_path, "holds", """
 on_failure = "continue"
@@ -390,6 +391,9 @@ within = 0.5
 [[steps]]
 step = "expect_answer"
 [[steps]]
+step = "dtmf"
+digits = "5"
+[[steps]]
 step = "hold"
 [[steps]]
 step = "hold"
@@ -398,13 +402,17 @@ step = "resume"
 [[steps]]
 step = "hangup"
 """)
+    cfg = write_config(tmp_path / "a-config.toml", listen=f"127.0.0.1:{free_udp_port()}",
+                       codecs=["PCMU"],  # extra follows the [audio] table's last line
+                       extra='dtmf_mode = "rfc4733"\n[control]\nenabled = false\n')
     a = softphone("call", f"sip:uas@127.0.0.1:{uas.local_port}", "--scenario", str(path),
-                  "--config", str(loopback(tmp_path, "a", codecs=["PCMU"])))
+                  "--config", str(cfg))
     assert a.wait_exit(30) == 1, a.diagnostics()
     result = uas.wait(15)
     assert result.ok, result.explain()
     assert [(e["result"], e.get("message")) for e in steps(a)] == [
         ("failed", "no 180/183 within 0.5 s"), ("passed", None),
+        ("failed", "dtmf: cannot send DTMF: telephone-event was not negotiated"),
         ("failed", "hold: 488 Not Acceptable Here"), ("passed", None),
         ("failed", "resume: 488 Not Acceptable Here"), ("passed", None)], steps(a)
 
