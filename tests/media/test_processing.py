@@ -29,6 +29,21 @@ def test_echo_canceller_removes_a_room_echo(rate):
     assert abs(erle_db(scene.mic[settled], scene.far[settled], scene.mic[settled], rate)) < 0.1
 
 
+@pytest.mark.parametrize("true_delay_ms,hint_ms", [(150, 20), (30, 120)])
+def test_the_echo_delay_is_estimated_not_taken_from_the_hint(true_delay_ms, hint_ms):
+    """The hint (PortAudio's latency) can be far off on a real device: the canceller finds
+    the echo path's real delay itself."""
+    rate = 16000
+    far = babble(8.0, rate, seed=3)
+    scene = echo_scene(far, rate=rate, delay_ms=true_delay_ms, rt60_s=0.3, erl_db=6,
+                       noise_dbfs=-65)
+    out = through(VoiceProcessor(rate, AEC_ONLY, delay_hint_ms=hint_ms), scene.mic, scene.far,
+                  rate)
+    settled = slice(4 * rate, 8 * rate)
+    erle = erle_db(scene.mic[settled], scene.far[settled], out[settled], rate)
+    assert erle >= 15, f"ERLE {erle:.1f} dB with the echo at {true_delay_ms} ms, hint {hint_ms}"
+
+
 def test_near_end_speech_survives_double_talk():
     rate = 16000
     far, near = babble(10.0, rate, seed=1), babble(4.0, rate, seed=2, pitch_hz=210)
