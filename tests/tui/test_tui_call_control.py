@@ -237,3 +237,25 @@ def _palette_text(app) -> str:
     options = app.screen.query_one(OptionList)
     return "\n".join(str(options.get_option_at_index(i).prompt)
                      for i in range(options.option_count))
+
+
+async def test_processing_key_switches_echo_cancellation_for_the_next_call(tmp_path):
+    """The processing command's key (``e``) toggles the canceller where the phone keeps it
+    (what the next call's microphone gets) and says what is on now."""
+    from softphone.ua.commands import COMMANDS
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        phone = await started(pilot, app)
+        before = phone.devices.processing
+        app.call_table.focus()
+        await pilot.press(COMMANDS["processing"].key)
+        await wait_for(pilot, lambda: phone.devices.processing.echo_cancellation
+                       is not before.echo_cancellation, what="the canceller switched")
+        note = await wait_for(pilot, lambda: [n.message for n in app._notifications
+                                              if n.message.startswith(("on: ", "microphone"))],
+                              what="the notice")
+        assert ("echo cancellation" in note[-1]) is (not before.echo_cancellation), note
+        await pilot.press(COMMANDS["processing"].key)
+        await wait_for(pilot, lambda: phone.devices.processing == before, what="switched back")
+        await app.action_quit()
