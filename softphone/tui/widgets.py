@@ -103,8 +103,10 @@ class AccountTable(DataTable):
         self.show(self._accounts)
 
     def select_row(self, name: str) -> None:
+        """Put the cursor on ``name``'s row quietly: the phone has it selected already."""
         try:
-            self.move_cursor(row=self.get_row_index(name))
+            with self.prevent(DataTable.RowHighlighted):
+                self.move_cursor(row=self.get_row_index(name))
         except Exception:
             pass
 
@@ -121,6 +123,12 @@ class AccountTable(DataTable):
         return name_w, state_w, 0
 
     def show(self, accounts: dict[str, AccountView]) -> None:
+        """Fill the rows; a rebuild keeps the cursor without announcing the rows it passes
+        (a highlight is the user picking the dialing account)."""
+        with self.prevent(DataTable.RowHighlighted):
+            self._show(accounts)
+
+    def _show(self, accounts: dict[str, AccountView]) -> None:
         self._accounts = accounts
         widths = self._layout()
         selected = None

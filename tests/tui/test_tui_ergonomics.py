@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import re
+import socket
 import stat
 import sys
 import time
@@ -575,7 +576,15 @@ def test_tui_flags_are_checked_before_the_screen(tmp_path, capsys, monkeypatch):
     assert seen[0].audio == "null"
 
 
-async def test_tui_listens_traces_and_selects_as_told(tmp_path):
+async def test_tui_listens_traces_and_selects_as_told(tmp_path, monkeypatch):
+    """--account picks the dialing account, and it stays picked: the account table's own
+    fills and re-layouts never select another row on the way (they did, for a frame)."""
+    from softphone.ua.phone import Phone
+
+    picked: list[str] = []
+    select = Phone.select_account
+    monkeypatch.setattr(Phone, "select_account",
+                        lambda self, name: (picked.append(name), select(self, name))[1])
     trace = tmp_path / "trace.txt"
     config = loopback_config(accounts=[
         {"name": "office", "aor": "sip:alice@127.0.0.1", "register": False},
@@ -586,9 +595,15 @@ async def test_tui_listens_traces_and_selects_as_told(tmp_path):
         phone = await started(pilot, app)
         assert phone.selected_account == "lab" and app.state.selected_account == "lab"
         assert phone.address[0] == "127.0.0.1"
-        await pilot.press(*"echo", "enter")
-        await wait_for(pilot, lambda: trace.exists() and "INVITE sip:echo@" in trace.read_text(),
-                       what="the INVITE in the trace file")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as callee:  # hears, never answers
+            callee.bind(("127.0.0.1", 0))
+            await pilot.press(*f"bob@127.0.0.1:{callee.getsockname()[1]}", "enter")
+            await wait_for(pilot, lambda: trace.exists() and "INVITE sip:bob@" in
+                           trace.read_text(), what="the INVITE in the trace file")
+        assert set(picked) == {"lab"}, picked
+        invite = trace.read_text().split("INVITE sip:bob@", 1)[1].split("\n\n", 1)[0]
+        from_ = [line for line in invite.splitlines() if line.startswith("From:")]
+        assert from_ and "sip:carol@127.0.0.1" in from_[0], invite  # the selected account's
         await app.action_quit()
 
 
