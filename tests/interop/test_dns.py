@@ -53,6 +53,14 @@ def srv(name: str, transport: str, target: str, port: int, priority: int) -> str
     return f"--srv-host={service}.{name},{target},{port},{priority},10"
 
 
+def two_servers(dns, name: str, first: tuple[str, int], second: tuple[str, int]) -> Dnsmasq:
+    """A zone where ``name`` has two UDP SRV targets on loopback, ``first`` (label, port)
+    at priority 10 and ``second`` at 20."""
+    hosts = [f"{label}.{name}" for label, _ in (first, second)]
+    return dns([srv(name, "udp", hosts[0], first[1], 10), srv(name, "udp", hosts[1], second[1], 20),
+                *(f"--host-record={h},127.0.0.1" for h in hosts)])
+
+
 def phone_config(path, dns_server: Dnsmasq, kam: Kamailio, user: str, *, registrar: str,
                  network: str = "", account: str = "", expires: int = 60, port: int = 0):
     """An account whose registrar is a name (no transport given: DNS decides)."""
@@ -100,9 +108,7 @@ def sent_to(trace, method: str) -> list[str]:
 def test_srv_priority_then_failover_when_the_first_registrar_stops(kams, dns, softphone,
                                                                   tmp_path):
     first, second = kams("k1"), kams("k2")
-    zone = dns([srv("pbx.test", "udp", "k1.pbx.test", first.port, 10),
-                srv("pbx.test", "udp", "k2.pbx.test", second.port, 20),
-                "--host-record=k1.pbx.test,127.0.0.1", "--host-record=k2.pbx.test,127.0.0.1"])
+    zone = two_servers(dns, "pbx.test", ("k1", first.port), ("k2", second.port))
     phone = registered_phone(softphone, tmp_path, zone, first)
     assert first.contacts("1001")["1001"] and not second.contacts("1001")["1001"]  # priority
 
@@ -210,10 +216,7 @@ def test_in_dialog_requests_to_a_name_fail_over_to_the_next_srv_target(dns, soft
         scenario.write_text(text)
         uas = sipp.start(str(scenario), local_port=uas_port, media_port=free_udp_port(),
                          timeout=30)
-        zone = dns([srv("pair.test", "udp", "hung.pair.test", hung.getsockname()[1], 10),
-                    srv("pair.test", "udp", "live.pair.test", uas_port, 20),
-                    "--host-record=hung.pair.test,127.0.0.1",
-                    "--host-record=live.pair.test,127.0.0.1"])
+        zone = two_servers(dns, "pair.test", ("hung", hung.getsockname()[1]), ("live", uas_port))
         # T1 = 50 ms: a non-INVITE transaction times out after 64 T1 = 3.2 s
         cfg = plain_config(tmp_path / "c.toml", zone)
         cfg.write_text(cfg.read_text() + "[sip]\nt1_ms = 50\n")
@@ -287,9 +290,7 @@ def test_a_503_sends_the_call_to_the_next_server(dns, softphone, sipp, tmp_path)
     plain = plain_config(tmp_path / "answer.toml", None, answer_port)
     callee = softphone("answer", "--auto", "--max-calls", "1", "--config", str(plain))
     callee.wait_event("listening", timeout=15)
-    zone = dns([srv("svc.test", "udp", "one.svc.test", busy_port, 10),
-                srv("svc.test", "udp", "two.svc.test", answer_port, 20),
-                "--host-record=one.svc.test,127.0.0.1", "--host-record=two.svc.test,127.0.0.1"])
+    zone = two_servers(dns, "svc.test", ("one", busy_port), ("two", answer_port))
     cfg = plain_config(tmp_path / "c.toml", zone)
     caller = softphone("call", "sip:bob@svc.test", "--duration", "1", "--config", str(cfg))
     caller.wait_event("answered", timeout=15)
@@ -317,10 +318,7 @@ def test_a_call_goes_to_the_next_server_after_a_transport_error_or_a_timeout(
         callee = softphone("answer", "--auto", "--max-calls", "1", "--config",
                            str(plain_config(tmp_path / "answer.toml", None, answer_port)))
         callee.wait_event("listening", timeout=15)
-        zone = dns([srv("svc.test", "udp", "one.svc.test", dead_port, 10),
-                    srv("svc.test", "udp", "two.svc.test", answer_port, 20),
-                    "--host-record=one.svc.test,127.0.0.1",
-                    "--host-record=two.svc.test,127.0.0.1"])
+        zone = two_servers(dns, "svc.test", ("one", dead_port), ("two", answer_port))
         cfg = plain_config(tmp_path / "c.toml", zone)
         cfg.write_text(cfg.read_text() + "\n[sip]\nt1_ms = 100\n")
         trace = tmp_path / "t.txt"
@@ -359,9 +357,7 @@ def test_a_hung_registrar_times_out_and_the_next_one_takes_over(kams, dns, softp
     import signal
 
     hung, second = kams("k1"), kams("k2")
-    zone = dns([srv("pbx.test", "udp", "k1.pbx.test", hung.port, 10),
-                srv("pbx.test", "udp", "k2.pbx.test", second.port, 20),
-                "--host-record=k1.pbx.test,127.0.0.1", "--host-record=k2.pbx.test,127.0.0.1"])
+    zone = two_servers(dns, "pbx.test", ("k1", hung.port), ("k2", second.port))
     trace = tmp_path / "t.txt"
     cfg = phone_config(tmp_path / "a.toml", zone, hung, "1001", registrar="sip:pbx.test")
     cfg.write_text(cfg.read_text() + "\n[sip]\nt1_ms = 100\n")
