@@ -58,6 +58,7 @@ SWITCH_ROWS = (
 )
 SWITCHES = tuple(pair for _, pairs in SWITCH_ROWS for pair in pairs)
 DEFAULT_THEME = "__default__"
+KEEPALIVES_UDP = (("OPTIONS (answered: finds dead flows)", "options"), ("CRLF", "crlf"))
 
 
 def complete_aor(text: str) -> str:
@@ -76,6 +77,20 @@ def parse_port_range(text: str) -> list[int] | str:
     if len(parts) == 2 and all(p.isdigit() for p in parts):
         return [int(parts[0]), int(parts[1])]
     return text
+
+
+def parse_list(text: str | None) -> list[str] | None:
+    """`a, b` (or `a b`) → ["a", "b"]; empty → None (the key's default applies)."""
+    items = [p for p in (text or "").replace(",", " ").split() if p]
+    return items or None
+
+
+def parse_int(text: str | None) -> int | str | None:
+    """`30` → 30; empty → None (the default); anything else is passed on, for the loader
+    to name the key and the reason."""
+    if not text:
+        return None
+    return int(text) if text.isdigit() else text
 
 
 def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
@@ -241,6 +256,15 @@ class SettingsScreen(Screen[Config | None]):
                 yield Label("STUN server")
                 yield Input(network.stun_server or "", id="stun-server",
                             placeholder="optional, e.g. stun.example.com:3478")
+                yield Label("DNS servers")
+                yield Input(", ".join(network.dns_servers), id="dns-servers",
+                            placeholder="default: the system's; e.g. 192.0.2.53, 192.0.2.54:5353")
+                yield Label("Keep-alive interval (s)")
+                yield Input("" if network.keepalive is None else str(network.keepalive),
+                            id="keepalive", placeholder="default: 25 once a NAT is seen; 0 = off")
+                yield Label("UDP keep-alive as")
+                yield Select(KEEPALIVES_UDP, id="keepalive-udp", value=network.keepalive_udp,
+                             allow_blank=False)
                 yield Label("TLS CA file")
                 yield Input(self.config.sip.tls_ca_file or "", id="tls-ca-file",
                             placeholder="default: the system's CAs")
@@ -411,6 +435,9 @@ class SettingsScreen(Screen[Config | None]):
             "network": {"listen": text("#listen"),
                         "rtp_ports": parse_port_range(rtp) if rtp else None,
                         "stun_server": text("#stun-server"),
+                        "dns_servers": parse_list(text("#dns-servers")),
+                        "keepalive": parse_int(text("#keepalive")),
+                        "keepalive_udp": self.query_one("#keepalive-udp", Select).value,
                         "tls_listen": text("#tls-listen"),
                         "tls_cert_file": text("#tls-cert-file"),
                         "tls_key_file": text("#tls-key-file")},

@@ -700,7 +700,8 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
                 "RTP port range", "Packet time (ms)", "DTMF as RFC 4733 events",
                 "TLS CA file", "Theme", "DTMF sent as", "Accept transfers (REFER)",
                 "STUN server", "TLS listen address", "TLS certificate (PEM)",
-                "TLS private key (PEM)", "Media encryption"} <= labels
+                "TLS private key (PEM)", "Media encryption", "DNS servers",
+                "Keep-alive interval (s)", "UDP keep-alive as"} <= labels
         assert str(path) in region_text(app, screen.query_one("#settings-path"))
         screen.query_one("#listen", Input).value = "127.0.0.1:5070"
         screen.query_one("#rtp-ports", Input).value = "12000-12100"
@@ -711,6 +712,9 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
         screen.query_one("#dtmf-mode", Select).value = "info"
         screen.query_one("#accept-transfer", Switch).value = False
         screen.query_one("#stun-server", Input).value = "127.0.0.1:3478"
+        screen.query_one("#dns-servers", Input).value = "127.0.0.1:5353, 127.0.0.2"
+        screen.query_one("#keepalive", Input).value = "30"
+        screen.query_one("#keepalive-udp", Select).value = "crlf"
         screen.query_one("#tls-listen", Input).value = "127.0.0.1:0"
         screen.query_one("#tls-cert-file", Input).value = str(cert)
         screen.query_one("#tls-key-file", Input).value = str(key)
@@ -730,6 +734,8 @@ async def test_settings_screen_covers_more_keys_with_human_labels(tmp_path):
     assert saved.accounts[1].aor == "sip:3001@pbx.example.com"
     assert (saved.audio.dtmf_mode, saved.calls.accept_transfer) == ("info", False)
     assert saved.network.stun_server == "127.0.0.1:3478"
+    assert saved.network.dns_servers == ("127.0.0.1:5353", "127.0.0.2:53")
+    assert (saved.network.keepalive, saved.network.keepalive_udp) == (30, "crlf")
     assert (saved.network.tls_listen, saved.network.tls_cert_file,
             saved.network.tls_key_file) == ("127.0.0.1:0", str(cert), str(key))
     assert (saved.accounts[1].transport, saved.accounts[1].media_encryption) == ("tls", "sdes")

@@ -178,6 +178,15 @@ async def test_settings_saves_valid_and_rejects_invalid(tmp_path):
         error = str(screen.query_one("#settings-error", Static).render())
         assert "audio.codecs[1]" in error and "speex" in error
         assert not path.exists()
+        screen.query_one("#codecs", Input).value = "PCMU"
+        for field, value, key in (("#dns-servers", "dns.example.com", "network.dns_servers[0]"),
+                                  ("#keepalive", "soon", "network.keepalive")):
+            screen.query_one(field, Input).value = value
+            await pilot.press("ctrl+s")
+            error = str(screen.query_one("#settings-error", Static).render())
+            assert key in error, error
+            assert not path.exists()
+            screen.query_one(field, Input).value = ""
         # an account with a bad address of record is refused too
         await click_in_view(pilot, "#account-new")
         await pilot.press(*"not a uri")
