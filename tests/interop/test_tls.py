@@ -313,3 +313,40 @@ def test_dialling_a_sips_uri_goes_over_tls_end_to_end(pki, softphone, tmp_path):
     theirs = re.search(r"(?m)^Contact: (.*)$", ok.group(1)).group(1)
     assert theirs.startswith("<sips:"), theirs  # the callee's, in its 200 (§12.1.1)
     assert "sent udp" not in text and "sent tcp" not in text
+
+
+@pytest.mark.peers
+def test_over_tls_a_new_connection_from_the_registrars_address_is_a_stranger(
+        kamailio_tls, pki, softphone, tmp_path):
+    """Registered over TLS with a listener: a new TLS connection from 127.0.0.1 (Kamailio's
+    own address) is judged by the connection, not the address, and gets 403; Kamailio's
+    call over the flow the phone registered on is answered (the TCP case is in
+    test_strangers.py)."""
+    from peers.sipmsg import sip_request, status
+
+    kam = kamailio_tls
+    b = softphone("answer", "--auto", "--config",
+                  str(tls_phone(tmp_path / "b.toml", kam, "1002", pki, listener=True)))
+    listening = b.wait_event("listening", timeout=15)
+    tls_port = int(listening["tls"].rsplit(":", 1)[1])
+    b.wait_event("registered", timeout=15)
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    for method in ("OPTIONS", "INVITE"):
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            here = conn.getsockname()[1]
+            conn.sendall(sip_request(method, f"sip:1002@127.0.0.1:{tls_port}", "127.0.0.1",
+                                     here, proto="TLS"))
+            got = b""
+            while b"\r\n\r\n" not in got:  # bounded by the socket's 5 s timeout
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        assert status(got) == 403, (method, got[:300])
+    assert b.find_event("incoming") is None
+    a = softphone("call", "sip:1002@127.0.0.1", "--duration", "0.5", "--config",
+                  str(tls_phone(tmp_path / "a.toml", kam, "1001", pki)))
+    answered = a.wait_event("answered", timeout=20)
+    assert b.wait_event("answered", timeout=5)["call_id"] == answered["call_id"]
+    assert a.wait_exit(20) == 0, a.diagnostics()
