@@ -411,3 +411,29 @@ def test_the_audio_threads_notice_is_one_per_phone():
 
     first, second = asyncio.run(notices())
     assert first is second
+
+
+async def test_a_call_waiting_gets_the_beeps_over_the_call_not_the_ring(phones):
+    """A second call ringing in during a call: the ring device stays quiet and the beeps
+    are laid over the active call's audio; both stop when the waiting call is refused."""
+    a, b = phones
+    speaker_b = Speaker()
+    b.devices.play_tone = speaker_b.play_tone
+    seen_b = Recorder(b)
+    uri = f"sip:bob@127.0.0.1:{b.address[1]}"
+    first = (await a.execute("dial", {"uri": uri}))["call_id"]
+    await wait_for(lambda: "incoming" in seen_b.names(first), 5, "the first call at bob")
+    assert speaker_b.playing == ["ring"]
+    await b.execute("answer", {"call_id": first})
+    await wait_for(lambda: "answered" in seen_b.names(first), 5, "answered")
+    assert speaker_b.playing == []
+    active = b.call(first)
+    assert not active.media.alerting
+    second = (await a.execute("dial", {"uri": uri}))["call_id"]
+    await wait_for(lambda: "incoming" in seen_b.names(second), 5, "the second call at bob")
+    await wait_for(lambda: active.media.alerting, 5, "the beeps on the first call")
+    assert speaker_b.played == ["ring"]  # only the first call's: no ring for the waiting one
+    await b.execute("reject", {"call_id": second})
+    await wait_for(lambda: not active.media.alerting, 5, "the beeps to stop")
+    assert speaker_b.playing == []
+    await b.execute("hangup", {"call_id": first})
