@@ -200,3 +200,19 @@ def test_max_redirects_0_treats_a_302_as_a_rejection(softphone, sipp, tmp_path):
     assert "call failed: 302 Moved Temporarily" in a.stderr_text()
     assert a.find_event("redirected") is None
     assert redirect.wait(10).ok
+
+
+def test_rfc6086_dtmf_as_sip_info_when_the_answer_has_no_telephone_event(softphone, sipp,
+                                                                        tmp_path):
+    """dtmf_mode auto: the far end (SIPp) answered without telephone-event, so `--dtmf 42`
+    goes as two SIP INFO application/dtmf-relay requests, one digit each, in order (SIPp
+    checks the Content-Type and each Signal=)."""
+    port = free_udp_port()
+    uas = sipp.start("uas_info_dtmf", local_port=port, timeout=20, media_port=free_udp_port())
+    a = caller(softphone, tmp_path, port, "--dtmf", "42", "--duration", "2")
+    assert a.wait_event("answered", timeout=15)
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    result = uas.wait(10)
+    assert result.ok, result.explain()
+    log = result.messages()
+    assert log.count("INFO sip:") == 2 and "Signal=4" in log and "Signal=2" in log
