@@ -140,6 +140,21 @@ def test_rfc4028_s10_a_short_interval_is_refreshed_by_update(softphone, sipp, tm
     assert "UPDATE sip:" in log
 
 
+def test_rfc4028_s10_without_update_the_refresh_is_a_re_invite(softphone, sipp, tmp_path):
+    """The far end allows no UPDATE: our refresh (at half the 4 s interval) is a re-INVITE
+    with Session-Expires and the same SDP, answered, ACKed, and the call goes on."""
+    port = free_udp_port()
+    uas = sipp.start("uas_timer_reinvite", local_port=port, timeout=20,
+                     media_port=free_udp_port())
+    a = caller(softphone, tmp_path, port, "--duration", "3")
+    assert a.wait_event("answered", timeout=15)
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    assert a.find_event("ended")["reason"] == "hangup"
+    result = uas.wait(10)
+    assert result.ok, result.explain()
+    assert "UPDATE sip:" not in result.messages()
+
+
 def test_rfc4028_s10_no_refresh_from_the_refresher_ends_the_call_with_bye(softphone, sipp,
                                                                           tmp_path):
     port = free_udp_port()
