@@ -74,7 +74,7 @@ def parse_port_range(text: str) -> list[int] | str:
     """`10000-20000` (or `10000 20000`, `10000, 20000`) → [10000, 20000]; what cannot be
     read as two numbers is passed on, for the loader to name the key and the reason."""
     parts = [p for p in text.replace(",", " ").replace("-", " ").split() if p]
-    if len(parts) == 2 and all(p.isdigit() for p in parts):
+    if len(parts) == 2 and all(p.isdecimal() for p in parts):
         return [int(parts[0]), int(parts[1])]
     return text
 
@@ -90,7 +90,7 @@ def parse_int(text: str | None) -> int | str | None:
     to name the key and the reason."""
     if not text:
         return None
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isdecimal() else text
 
 
 def build_config(base: Config, *, accounts: list[dict[str, Any]], codecs: str,
@@ -396,7 +396,7 @@ class SettingsScreen(Screen[Config | None]):
                 value = complete_aor(value)
                 self.query_one("#acc-aor", Input).value = value
             if value:
-                acc[key] = int(value) if key == "expires" and value.lstrip("-").isdigit() \
+                acc[key] = int(value) if key == "expires" and value.lstrip("-").isdecimal() \
                     else value
         transport = self.query_one("#acc-transport", Select).value
         if transport != "udp" or "transport" in current:

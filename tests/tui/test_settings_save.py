@@ -196,3 +196,15 @@ def test_changes_between_accounts():
         Set("accounts[1].name", "account3"),  # derived from its place, which moved
         AddAccount({"name": "new", "aor": "sip:n@h"}),
     ]
+
+
+@pytest.mark.parametrize("text", ["1²", "12000-1²", "٣٠"])
+def test_numbers_the_form_cannot_read_go_to_the_loader_not_a_crash(text):
+    """str.isdigit() takes '²' for a digit and int() then raised inside the save; what is
+    not a decimal number is passed on for the loader to refuse with the key's name
+    ('٣٠' is decimal: Arabic-Indic 30, which int() reads)."""
+    from softphone.tui.settings import parse_int, parse_port_range
+
+    got = parse_int(text)
+    assert got == (30 if text == "٣٠" else text)
+    assert parse_port_range(text) == text
