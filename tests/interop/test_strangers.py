@@ -17,7 +17,7 @@ import pytest
 
 from peers.phoneconfig import write_config
 from peers.procs import unavailable
-from peers.sipmsg import responses, sip_request, status
+from peers.sipmsg import responses, sip_request, status, stream_response
 
 pytestmark = pytest.mark.peers
 
@@ -154,12 +154,7 @@ def test_over_tcp_only_the_registration_connection_is_the_registrar(kamailio, so
             here = conn.getsockname()[1]
             conn.sendall(sip_request(method, f"sip:1002@127.0.0.1:{port}", "127.0.0.1", here,
                                      proto="TCP"))
-            got = b""
-            while b"\r\n\r\n" not in got:  # bounded by the socket's 5 s timeout
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
+            got = stream_response(conn)  # bounded by the socket's 5 s timeout
         assert status(got) == 403, (method, got[:300])
     assert phone.find_event("incoming") is None
     answered = call_through_kamailio(softphone, kamailio, tmp_path)

@@ -322,7 +322,7 @@ def test_over_tls_a_new_connection_from_the_registrars_address_is_a_stranger(
     own address) is judged by the connection, not the address, and gets 403; Kamailio's
     call over the flow the phone registered on is answered (the TCP case is in
     test_strangers.py)."""
-    from peers.sipmsg import sip_request, status
+    from peers.sipmsg import sip_request, status, stream_response
 
     kam = kamailio_tls
     b = softphone("answer", "--auto", "--config",
@@ -337,12 +337,7 @@ def test_over_tls_a_new_connection_from_the_registrars_address_is_a_stranger(
             here = conn.getsockname()[1]
             conn.sendall(sip_request(method, f"sip:1002@127.0.0.1:{tls_port}", "127.0.0.1",
                                      here, proto="TLS"))
-            got = b""
-            while b"\r\n\r\n" not in got:  # bounded by the socket's 5 s timeout
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
+            got = stream_response(conn)  # bounded by the socket's 5 s timeout
         assert status(got) == 403, (method, got[:300])
     assert b.find_event("incoming") is None
     a = softphone("call", "sip:1002@127.0.0.1", "--duration", "0.5", "--config",

@@ -39,6 +39,18 @@ def responses(sock: socket.socket, timeout: float, until=lambda statuses: False)
     return got
 
 
+def stream_response(conn: socket.socket) -> bytes:
+    """The head of the first response on a TCP/TLS connection (bounded by the socket's
+    timeout, or less if the peer closes)."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def status(data: bytes) -> int:
     m = re.match(rb"SIP/2\.0 (\d{3}) ", data)
     return int(m.group(1)) if m else 0
