@@ -50,8 +50,11 @@ start() {
     # HOME -> private dir so the daemon's cookie/state never touch the real home.
     # Running as root without --system prints a warning but works (per-user mode).
     # -n: ignore /etc/pulse/default.pa (it would try udev/ALSA card detection, D-Bus, X11...)
+    # --disable-shm: samples go over the socket, not memfd/shm blocks; with those, Pulse 16
+    # aborted mid-run (memblock.c "n_imported > 0" assertion, pulseaudio issue 824) and
+    # every later audio test failed
     HOME="$DIR/home" XDG_RUNTIME_DIR="$DIR" XDG_CONFIG_HOME="$DIR/home/.config" \
-    pulseaudio --daemonize=yes --use-pid-file=yes -n \
+    pulseaudio --daemonize=yes --use-pid-file=yes -n --disable-shm=yes \
         --exit-idle-time=-1 --disallow-exit=yes \
         --log-target="file:$DIR/pulse.log" --log-level=notice \
         -L "module-native-protocol-unix auth-anonymous=1 socket=$SOCK" \
