@@ -22,6 +22,19 @@ def caller(softphone, tmp_path, port: int, *args: str):
     return softphone("call", f"sip:uas@127.0.0.1:{port}", *args, "--config", config(tmp_path))
 
 
+def completed_call_to(sipp, softphone, tmp_path, scenario: str, *args: str):
+    """A SIPp UAS running ``scenario`` on a free port, our call to it (answered, exit 0),
+    and the UAS's result, which must have passed (its checks are in the scenario)."""
+    port = free_udp_port()
+    uas = sipp.start(scenario, local_port=port, timeout=20, media_port=free_udp_port())
+    a = caller(softphone, tmp_path, port, *args)
+    assert a.wait_event("answered", timeout=15)
+    assert a.wait_exit(15) == 0, a.diagnostics()
+    result = uas.wait(10)
+    assert result.ok, result.explain()
+    return a, result
+
+
 def test_rfc3262_s3_uac_requiring_100rel_gets_a_reliable_180(softphone, sipp, tmp_path):
     port = free_udp_port()
     b = softphone("answer", "--auto", "--delay", "0.5", "--max-calls", "1", "--config",
@@ -127,14 +140,8 @@ def test_rfc4488_s4_a_202_with_refer_sub_false_ends_the_transfer_as_accepted(sof
 
 
 def test_rfc4028_s10_a_short_interval_is_refreshed_by_update(softphone, sipp, tmp_path):
-    port = free_udp_port()
-    uas = sipp.start("uas_timer_refresh", local_port=port, timeout=20,
-                     media_port=free_udp_port())
-    a = caller(softphone, tmp_path, port, "--duration", "3")
-    assert a.wait_event("answered", timeout=15)
-    assert a.wait_exit(15) == 0, a.diagnostics()
-    result = uas.wait(10)
-    assert result.ok, result.explain()
+    _, result = completed_call_to(sipp, softphone, tmp_path, "uas_timer_refresh",
+                                  "--duration", "3")
     log = result.messages()
     assert "Session-Expires: 1800" in log and "Min-SE: 90" in log  # what we asked first
     assert "UPDATE sip:" in log
@@ -143,15 +150,9 @@ def test_rfc4028_s10_a_short_interval_is_refreshed_by_update(softphone, sipp, tm
 def test_rfc4028_s10_without_update_the_refresh_is_a_re_invite(softphone, sipp, tmp_path):
     """The far end allows no UPDATE: our refresh (at half the 4 s interval) is a re-INVITE
     with Session-Expires and the same SDP, answered, ACKed, and the call goes on."""
-    port = free_udp_port()
-    uas = sipp.start("uas_timer_reinvite", local_port=port, timeout=20,
-                     media_port=free_udp_port())
-    a = caller(softphone, tmp_path, port, "--duration", "3")
-    assert a.wait_event("answered", timeout=15)
-    assert a.wait_exit(15) == 0, a.diagnostics()
+    a, result = completed_call_to(sipp, softphone, tmp_path, "uas_timer_reinvite",
+                                  "--duration", "3")
     assert a.find_event("ended")["reason"] == "hangup"
-    result = uas.wait(10)
-    assert result.ok, result.explain()
     assert "UPDATE sip:" not in result.messages()
 
 
@@ -172,13 +173,8 @@ def test_rfc4028_s10_no_refresh_from_the_refresher_ends_the_call_with_bye(softph
 
 
 def test_rfc4028_s7_4_a_422_is_retried_with_its_min_se(softphone, sipp, tmp_path):
-    port = free_udp_port()
-    uas = sipp.start("uas_422", local_port=port, timeout=20, media_port=free_udp_port())
-    a = caller(softphone, tmp_path, port, "--duration", "1")
-    assert a.wait_event("answered", timeout=15)
-    assert a.wait_exit(15) == 0, a.diagnostics()
-    result = uas.wait(10)
-    assert result.ok, result.explain()  # it checked Session-Expires/Min-SE: 1900
+    # the UAS checks Session-Expires/Min-SE: 1900
+    completed_call_to(sipp, softphone, tmp_path, "uas_422", "--duration", "1")
 
 
 def test_rfc3261_s8_1_3_4_302_with_two_contacts_is_followed_by_q_value(softphone, sipp,
@@ -222,12 +218,7 @@ def test_rfc6086_dtmf_as_sip_info_when_the_answer_has_no_telephone_event(softpho
     """dtmf_mode auto: the far end (SIPp) answered without telephone-event, so `--dtmf 42`
     goes as two SIP INFO application/dtmf-relay requests, one digit each, in order (SIPp
     checks the Content-Type and each Signal=)."""
-    port = free_udp_port()
-    uas = sipp.start("uas_info_dtmf", local_port=port, timeout=20, media_port=free_udp_port())
-    a = caller(softphone, tmp_path, port, "--dtmf", "42", "--duration", "2")
-    assert a.wait_event("answered", timeout=15)
-    assert a.wait_exit(15) == 0, a.diagnostics()
-    result = uas.wait(10)
-    assert result.ok, result.explain()
+    _, result = completed_call_to(sipp, softphone, tmp_path, "uas_info_dtmf",
+                                  "--dtmf", "42", "--duration", "2")
     log = result.messages()
     assert log.count("INFO sip:") == 2 and "Signal=4" in log and "Signal=2" in log
