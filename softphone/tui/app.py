@@ -302,13 +302,11 @@ class SoftphoneApp(App):
             self.ready.set()
             self.request_refresh()
             return
-        # the choice first: the account table's first fill puts its cursor on the chosen
-        # row, and a fill before the choice highlighted the first row, which then won
+        self.bridge.seed_accounts(phone.account_info())
+        self.state.dnd = config.calls.dnd
         if self.account is not None:
             phone.select_account(self.account)  # --account (checked before the screen)
         self.state.selected_account = phone.selected_account
-        self.bridge.seed_accounts(phone.account_info())
-        self.state.dnd = config.calls.dnd
         self.state.identity = phone.identity()
         self.state.log_line(f"listening on {self.state.identity}")
         self.ready.set()

@@ -90,7 +90,7 @@ class UserAgent:
         self.local_tone: tuple[str | None, Any] = (None, None)  # alerts: ring or ringback
         self.call_count = 0
         self._live = 0
-        self._ended: dict[int, Call] = {}  # id(call) → call, oldest first
+        self._ended: dict[Call, None] = {}  # an ordered set: the oldest first
         self._preload: asyncio.Task | None = None
         first = next(iter(self.accounts.values()), None)
         self.user = user or (first.user if first else None) or "softphone"
@@ -217,13 +217,13 @@ class UserAgent:
         """Kept until its session stops absorbing retransmissions (64·T1), in a bounded
         table that never refuses a new call."""
         self._live -= 1
-        self._ended[id(call)] = call
+        self._ended[call] = None
         while len(self._ended) > MAX_ENDED_RECORDS:
-            self.release_call(next(iter(self._ended.values())))
+            self.release_call(next(iter(self._ended)))
 
     def release_call(self, call: Call) -> None:
         """Forget an ended call: its session no longer absorbs retransmissions."""
-        self._ended.pop(id(call), None)
+        self._ended.pop(call, None)
         self.stack.detach(call.session)
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
